@@ -1,0 +1,8 @@
+//! rdl-engine: everything in rdl that can run without PostgreSQL.
+//!
+//! The extension crate reads the catalog and executes SQL; this crate decides what to read
+//! and what it means: the schema graph's semantics, the predictive query language, and (in
+//! later modules) encoding, the model, training and metrics. Its tests need no database.
+
+pub mod ident;
+pub mod schema;
