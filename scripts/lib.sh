@@ -1,0 +1,44 @@
+# Shared helpers for rdl's scripts. Source it: . "$(dirname "$0")/lib.sh"
+set -euo pipefail
+
+RDL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_MAJOR="${PG_MAJOR:-15}"
+PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
+PG_CONFIG="${PG_BIN}/pg_config"
+PGRX_VERSION="0.18.1"
+export PATH="${HOME}/.cargo/bin:${PATH}"
+
+# Timestamped phase markers, so CI logs show where the time goes.
+phase_start() { PHASE_NAME="$1"; PHASE_T0=$(date +%s); echo "==> $1"; }
+phase_end() { echo "==> ${PHASE_NAME}: $(( $(date +%s) - PHASE_T0 ))s"; }
+
+as_postgres() { runuser -u postgres -- "$@"; }
+
+# Starts (creating if needed) a throwaway cluster in $1 on port $2, socket in $1 itself.
+# The directory lives under build/ (git-ignored); the postgres OS user owns it.
+cluster_start() {
+    local dir="$1" port="$2"
+    mkdir -p "$dir"
+    chown postgres "$dir"
+    # The postgres user must be able to reach the directory through every parent.
+    local p="$dir"; while [ "$p" != "/" ]; do chmod o+x "$p" 2>/dev/null || true; p="$(dirname "$p")"; done
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        as_postgres "$PG_BIN/initdb" -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
+    fi
+    if ! as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+        as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -w -l "$dir/log" \
+            -o "-p $port -k $dir -c listen_addresses='' -c fsync=off" start >/dev/null
+    fi
+}
+
+cluster_stop() {
+    local dir="$1"
+    if [ -f "$dir/data/PG_VERSION" ]; then
+        as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
+    fi
+}
+
+# Builds the extension and installs it into the system PostgreSQL.
+install_extension() {
+    (cd "$RDL_ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" "$@")
+}

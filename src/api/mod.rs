@@ -1,0 +1,3 @@
+//! The SQL API, one file per concept.
+
+mod schema;

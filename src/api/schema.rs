@@ -1,0 +1,83 @@
+//! `rdl_schema_graph` and `rdl_set_time_column`: what rdl understands of the database.
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use crate::catalog;
+use crate::error::{spi, RdlError};
+
+/// The schema graph as the caller sees it: tables with primary keys, typed columns, time
+/// columns, and foreign keys. `schemas` limits it to those schemas.
+#[pg_extern]
+fn rdl_schema_graph(schemas: default!(Option<Vec<String>>, "NULL")) -> JsonB {
+    let graph = catalog::read_graph(schemas);
+    match serde_json::to_value(&graph) {
+        Ok(v) => JsonB(v),
+        Err(e) => RdlError::new("XX000", format!("rdl: cannot serialise the graph: {e}")).raise(),
+    }
+}
+
+/// Sets (or, with `col` NULL, removes) the time column of `tbl`: the moment each row became
+/// known. A table whose time column is NULL is static: always visible to the model.
+#[pg_extern]
+fn rdl_set_time_column(tbl: &str, col: Option<&str>) -> String {
+    let Some(oid) = spi(Spi::get_one_with_args::<i64>(
+        "SELECT pg_catalog.to_regclass($1)::oid::int8",
+        &[tbl.into()],
+    )) else {
+        RdlError::new("42P01", format!("relation \"{tbl}\" does not exist"))
+            .hint("Name an existing table, schema-qualified if it is not on the search_path.")
+            .raise()
+    };
+    let (relname, relkind) = spi(Spi::get_two_with_args::<String, String>(
+        "SELECT $1::int8::oid::regclass::text, relkind::text FROM pg_catalog.pg_class WHERE oid = $1::int8::oid",
+        &[oid.into()],
+    ));
+    let relname = relname.unwrap_or_else(|| tbl.to_string());
+    if !matches!(relkind.as_deref(), Some("r") | Some("p")) {
+        RdlError::new("42809", format!("\"{relname}\" is not a table"))
+            .hint("Time columns belong to tables or partitioned tables.")
+            .raise()
+    }
+    let readable = spi(Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.has_table_privilege($1::int8::oid, 'SELECT')",
+        &[oid.into()],
+    ));
+    if readable != Some(true) {
+        RdlError::new("42501", format!("permission denied for table {relname}"))
+            .hint("rdl reads tables as the calling user; ask the owner to GRANT SELECT.")
+            .raise()
+    }
+    if let Some(col) = col {
+        let ty = spi(Spi::get_one_with_args::<String>(
+            "SELECT pg_catalog.format_type(atttypid, NULL) FROM pg_catalog.pg_attribute
+             WHERE attrelid = $1::int8::oid AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+            &[oid.into(), col.into()],
+        ));
+        match ty.as_deref() {
+            None => RdlError::new(
+                "42703",
+                format!("column \"{col}\" of relation \"{relname}\" does not exist"),
+            )
+            .hint("Name a date, timestamp or timestamptz column of the table.")
+            .raise(),
+            Some("date" | "timestamp without time zone" | "timestamp with time zone") => {}
+            Some(other) => RdlError::new(
+                "42804",
+                format!("column \"{col}\" of relation \"{relname}\" is of type {other}, not a date or timestamp"),
+            )
+            .hint("A time column must be date, timestamp or timestamptz; pass NULL to make the table static.")
+            .raise(),
+        }
+    }
+    spi(Spi::run_with_args(
+        "INSERT INTO rdl.time_columns (table_oid, column_name) VALUES ($1::int8::oid::regclass, $2)
+         ON CONFLICT (table_oid) DO UPDATE
+         SET column_name = EXCLUDED.column_name, set_by = current_user, set_at = now()",
+        &[oid.into(), col.into()],
+    ));
+    match col {
+        Some(c) => format!("{relname}: time column {c}"),
+        None => format!("{relname}: static"),
+    }
+}
