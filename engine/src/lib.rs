@@ -5,4 +5,5 @@
 //! later modules) encoding, the model, training and metrics. Its tests need no database.
 
 pub mod ident;
+pub mod pql;
 pub mod schema;
