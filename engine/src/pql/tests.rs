@@ -821,6 +821,16 @@ fn dump_relbench_sql() {
         let s = compile(q, &g, &relbench()).unwrap();
         std::fs::write(format!("{dir}/{name}.sql"), s.label_sql()).unwrap();
         std::fs::write(format!("{dir}/{name}.params"), s.params.join("\n")).unwrap();
+        // RDL_PQL_RANGE="min|max" as printed by time_range_sql: also write the anchors.
+        if let Ok(r) = std::env::var("RDL_PQL_RANGE") {
+            let (lo, hi) = r.trim().split_once('|').unwrap();
+            let (lo, hi) = (parse_timestamp(lo).unwrap(), parse_timestamp(hi).unwrap());
+            let sp = s.splits(lo, hi).unwrap();
+            for (split, a) in [("train", &sp.train), ("val", &sp.val), ("test", &sp.test)] {
+                let lit = crate::anchors::anchors_array_literal(a);
+                std::fs::write(format!("{dir}/{name}.{split}.anchors"), lit).unwrap();
+            }
+        }
     }
     std::fs::write(format!("{dir}/range.sql"), time_range_sql(&g)).unwrap();
 }
