@@ -833,4 +833,19 @@ fn dump_relbench_sql() {
         }
     }
     std::fs::write(format!("{dir}/range.sql"), time_range_sql(&g)).unwrap();
+    // Other shapes, to check that PostgreSQL accepts them.
+    let extra = [
+        "PREDICT LIST_DISTINCT(results.constructor_id, 0, 1, months) RANK TOP 5 FOR EACH drivers.driver_id",
+        "PREDICT drivers.nationality FOR EACH drivers.driver_id WHERE NOT COUNT(results.*, -1, 0, months) > 0 OR drivers.code IS NULL",
+        "PREDICT LAST(results.points, 0, 2, weeks) FOR EACH drivers.driver_id WHERE EXISTS(qualifying.*, -48, 0, hours)",
+        "PREDICT FIRST(results.grid, 0, 30, days) = '1' FOR EACH drivers.driver_id",
+        "PREDICT COUNT_DISTINCT(results.race_id WHERE (results.position IS NOT NULL AND results.points >= 1.5) OR NOT results.grid < 3, 0, 90, days) FOR EACH drivers.driver_id",
+        "PREDICT SUM(constructor_results.points WHERE constructor_results.status = 'D', 0, 1, months) FOR EACH constructors.constructor_id WHERE constructors.nationality != 'British'",
+    ];
+    for (i, q) in extra.iter().enumerate() {
+        let s = compile(q, &g, &relbench()).unwrap();
+        std::fs::write(format!("{dir}/extra{i}.sql"), s.label_sql()).unwrap();
+        std::fs::write(format!("{dir}/extra{i}.at.sql"), s.labels_at_sql()).unwrap();
+        std::fs::write(format!("{dir}/extra{i}.params"), s.params.join("\n")).unwrap();
+    }
 }
