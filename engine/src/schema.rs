@@ -117,7 +117,9 @@ impl SchemaGraph {
 
     /// Foreign keys pointing at `table` (from its children).
     pub fn children_of<'a>(&'a self, table: &'a str) -> impl Iterator<Item = &'a ForeignKey> {
-        self.foreign_keys.iter().filter(move |fk| fk.ref_table == table)
+        self.foreign_keys
+            .iter()
+            .filter(move |fk| fk.ref_table == table)
     }
 
     /// Recomputes every column's semantic type now that keys are known, and adds warnings.
@@ -131,7 +133,9 @@ impl SchemaGraph {
         for t in &mut self.tables {
             for c in &mut t.columns {
                 let is_key = t.primary_key.contains(&c.name)
-                    || key_cols.iter().any(|(tt, cc)| *tt == t.table && *cc == c.name);
+                    || key_cols
+                        .iter()
+                        .any(|(tt, cc)| *tt == t.table && *cc == c.name);
                 // A time column inside a key (partitioned tables) stays the time column.
                 if is_key && t.time_column.as_deref() != Some(c.name.as_str()) {
                     c.semantic = SemanticType::Key;
@@ -159,7 +163,11 @@ impl std::fmt::Display for ResolveError {
         match self {
             ResolveError::NotFound(n) => write!(f, "table {n} does not exist"),
             ResolveError::Ambiguous(c) => {
-                write!(f, "table name is ambiguous: candidates are {}", c.join(", "))
+                write!(
+                    f,
+                    "table name is ambiguous: candidates are {}",
+                    c.join(", ")
+                )
             }
         }
     }
@@ -283,7 +291,10 @@ mod tests {
         assert_eq!(infer_semantic('A', "_int4", None, 0.0), Unsupported);
         // Strings: categories when few distinct values, text otherwise or when unknown.
         assert_eq!(infer_semantic('S', "text", Some(12.0), 800.0), Categorical);
-        assert_eq!(infer_semantic('S', "text", Some(-0.01), 10_000.0), Categorical);
+        assert_eq!(
+            infer_semantic('S', "text", Some(-0.01), 10_000.0),
+            Categorical
+        );
         assert_eq!(infer_semantic('S', "text", Some(-1.0), 800.0), Text);
         assert_eq!(infer_semantic('S', "text", Some(5000.0), 100_000.0), Text);
         assert_eq!(infer_semantic('S', "varchar", None, 800.0), Text);
@@ -330,7 +341,10 @@ mod tests {
             table: quote_qualified(schema, name),
             kind: "table".into(),
             primary_key: vec!["id".into()],
-            columns: vec![col("id", SemanticType::Numerical), col("x", SemanticType::Numerical)],
+            columns: vec![
+                col("id", SemanticType::Numerical),
+                col("x", SemanticType::Numerical),
+            ],
             time_column: None,
             time_source: None,
             visible,
@@ -340,18 +354,28 @@ mod tests {
     #[test]
     fn resolution_follows_search_path() {
         let g = SchemaGraph {
-            tables: vec![table("a", "t", false), table("b", "t", true), table("a", "only", false)],
+            tables: vec![
+                table("a", "t", false),
+                table("b", "t", true),
+                table("a", "only", false),
+            ],
             ..Default::default()
         };
         assert_eq!(g.resolve(None, "t").unwrap().schema, "b");
         assert_eq!(g.resolve(Some("a"), "t").unwrap().schema, "a");
         assert_eq!(g.resolve(None, "only").unwrap().schema, "a");
-        assert!(matches!(g.resolve(None, "nope"), Err(ResolveError::NotFound(_))));
+        assert!(matches!(
+            g.resolve(None, "nope"),
+            Err(ResolveError::NotFound(_))
+        ));
         let g = SchemaGraph {
             tables: vec![table("a", "t", false), table("b", "t", false)],
             ..Default::default()
         };
-        assert!(matches!(g.resolve(None, "t"), Err(ResolveError::Ambiguous(_))));
+        assert!(matches!(
+            g.resolve(None, "t"),
+            Err(ResolveError::Ambiguous(_))
+        ));
     }
 
     #[test]

@@ -1,0 +1,463 @@
+//! Label SQL generation. Every identifier goes through [`quote_ident`]; every literal
+//! value is a bound `text` parameter (`$2, $3, ...`); only integers from the query's
+//! window bounds (formatted from `i64`) and the catalog's own type names
+//! (`format_type()`, already quoted) appear in the text.
+
+use super::ast::{Agg, CmpOp, Literal};
+use super::compile::collect_aggs;
+use super::spec::*;
+use crate::ident::quote_ident;
+use crate::schema::{SchemaGraph, SemanticType};
+
+/// Where the anchors come from.
+#[derive(Clone, Copy)]
+pub(crate) enum Anchors {
+    /// `$1 timestamptz[]`.
+    Array,
+    /// `$1 timestamptz`.
+    Single,
+}
+
+fn is_timestamptz(pg_type: &str) -> bool {
+    pg_type.contains("with time zone") && !pg_type.contains("without")
+}
+
+/// The anchor shifted by `offset` units, in the type to compare with a column of
+/// `col_type`. Arithmetic happens on the UTC wall clock so that no result depends on the
+/// session's TimeZone; the column itself is never wrapped, so its index stays usable.
+pub(crate) fn anchor_bound(offset: i64, unit: super::ast::Unit, col_type: &str) -> String {
+    let utc = "(a.anchor_time AT TIME ZONE 'UTC')".to_string();
+    let shifted = if offset == 0 {
+        utc
+    } else {
+        format!("({utc} + interval '{offset} {}')", unit.name())
+    };
+    if is_timestamptz(col_type) {
+        format!("({shifted} AT TIME ZONE 'UTC')")
+    } else {
+        // timestamp without time zone: compared as UTC wall clock; date: PostgreSQL's
+        // date-vs-timestamp operators (a date is its midnight).
+        shifted
+    }
+}
+
+/// A group of aggregates sharing table, path, window and row filter: one CTE.
+struct Source<'a> {
+    key: &'a AggregateSpec,
+    values: Vec<&'a AggregateSpec>,
+}
+
+fn same_source(a: &AggregateSpec, b: &AggregateSpec) -> bool {
+    a.table == b.table && a.path == b.path && a.window == b.window && a.row_filter == b.row_filter
+}
+
+struct Gen<'a> {
+    spec: &'a TaskSpec,
+    params: Vec<String>,
+    sources: Vec<Source<'a>>,
+}
+
+impl<'a> Gen<'a> {
+    fn param(&mut self, v: &str) -> String {
+        self.params.push(v.to_string());
+        format!("${}::text", self.params.len() + 1)
+    }
+
+    fn register(&mut self, a: &'a AggregateSpec) {
+        if let Some(s) = self.sources.iter_mut().find(|s| same_source(s.key, a)) {
+            if !s
+                .values
+                .iter()
+                .any(|v| v.agg == a.agg && v.column == a.column)
+            {
+                s.values.push(a);
+            }
+        } else {
+            self.sources.push(Source {
+                key: a,
+                values: vec![a],
+            });
+        }
+    }
+
+    /// `sN.vM`, the raw aggregate value (NULL when the entity had no row in the window).
+    fn agg_ref(&self, a: &AggregateSpec) -> String {
+        for (i, s) in self.sources.iter().enumerate() {
+            if same_source(s.key, a) {
+                for (j, v) in s.values.iter().enumerate() {
+                    if v.agg == a.agg && v.column == a.column {
+                        return format!("s{i}.v{j}");
+                    }
+                }
+            }
+        }
+        unreachable!("aggregate registered before use")
+    }
+
+    /// The aggregate's value with empty windows made 0 where that is its meaning.
+    fn agg_value(&self, a: &AggregateSpec) -> String {
+        let r = self.agg_ref(a);
+        if a.agg.zero_when_empty() {
+            format!("COALESCE({r}, 0)")
+        } else {
+            r
+        }
+    }
+
+    /// A literal as SQL; `cast_to` is the type it is compared with.
+    fn literal(&mut self, l: &Literal, cast_to: Option<&str>) -> String {
+        match l {
+            Literal::Null => "NULL".into(),
+            Literal::Boolean(true) => "TRUE".into(),
+            Literal::Boolean(false) => "FALSE".into(),
+            Literal::Number(n) => format!("CAST({} AS numeric)", self.param(n)),
+            Literal::String(s) => {
+                let p = self.param(s);
+                match cast_to {
+                    Some(t) => format!("CAST({p} AS {t})"),
+                    None => p,
+                }
+            }
+        }
+    }
+
+    fn value_type(v: &Value) -> Option<String> {
+        match v {
+            Value::Column(c) => Some(c.pg_type.clone()),
+            Value::Aggregate(a) => match a.agg {
+                Agg::Min | Agg::Max | Agg::First | Agg::Last => {
+                    a.column.as_ref().map(|c| c.pg_type.clone())
+                }
+                _ => Some("numeric".into()),
+            },
+            Value::Literal(_) => None,
+        }
+    }
+
+    fn value(&mut self, v: &Value, alias: &str, other: Option<&Value>) -> String {
+        match v {
+            Value::Column(c) => format!("{alias}.{}", quote_ident(&c.column)),
+            Value::Literal(l) => {
+                let t = other.and_then(Self::value_type);
+                self.literal(l, t.as_deref())
+            }
+            Value::Aggregate(a) => self.agg_value(a),
+        }
+    }
+
+    /// A condition; `alias` is the table its bare columns belong to. `positive` is false
+    /// under an odd number of NOTs: only in positive position may a comparison that is
+    /// false for an empty window use the bare (NULL-able) aggregate, which lets
+    /// PostgreSQL turn the LEFT JOIN into an inner join.
+    fn expr(&mut self, e: &Expr, alias: &str, positive: bool) -> String {
+        match e {
+            Expr::And(a, b) => format!(
+                "({} AND {})",
+                self.expr(a, alias, positive),
+                self.expr(b, alias, positive)
+            ),
+            Expr::Or(a, b) => format!(
+                "({} OR {})",
+                self.expr(a, alias, positive),
+                self.expr(b, alias, positive)
+            ),
+            Expr::Not(a) => format!("(NOT {})", self.expr(a, alias, !positive)),
+            Expr::Compare { op, left, right } => {
+                if positive {
+                    if let Some(s) = self.strict_compare(*op, left, right) {
+                        return s;
+                    }
+                }
+                let l = self.value(left, alias, Some(right));
+                let r = self.value(right, alias, Some(left));
+                format!("({l} {} {r})", op.sql())
+            }
+            Expr::IsNull { value, negated } => {
+                let v = self.value(value, alias, None);
+                format!("({v} IS {}NULL)", if *negated { "NOT " } else { "" })
+            }
+            Expr::Truth(v) => match v {
+                Value::Aggregate(a) if a.agg == Agg::Exists => {
+                    if positive {
+                        format!("({} > 0)", self.agg_ref(a))
+                    } else {
+                        format!("({} > 0)", self.agg_value(a))
+                    }
+                }
+                other => {
+                    let s = self.value(other, alias, None);
+                    format!("({s})")
+                }
+            },
+        }
+    }
+
+    fn strict_compare(&mut self, op: CmpOp, left: &Value, right: &Value) -> Option<String> {
+        let (a, lit, flipped) = match (left, right) {
+            (Value::Aggregate(a), Value::Literal(l)) => (a, l, false),
+            (Value::Literal(l), Value::Aggregate(a)) => (a, l, true),
+            _ => return None,
+        };
+        if !a.agg.zero_when_empty() {
+            return None;
+        }
+        let x = lit.as_f64()?;
+        let holds_for_zero = if flipped {
+            op.eval(x, 0.0)
+        } else {
+            op.eval(0.0, x)
+        };
+        if holds_for_zero {
+            return None;
+        }
+        let r = self.agg_ref(a);
+        let l = self.literal(lit, None);
+        Some(if flipped {
+            format!("({l} {} {r})", op.sql())
+        } else {
+            format!("({r} {} {l})", op.sql())
+        })
+    }
+
+    fn agg_expr(a: &AggregateSpec) -> String {
+        let col = a
+            .column
+            .as_ref()
+            .map(|c| format!("t0.{}", quote_ident(&c.column)));
+        let time = format!("t0.{}", quote_ident(&a.time_column));
+        let order = |dir: &str| {
+            let mut o = format!("{time} {dir}");
+            if let Some(pk) = &a.primary_key {
+                o.push_str(&format!(", t0.{} {dir}", quote_ident(pk)));
+            }
+            o
+        };
+        match (a.agg, col) {
+            (Agg::Count | Agg::Exists, None) => "count(*)".into(),
+            (Agg::Count | Agg::Exists, Some(c)) => format!("count({c})"),
+            (Agg::CountDistinct, Some(c)) => format!("count(DISTINCT {c})"),
+            (Agg::Sum, Some(c)) => format!("sum({c})"),
+            (Agg::Avg, Some(c)) => format!("avg({c})"),
+            (Agg::Min, Some(c)) => format!("min({c})"),
+            (Agg::Max, Some(c)) => format!("max({c})"),
+            (Agg::First, Some(c)) => format!("(array_agg({c} ORDER BY {}))[1]", order("ASC")),
+            (Agg::Last, Some(c)) => format!("(array_agg({c} ORDER BY {}))[1]", order("DESC")),
+            (Agg::ListDistinct, Some(c)) => {
+                format!("array_agg(DISTINCT ({c})::text ORDER BY ({c})::text)")
+            }
+            (agg, None) => unreachable!("{agg:?} without a column is rejected by the compiler"),
+        }
+    }
+
+    fn source_cte(&mut self, i: usize) -> String {
+        let key = self.sources[i].key;
+        let values: Vec<String> = self.sources[i]
+            .values
+            .iter()
+            .enumerate()
+            .map(|(j, a)| format!("{} AS v{j}", Self::agg_expr(a)))
+            .collect();
+        let w = key.window;
+        let time = format!("t0.{}", quote_ident(&key.time_column));
+        let mut sql = String::new();
+        let n = key.path.len();
+        let entity_key = format!("t{}.{}", n - 1, quote_ident(&key.path[n - 1].columns[0]));
+        sql.push_str(&format!(
+            "  SELECT a.anchor_time, {entity_key} AS entity_key, {}\n  FROM anchors a\n  JOIN {} t0 ON {time} > {} AND {time} <= {}\n",
+            values.join(", "),
+            key.table,
+            anchor_bound(w.start, w.unit, &key.time_type),
+            anchor_bound(w.end, w.unit, &key.time_type),
+        ));
+        for h in 1..n {
+            let prev = &key.path[h - 1];
+            sql.push_str(&format!(
+                "  JOIN {} t{h} ON t{h}.{} = t{}.{}\n",
+                key.path[h].table,
+                quote_ident(&prev.ref_columns[0]),
+                h - 1,
+                quote_ident(&prev.columns[0]),
+            ));
+        }
+        sql.push_str(&format!("  WHERE {entity_key} IS NOT NULL"));
+        if let Some(f) = &key.row_filter {
+            let cond = self.expr(f, "t0", false);
+            sql.push_str(&format!(" AND {cond}"));
+        }
+        sql.push_str(&format!("\n  GROUP BY a.anchor_time, {entity_key}"));
+        format!("s{i} AS (\n{sql}\n)")
+    }
+}
+
+/// Converts a value expression to the label's SQL type.
+fn to_float8(expr: &str, pg_type: &str) -> String {
+    let t = pg_type.to_ascii_lowercase();
+    if t == "interval" || t.starts_with("time ") || t == "time" {
+        format!("extract(epoch FROM {expr})::float8")
+    } else {
+        format!("({expr})::float8")
+    }
+}
+
+pub(crate) fn generate(spec: &TaskSpec, anchors: Anchors) -> (String, Vec<String>) {
+    let mut g = Gen {
+        spec,
+        params: Vec::new(),
+        sources: Vec::new(),
+    };
+    let mut aggs: Vec<&AggregateSpec> = Vec::new();
+    match &spec.target {
+        Target::Aggregate(a) | Target::ListDistinct { aggregate: a, .. } => aggs.push(a),
+        Target::Static(_) => {}
+    }
+    for e in [&spec.entity_filter, &spec.assuming].into_iter().flatten() {
+        collect_aggs(e, &mut aggs);
+    }
+    for a in aggs {
+        g.register(a);
+    }
+    let ent = &g.spec.entity;
+    let key = format!("e.{}", quote_ident(&ent.key_column));
+
+    // Label expression, the column name, and what must be non-NULL for a row to count.
+    let (label, label_name, not_null) = match &spec.target {
+        Target::Aggregate(a) => {
+            let raw = g.agg_ref(a);
+            let v = g.agg_value(a);
+            match (&spec.comparison, spec.task_type) {
+                (Some(c), _) => {
+                    let t = Gen::value_type(&Value::Aggregate(Box::new(a.clone())));
+                    let lit = g.literal(&c.value, t.as_deref());
+                    (
+                        format!(
+                            "CASE WHEN {v} {} {lit} THEN 1 ELSE 0 END::float8",
+                            c.op.sql()
+                        ),
+                        "label",
+                        None,
+                    )
+                }
+                (None, TaskType::BinaryClassification) if a.agg == Agg::Exists => (
+                    format!("CASE WHEN {v} > 0 THEN 1 ELSE 0 END::float8"),
+                    "label",
+                    None,
+                ),
+                (None, TaskType::BinaryClassification) => (
+                    format!("CASE WHEN {raw} THEN 1 ELSE 0 END::float8"),
+                    "label",
+                    Some(raw.clone()),
+                ),
+                (None, TaskType::MulticlassClassification) => {
+                    (format!("({raw})::text"), "label", Some(raw.clone()))
+                }
+                _ => {
+                    let t = if matches!(a.agg, Agg::Min | Agg::Max | Agg::First | Agg::Last) {
+                        a.column
+                            .as_ref()
+                            .map(|c| c.pg_type.clone())
+                            .unwrap_or_default()
+                    } else {
+                        "numeric".to_string()
+                    };
+                    let nn = if a.agg.zero_when_empty() {
+                        None
+                    } else {
+                        Some(raw.clone())
+                    };
+                    (to_float8(&v, &t), "label", nn)
+                }
+            }
+        }
+        Target::ListDistinct { aggregate, .. } => {
+            let raw = g.agg_ref(aggregate);
+            (raw.clone(), "labels", Some(raw))
+        }
+        Target::Static(c) => {
+            let col = format!("e.{}", quote_ident(&c.column));
+            let l = match c.semantic {
+                SemanticType::Numerical => to_float8(&col, &c.pg_type),
+                SemanticType::Boolean => format!("CASE WHEN {col} THEN 1 ELSE 0 END::float8"),
+                _ => format!("({col})::text"),
+            };
+            (l, "label", Some(col))
+        }
+    };
+
+    let mut where_: Vec<String> = Vec::new();
+    if let (Some(tc), Some(tt)) = (&ent.time_column, &ent.time_type) {
+        where_.push(format!(
+            "e.{} <= {}",
+            quote_ident(tc),
+            anchor_bound(0, super::ast::Unit::Days, tt)
+        ));
+    }
+    if let Some(f) = &spec.entity_filter {
+        where_.push(g.expr(f, "e", true));
+    }
+    if let Some(f) = &spec.assuming {
+        where_.push(g.expr(f, "e", true));
+    }
+    if let Some(nn) = not_null {
+        where_.push(format!("{nn} IS NOT NULL"));
+    }
+
+    let anchors_cte = match anchors {
+        Anchors::Array => "anchors AS (\n  SELECT DISTINCT u.anchor_time\n  FROM unnest($1::timestamptz[]) AS u(anchor_time)\n  WHERE u.anchor_time IS NOT NULL\n)".to_string(),
+        Anchors::Single => "anchors AS (\n  SELECT $1::timestamptz AS anchor_time\n)".to_string(),
+    };
+    let mut ctes = vec![anchors_cte];
+    for i in 0..g.sources.len() {
+        ctes.push(g.source_cte(i));
+    }
+    let mut sql = format!(
+        "WITH {}\nSELECT ({key})::text AS entity_id, a.anchor_time, {label} AS {label_name}\nFROM anchors a\nCROSS JOIN {} e\n",
+        ctes.join(",\n"),
+        ent.table
+    );
+    for (i, s) in g.sources.iter().enumerate() {
+        let last = s.key.path.last().expect("non-empty path");
+        sql.push_str(&format!(
+            "LEFT JOIN s{i} ON s{i}.anchor_time = a.anchor_time AND s{i}.entity_key = e.{}\n",
+            quote_ident(&last.ref_columns[0])
+        ));
+    }
+    if !where_.is_empty() {
+        sql.push_str(&format!("WHERE {}\n", where_.join("\n  AND ")));
+    }
+    sql.push_str(&format!("ORDER BY a.anchor_time, {key}"));
+    (sql, g.params)
+}
+
+/// One statement returning `(min_time timestamptz, max_time timestamptz)` over every
+/// timed table of the graph (`timestamp` and `date` columns read as UTC); NULLs when no
+/// table is timed. Uses `min()`/`max()` on the bare columns (index-friendly).
+pub fn time_range_sql(graph: &SchemaGraph) -> String {
+    let mut parts = Vec::new();
+    for t in &graph.tables {
+        let Some(tc) = &t.time_column else { continue };
+        let Some(col) = t.column(tc) else { continue };
+        let c = quote_ident(tc);
+        let conv = |f: &str| {
+            if is_timestamptz(&col.pg_type) {
+                format!("{f}({c})")
+            } else if col.pg_type == "date" {
+                format!("{f}({c})::timestamp AT TIME ZONE 'UTC'")
+            } else {
+                format!("{f}({c}) AT TIME ZONE 'UTC'")
+            }
+        };
+        parts.push(format!(
+            "SELECT {} AS lo, {} AS hi FROM {}",
+            conv("min"),
+            conv("max"),
+            t.table
+        ));
+    }
+    if parts.is_empty() {
+        return "SELECT NULL::timestamptz AS min_time, NULL::timestamptz AS max_time".into();
+    }
+    format!(
+        "SELECT min(r.lo) AS min_time, max(r.hi) AS max_time FROM (\n  {}\n) r",
+        parts.join("\n  UNION ALL ")
+    )
+}
