@@ -12,7 +12,8 @@ export PATH="${HOME}/.cargo/bin:${PATH}"
 phase_start() { PHASE_NAME="$1"; PHASE_T0=$(date +%s); echo "==> $1"; }
 phase_end() { echo "==> ${PHASE_NAME}: $(( $(date +%s) - PHASE_T0 ))s"; }
 
-as_postgres() { runuser -u postgres -- "$@"; }
+# Servers start without RUST_BACKTRACE: pgrx would append Rust backtraces to error DETAILs.
+as_postgres() { env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE runuser -u postgres -- "$@"; }
 
 # Starts (creating if needed) a throwaway cluster in $1 on port $2, socket in $1 itself.
 # The directory lives under build/ (git-ignored); the postgres OS user owns it.
@@ -29,6 +30,12 @@ cluster_start() {
         as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -w -l "$dir/log" \
             -o "-p $port -k $dir -c listen_addresses='' -c fsync=off" start >/dev/null
     fi
+    local i
+    for i in $(seq 1 60); do
+        "$PG_BIN/pg_isready" -q -h "$dir" -p "$port" -d postgres && return 0
+        sleep 0.5
+    done
+    echo "PostgreSQL in $dir did not become ready; log:" >&2; tail -20 "$dir/log" >&2; return 1
 }
 
 cluster_stop() {

@@ -125,7 +125,9 @@ pub fn read_graph(schemas: Option<Vec<String>>) -> SchemaGraph {
             }
             // An edge to a table the caller cannot read is not part of their graph.
             let frel: i64 = spi(row.get(4)).unwrap_or_default();
-            let Some(&fi) = index.get(&frel) else { continue };
+            let Some(&fi) = index.get(&frel) else {
+                continue;
+            };
             foreign_keys.push(ForeignKey {
                 name: spi(row.get(2)).unwrap_or_default(),
                 table: tables[ti].table.clone(),

@@ -9,8 +9,7 @@ use pgrx::prelude::*;
 mod api;
 mod catalog;
 mod error;
-
-
+mod pgtime;
 
 ::pgrx::pg_module_magic!();
 
@@ -29,6 +28,38 @@ CREATE TABLE rdl.time_columns (
 );
 SELECT pg_catalog.pg_extension_config_dump('rdl.time_columns', '');
 GRANT SELECT, INSERT, UPDATE, DELETE ON rdl.time_columns TO PUBLIC;
+
+-- Tasks: a compiled predictive query and the anchors of its splits, fixed at creation so
+-- that training and evaluation see the same tables.
+CREATE TABLE rdl.tasks (
+    name          text PRIMARY KEY,
+    query         text NOT NULL,
+    options       jsonb NOT NULL DEFAULT '{}',
+    spec          jsonb NOT NULL,
+    data_min      timestamptz NOT NULL,
+    data_max      timestamptz NOT NULL,
+    train_anchors timestamptz[] NOT NULL,
+    val_anchors   timestamptz[] NOT NULL,
+    test_anchors  timestamptz[] NOT NULL,
+    created_by    name NOT NULL DEFAULT current_user,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+SELECT pg_catalog.pg_extension_config_dump('rdl.tasks', '');
+GRANT SELECT, INSERT, UPDATE, DELETE ON rdl.tasks TO PUBLIC;
+
+CREATE VIEW rdl_tasks AS
+SELECT name,
+       spec->>'task_type' AS task_type,
+       spec->'entity'->>'table' AS entity_table,
+       spec->'entity'->>'key_column' AS entity_key,
+       query,
+       cardinality(train_anchors) AS train_anchors,
+       cardinality(val_anchors) AS val_anchors,
+       cardinality(test_anchors) AS test_anchors,
+       created_by,
+       created_at
+FROM rdl.tasks;
+GRANT SELECT ON rdl_tasks TO PUBLIC;
 "#,
     name = "bootstrap",
     bootstrap

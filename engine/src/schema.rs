@@ -235,6 +235,7 @@ fn is_attribute_date(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n == "dob"
         || n.contains("birth")
+        || n.starts_with("born")
         || n.contains("expir")
         || n.contains("deadline")
         || n.starts_with("due")
@@ -329,6 +330,8 @@ mod tests {
         let cols = [col("dob", SemanticType::Timestamp)];
         assert_eq!(detect_time_column(&cols), None);
         let cols = [col("date_of_birth", SemanticType::Timestamp)];
+        assert_eq!(detect_time_column(&cols), None);
+        let cols = [col("born", SemanticType::Timestamp)];
         assert_eq!(detect_time_column(&cols), None);
         let cols = [col("name", SemanticType::Text)];
         assert_eq!(detect_time_column(&cols), None);

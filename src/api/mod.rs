@@ -1,3 +1,4 @@
 //! The SQL API, one file per concept.
 
 mod schema;
+pub mod task;

@@ -4,7 +4,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::catalog;
-use crate::error::{spi, RdlError};
+use crate::error::{query_one, spi, RdlError};
 
 /// The schema graph as the caller sees it: tables with primary keys, typed columns, time
 /// columns, and foreign keys. `schemas` limits it to those schemas.
@@ -21,10 +21,10 @@ fn rdl_schema_graph(schemas: default!(Option<Vec<String>>, "NULL")) -> JsonB {
 /// known. A table whose time column is NULL is static: always visible to the model.
 #[pg_extern]
 fn rdl_set_time_column(tbl: &str, col: Option<&str>) -> String {
-    let Some(oid) = spi(Spi::get_one_with_args::<i64>(
+    let Some(oid) = query_one::<i64>(
         "SELECT pg_catalog.to_regclass($1)::oid::int8",
         &[tbl.into()],
-    )) else {
+    ) else {
         RdlError::new("42P01", format!("relation \"{tbl}\" does not exist"))
             .hint("Name an existing table, schema-qualified if it is not on the search_path.")
             .raise()
@@ -39,21 +39,21 @@ fn rdl_set_time_column(tbl: &str, col: Option<&str>) -> String {
             .hint("Time columns belong to tables or partitioned tables.")
             .raise()
     }
-    let readable = spi(Spi::get_one_with_args::<bool>(
+    let readable = query_one::<bool>(
         "SELECT pg_catalog.has_table_privilege($1::int8::oid, 'SELECT')",
         &[oid.into()],
-    ));
+    );
     if readable != Some(true) {
         RdlError::new("42501", format!("permission denied for table {relname}"))
             .hint("rdl reads tables as the calling user; ask the owner to GRANT SELECT.")
             .raise()
     }
     if let Some(col) = col {
-        let ty = spi(Spi::get_one_with_args::<String>(
+        let ty = query_one::<String>(
             "SELECT pg_catalog.format_type(atttypid, NULL) FROM pg_catalog.pg_attribute
              WHERE attrelid = $1::int8::oid AND attname = $2 AND attnum > 0 AND NOT attisdropped",
             &[oid.into(), col.into()],
-        ));
+        );
         match ty.as_deref() {
             None => RdlError::new(
                 "42703",

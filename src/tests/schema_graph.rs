@@ -46,13 +46,20 @@ mod tests {
         assert_eq!(o["primary_key"], serde_json::json!(["order_id", "line"]));
         assert_eq!(o["time_column"], "created_at");
         let e = table(&g, "rdl_t.emp");
-        assert!(e["time_column"].is_null(), "a birth date is not a time column");
+        assert!(
+            e["time_column"].is_null(),
+            "a birth date is not a time column"
+        );
         let fks = g["foreign_keys"].as_array().unwrap();
         assert_eq!(fks.len(), 2);
         assert!(fks
             .iter()
             .any(|f| f["table"] == "rdl_t.emp" && f["ref_table"] == "rdl_t.emp"));
-        assert!(g["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("rdl_t.nokey")));
+        assert!(g["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("rdl_t.nokey")));
     }
 
     #[pg_test]
@@ -61,7 +68,10 @@ mod tests {
         Spi::run("SELECT rdl_set_time_column('rdl_t.\"Order Items\"', 'updated_at')").unwrap();
         Spi::run("SELECT rdl_set_time_column('rdl_t.customers', NULL)").unwrap();
         let g = graph();
-        assert_eq!(table(&g, "rdl_t.\"Order Items\"")["time_column"], "updated_at");
+        assert_eq!(
+            table(&g, "rdl_t.\"Order Items\"")["time_column"],
+            "updated_at"
+        );
         assert_eq!(table(&g, "rdl_t.\"Order Items\"")["time_source"], "user");
         assert!(table(&g, "rdl_t.customers")["time_column"].is_null());
     }
@@ -78,7 +88,9 @@ mod tests {
         Spi::run("SELECT rdl_set_time_column('rdl_t.customers', 'nope')").unwrap();
     }
 
-    #[pg_test(error = "column \"name\" of relation \"rdl_t.customers\" is of type text, not a date or timestamp")]
+    #[pg_test(
+        error = "column \"name\" of relation \"rdl_t.customers\" is of type text, not a date or timestamp"
+    )]
     fn set_time_column_wrong_type() {
         setup();
         Spi::run("SELECT rdl_set_time_column('rdl_t.customers', 'name')").unwrap();

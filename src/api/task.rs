@@ -1,0 +1,249 @@
+//! Tasks: a name for a compiled predictive query and its anchors.
+//! `rdl_create_task`, `rdl_drop_task`, `rdl_task_table`, `rdl_labels` (and the `rdl_tasks`
+//! view, created with the extension's storage).
+
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use rdl_engine::pql::{self, PqlError, TaskSpec, TaskType};
+
+use crate::catalog;
+use crate::error::{query_one, spi, RdlError};
+use crate::pgtime;
+
+impl From<PqlError> for RdlError {
+    fn from(e: PqlError) -> Self {
+        RdlError {
+            sqlstate: e.sqlstate,
+            message: e.message,
+            detail: e.detail,
+            hint: e.hint,
+        }
+    }
+}
+
+/// A stored task, as loaded by the functions that use it.
+pub struct Task {
+    pub spec: TaskSpec,
+}
+
+pub fn load_task(name: &str) -> Task {
+    let spec = query_one::<JsonB>("SELECT spec FROM rdl.tasks WHERE name = $1", &[name.into()]);
+    let Some(JsonB(spec)) = spec else {
+        RdlError::new("42704", format!("task \"{name}\" does not exist"))
+            .hint("Create it with rdl_create_task(name, query); list tasks with SELECT * FROM rdl_tasks.")
+            .raise()
+    };
+    match serde_json::from_value::<TaskSpec>(spec) {
+        Ok(spec) => Task { spec },
+        Err(e) => RdlError::new(
+            "XX000",
+            format!("task \"{name}\" has an unreadable spec: {e}"),
+        )
+        .hint("It was created by an incompatible rdl version: drop and re-create the task.")
+        .raise(),
+    }
+}
+
+/// Compiles `query` against the schema graph, derives the anchors of each split from the
+/// data's time range, and stores the task. Returns the compiled spec.
+#[pg_extern]
+fn rdl_create_task(name: &str, query: &str, options: default!(Option<JsonB>, "'{}'")) -> JsonB {
+    if name.trim().is_empty() {
+        RdlError::new("22023", "task name must not be empty").raise()
+    }
+    let exists = query_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM rdl.tasks WHERE name = $1)",
+        &[name.into()],
+    );
+    if exists == Some(true) {
+        RdlError::new("42710", format!("task \"{name}\" already exists"))
+            .hint(format!(
+                "Choose another name, or drop it first with SELECT rdl_drop_task('{}').",
+                name.replace('\'', "''")
+            ))
+            .raise()
+    }
+    let options_json = options.map(|j| j.0).unwrap_or(serde_json::Value::Null);
+    let opts =
+        pql::TaskOptions::from_json(&options_json).unwrap_or_else(|e| RdlError::from(e).raise());
+    let graph = catalog::read_graph(None);
+    let spec = pql::compile(query, &graph, &opts).unwrap_or_else(|e| RdlError::from(e).raise());
+
+    let range_sql = format!(
+        "SELECT (extract(epoch FROM r.min_time) * 1000000)::int8, \
+                (extract(epoch FROM r.max_time) * 1000000)::int8 FROM ({}) r",
+        pql::time_range_sql(&graph)
+    );
+    let (min_t, max_t) = spi(Spi::get_two::<i64, i64>(&range_sql));
+    let (Some(min_t), Some(max_t)) = (min_t, max_t) else {
+        RdlError::new(
+            "55000",
+            "the database has no timed rows to place anchors in",
+        )
+        .hint("Load data into a table with a time column, or set one with rdl_set_time_column.")
+        .raise()
+    };
+    let splits = spec
+        .splits(min_t, max_t)
+        .unwrap_or_else(|e| RdlError::from(e).raise());
+
+    let spec_json = serde_json::to_value(&spec).expect("TaskSpec serialises");
+    spi(Spi::run_with_args(
+        "INSERT INTO rdl.tasks (name, query, options, spec, data_min, data_max,
+                                train_anchors, val_anchors, test_anchors)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            name.into(),
+            query.into(),
+            JsonB(options_json).into(),
+            JsonB(spec_json.clone()).into(),
+            pgtime::to_pg(min_t).into(),
+            pgtime::to_pg(max_t).into(),
+            anchors(&splits.train).into(),
+            anchors(&splits.val).into(),
+            anchors(&splits.test).into(),
+        ],
+    ));
+
+    let mut out = spec_json;
+    if let Some(o) = out.as_object_mut() {
+        // The SQL is stored with the task; the caller wants the meaning.
+        o.remove("sql");
+        o.remove("sql_at");
+        o.insert("name".into(), name.into());
+        o.insert(
+            "anchors".into(),
+            serde_json::json!({
+                "val_cutoff": rdl_engine::anchors::format_timestamp(splits.val_cutoff),
+                "test_cutoff": rdl_engine::anchors::format_timestamp(splits.test_cutoff),
+                "train": split_summary(&splits.train),
+                "val": split_summary(&splits.val),
+                "test": split_summary(&splits.test),
+            }),
+        );
+    }
+    JsonB(out)
+}
+
+fn anchors(us: &[i64]) -> Vec<TimestampWithTimeZone> {
+    us.iter().map(|&t| pgtime::to_pg(t)).collect()
+}
+
+fn split_summary(a: &[i64]) -> serde_json::Value {
+    let first = a
+        .iter()
+        .min()
+        .map(|&t| rdl_engine::anchors::format_timestamp(t));
+    let last = a
+        .iter()
+        .max()
+        .map(|&t| rdl_engine::anchors::format_timestamp(t));
+    serde_json::json!({ "count": a.len(), "first": first, "last": last })
+}
+
+/// Drops a task (and, once models exist, its models).
+#[pg_extern]
+fn rdl_drop_task(name: &str) -> bool {
+    let dropped = query_one::<String>(
+        "DELETE FROM rdl.tasks WHERE name = $1 RETURNING name",
+        &[name.into()],
+    );
+    if dropped.is_none() {
+        RdlError::new("42704", format!("task \"{name}\" does not exist"))
+            .hint("List tasks with SELECT * FROM rdl_tasks.")
+            .raise()
+    }
+    true
+}
+
+type LabelRow = (
+    name!(entity_id, String),
+    name!(anchor_time, TimestampWithTimeZone),
+    name!(label, Option<f64>),
+    name!(label_text, Option<String>),
+);
+
+/// The training table of a split: one row per (entity, anchor) with its label, computed
+/// by one set-based statement as the calling user. `label` holds binary and regression
+/// labels; `label_text` the class of a multiclass task and the item list of a ranking task.
+#[pg_extern]
+fn rdl_task_table(
+    name: &str,
+    split: default!(&str, "'train'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(entity_id, String),
+        name!(anchor_time, TimestampWithTimeZone),
+        name!(label, Option<f64>),
+        name!(label_text, Option<String>),
+    ),
+> {
+    let task = load_task(name);
+    let column = match split {
+        "train" => "train_anchors",
+        "val" => "val_anchors",
+        "test" => "test_anchors",
+        other => RdlError::new("22023", format!("unknown split \"{other}\""))
+            .hint("Use 'train', 'val' or 'test'.")
+            .raise(),
+    };
+    let anchors: Vec<TimestampWithTimeZone> = query_one(
+        &format!("SELECT {column} FROM rdl.tasks WHERE name = $1"),
+        &[name.into()],
+    )
+    .unwrap_or_default();
+    TableIterator::new(run_labels(&task, task.spec.label_sql(), anchors.into()))
+}
+
+/// The labels at one anchor time.
+#[pg_extern]
+fn rdl_labels(
+    name: &str,
+    anchor: TimestampWithTimeZone,
+) -> TableIterator<
+    'static,
+    (
+        name!(entity_id, String),
+        name!(label, Option<f64>),
+        name!(label_text, Option<String>),
+    ),
+> {
+    let task = load_task(name);
+    let rows = run_labels(&task, task.spec.labels_at_sql(), anchor.into());
+    TableIterator::new(rows.into_iter().map(|(e, _, l, t)| (e, l, t)))
+}
+
+fn run_labels(task: &Task, sql: &str, first: pgrx::datum::DatumWithOid<'static>) -> Vec<LabelRow> {
+    let mut args = vec![first];
+    for p in &task.spec.params {
+        args.push(p.clone().into());
+    }
+    let kind = task.spec.task_type;
+    Spi::connect(|client| {
+        let table = spi(client.select(sql, None, &args));
+        let mut rows = Vec::with_capacity(table.len());
+        for row in table {
+            let entity: String = spi(row.get(1)).unwrap_or_default();
+            let Some(anchor) = spi(row.get::<TimestampWithTimeZone>(2)) else {
+                continue;
+            };
+            let (label, text) = match kind {
+                TaskType::BinaryClassification | TaskType::Regression => {
+                    (spi(row.get::<f64>(3)), None)
+                }
+                TaskType::MulticlassClassification => (None, spi(row.get::<String>(3))),
+                TaskType::Ranking => (
+                    None,
+                    spi(row.get::<Vec<Option<String>>>(3)).map(|v| {
+                        let items: Vec<String> = v.into_iter().flatten().collect();
+                        format!("{{{}}}", items.join(","))
+                    }),
+                ),
+            };
+            rows.push((entity, anchor, label, text));
+        }
+        rows
+    })
+}

@@ -1,0 +1,12 @@
+//! Conversion from PostgreSQL's `timestamptz` (µs since 2000-01-01 UTC) and the
+//! engine's timestamps (µs since the Unix epoch, UTC).
+
+use pgrx::datum::TimestampWithTimeZone;
+
+/// 2000-01-01 − 1970-01-01 in microseconds.
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+pub fn to_pg(unix_us: i64) -> TimestampWithTimeZone {
+    TimestampWithTimeZone::try_from(unix_us - PG_EPOCH_OFFSET_US)
+        .unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity())
+}

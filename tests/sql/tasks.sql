@@ -1,0 +1,117 @@
+-- Tasks: PQL compiled against the catalog, anchors placed RelBench's way, labels computed
+-- set-based as the calling user — and checked row by row against hand-written SQL.
+CREATE EXTENSION rdl;
+\set opts '{"val_cutoff": "2005-01-01", "test_cutoff": "2010-01-01"}'
+
+SELECT s->>'task_type' AS task_type, s->'entity'->>'table' AS entity, s->'anchors' AS anchors
+FROM rdl_create_task('driver-dnf',
+  'PREDICT COUNT(results.* WHERE results.status_id != 1, 0, 30, days) > 0
+   FOR EACH drivers.driver_id ASSUMING COUNT(results.*, 0, 30, days) > 0', :'opts') s;
+SELECT s->>'task_type' AS task_type, s->'anchors'->'test' AS test_anchors
+FROM rdl_create_task('driver-top3',
+  'PREDICT MIN(qualifying.position, 0, 30, days) <= 3
+   FOR EACH drivers.driver_id ASSUMING COUNT(qualifying.*, 0, 30, days) > 0', :'opts') s;
+SELECT s->>'task_type' AS task_type, s->'anchors'->'val' AS val_anchors
+FROM rdl_create_task('driver-position',
+  'predict avg(RESULTS.position_order, 0, 60, days)
+   for each drivers.driver_id assuming count(results.*, 0, 60, days) > 0', :'opts') s;
+
+SELECT name, task_type, entity_table, entity_key, train_anchors, val_anchors, test_anchors
+FROM rdl_tasks ORDER BY name;
+
+-- RelBench's split sizes: 11411/566/702, 1353/588/726, 7453/499/760.
+SELECT t.name,
+       (SELECT count(*) FROM rdl_task_table(t.name, 'train')) AS train,
+       (SELECT count(*) FROM rdl_task_table(t.name, 'val')) AS val,
+       (SELECT count(*) FROM rdl_task_table(t.name, 'test')) AS test
+FROM rdl_tasks t ORDER BY t.name;
+
+-- Every label equals the hand-written reference (tests/sql/_pql_reference.sql).
+\o /dev/null
+\ir _pql_reference.sql
+\o
+CREATE TEMP TABLE ours AS
+SELECT t.name AS task, s.split, r.entity_id, r.anchor_time, r.label
+FROM rdl_tasks t, unnest(ARRAY['train', 'val', 'test']) s(split),
+     LATERAL rdl_task_table(t.name, s.split) r;
+SELECT coalesce(o.task, p.task) AS task,
+       count(*) AS rows,
+       count(*) FILTER (WHERE o.task IS NULL) AS missing,
+       count(*) FILTER (WHERE p.task IS NULL) AS extra,
+       count(*) FILTER (WHERE abs(o.label - p.label) > 1e-9) AS different,
+       round(avg(o.label)::numeric, 4) AS mean_label
+FROM ours o
+FULL JOIN pql_reference p USING (task, split, entity_id, anchor_time)
+GROUP BY 1 ORDER BY 1;
+-- The anchors themselves, too (including anchors where no driver raced).
+CREATE TEMP TABLE our_anchors AS
+SELECT name AS task, 'train' AS split, unnest(train_anchors) AS anchor_time FROM rdl.tasks
+UNION ALL SELECT name, 'val', unnest(val_anchors) FROM rdl.tasks
+UNION ALL SELECT name, 'test', unnest(test_anchors) FROM rdl.tasks;
+SELECT count(*) AS anchor_mismatches FROM (
+  (SELECT task, split, anchor_time FROM pql_reference_anchors
+   EXCEPT SELECT task, split, anchor_time FROM our_anchors)
+  UNION ALL
+  (SELECT task, split, anchor_time FROM our_anchors WHERE task LIKE 'driver-%'
+   EXCEPT SELECT task, split, anchor_time FROM pql_reference_anchors)) d;
+
+-- rdl_labels at one anchor is the task table's slice at that anchor.
+SELECT count(*) AS rows, sum(label) AS positives
+FROM rdl_labels('driver-dnf', '2010-03-02 00:00:00+00');
+SELECT count(*) AS rows, sum(label) AS positives
+FROM rdl_task_table('driver-dnf', 'test') WHERE anchor_time = '2010-03-02 00:00:00+00';
+
+-- The session TimeZone changes nothing.
+SET TimeZone = 'Asia/Kolkata';
+SELECT count(*) AS rows, sum(label) AS positives, min(anchor_time AT TIME ZONE 'UTC') AS first_anchor_utc
+FROM rdl_task_table('driver-dnf', 'test');
+SET TimeZone = 'America/Los_Angeles';
+SELECT count(*) AS rows, sum(label) AS positives, min(anchor_time AT TIME ZONE 'UTC') AS first_anchor_utc
+FROM rdl_task_table('driver-dnf', 'test');
+RESET TimeZone;
+
+-- Other task types.
+SELECT s->>'task_type' AS task_type
+FROM rdl_create_task('nationality', 'PREDICT drivers.nationality FOR EACH drivers.driver_id') s;
+SELECT s->>'task_type' AS task_type
+FROM rdl_create_task('points', 'PREDICT SUM(results.points, 0, 365, days) FOR EACH drivers.driver_id
+  WHERE COUNT(results.*, -365, 0, days) > 0', :'opts') s;
+SELECT count(*) > 0 AS has_rows, bool_and(label >= 0) AS non_negative
+FROM rdl_task_table('points', 'val');
+
+-- Bad input: clear errors with SQLSTATE, nothing left behind.
+SELECT rdl_create_task('bad', 'PREDICT COUNT(results.* 0, 30, days) FOR EACH drivers.driver_id');
+\echo :LAST_ERROR_SQLSTATE
+SELECT rdl_create_task('bad', 'PREDICT COUNT(orders.*, 0, 30, days) FOR EACH drivers.driver_id');
+\echo :LAST_ERROR_SQLSTATE
+SELECT rdl_create_task('bad', 'PREDICT SUM(results.nope, 0, 30, days) FOR EACH drivers.driver_id');
+\echo :LAST_ERROR_SQLSTATE
+SELECT rdl_create_task('bad', 'PREDICT COUNT(results.*, 30, 0, days) FOR EACH drivers.driver_id');
+\echo :LAST_ERROR_SQLSTATE
+SELECT rdl_create_task('bad', 'PREDICT COUNT(drivers.*, 0, 30, days) FOR EACH circuits.circuit_id');
+\echo :LAST_ERROR_SQLSTATE
+SELECT rdl_create_task('bad', 'PREDICT SUM(qualifying.q1, 0, 30, days) FOR EACH drivers.driver_id');
+\echo :LAST_ERROR_SQLSTATE
+SELECT rdl_create_task('bad', 'PREDICT COUNT(results.*, 0, 30, days) FOR EACH drivers.driver_id', '{"cutoff": 1}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT rdl_create_task('driver-dnf', 'PREDICT COUNT(results.*, 0, 30, days) FOR EACH drivers.driver_id');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM rdl_task_table('no-such-task');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM rdl_task_table('driver-dnf', 'holdout');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS tasks FROM rdl.tasks;
+
+-- Labels are read as the calling user: no SELECT on results, no labels.
+DROP ROLE IF EXISTS rdl_analyst;
+CREATE ROLE rdl_analyst;
+GRANT SELECT ON drivers TO rdl_analyst;
+SET ROLE rdl_analyst;
+SELECT count(*) FROM rdl_task_table('driver-dnf', 'test');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+SELECT rdl_drop_task('points');
+SELECT rdl_drop_task('points');
+\echo :LAST_ERROR_SQLSTATE
+SELECT name FROM rdl_tasks ORDER BY name;
