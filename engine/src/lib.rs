@@ -4,5 +4,7 @@
 //! and what it means: the schema graph's semantics, the predictive query language, and (in
 //! later modules) encoding, the model, training and metrics. Its tests need no database.
 
+pub mod encode;
 pub mod ident;
+pub mod metrics;
 pub mod schema;
