@@ -8,3 +8,4 @@ pub mod encode;
 pub mod ident;
 pub mod metrics;
 pub mod schema;
+pub mod model;
