@@ -7,5 +7,6 @@
 pub mod encode;
 pub mod ident;
 pub mod metrics;
-pub mod schema;
 pub mod model;
+pub mod schema;
+pub mod train;
