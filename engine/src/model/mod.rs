@@ -12,6 +12,7 @@
 
 pub mod attention;
 pub mod batch;
+pub mod pair_ops;
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::VarMap;
