@@ -61,6 +61,14 @@ impl ModelConfig {
         }
     }
 
+    /// An encoder configuration whose token cap matches this model's `max_tokens`.
+    pub fn encoder_config(&self, n_buckets: u32) -> crate::encode::EncoderConfig {
+        crate::encode::EncoderConfig {
+            max_tokens: self.max_tokens,
+            n_buckets,
+        }
+    }
+
     /// GPU size.
     pub fn large() -> ModelConfig {
         ModelConfig {

@@ -161,3 +161,23 @@ fn schedule_warms_up_and_decays() {
     c.schedule = Schedule::Linear;
     assert!((lr_at(&c, 60, 110) - 0.5).abs() < 1e-12);
 }
+
+#[test]
+fn trains_without_validation_data() {
+    let (enc, tr, _) = dataset(40, 0);
+    let mut t = tcfg();
+    t.max_epochs = 2;
+    let m = train(&t, &small_cfg(), &enc, &tr, &[], &mut |_| true).unwrap();
+    assert_eq!(m.history.len(), 2);
+    assert!(m.history.iter().all(|e| e.val_metric.is_none()));
+    assert_eq!(m.calibration, Calibration::default());
+    assert!(m
+        .predict(&tr)
+        .unwrap()
+        .iter()
+        .all(|p| (0.0..=1.0).contains(p)));
+    assert!(matches!(
+        train(&t, &small_cfg(), &enc, &[], &[], &mut |_| true),
+        Err(TrainError::NoTrainingData)
+    ));
+}
