@@ -1,10 +1,14 @@
 //! rdl-engine: everything in rdl that can run without PostgreSQL.
 //!
 //! The extension crate reads the catalog and executes SQL; this crate decides what to read
-//! and what it means: the schema graph's semantics, the predictive query language, and (in
-//! later modules) encoding, the model, training and metrics. Its tests need no database.
+//! and what it means: the schema graph's semantics, the predictive query language, anchors,
+//! encoding, the model, training and metrics. Its tests need no database.
 
 pub mod anchors;
+pub mod encode;
 pub mod ident;
+pub mod metrics;
+pub mod model;
 pub mod pql;
 pub mod schema;
+pub mod train;

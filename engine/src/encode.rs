@@ -1,0 +1,521 @@
+//! The interface between the sampler and the model: raw rows of a context subgraph in,
+//! cell tokens out.
+//!
+//! One token per non-key cell. A token carries its column's identity (an id in the task's
+//! vocabulary of `table.column` names, fitted on training contexts), its value kind and an
+//! encoded value: numbers z-scored with training statistics, datetimes relative to the
+//! context's anchor, booleans, categorical/text values hashed into buckets, NULL as its own
+//! kind. The seed row gets one extra **target token** (column [`TARGET_COLUMN`], kind
+//! [`Kind::Mask`]) where the model reads its prediction.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::SemanticType;
+
+/// A cell value as the sampler read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Null,
+    Num(f64),
+    Bool(bool),
+    Text(String),
+    /// Microseconds since the Unix epoch, UTC.
+    Time(i64),
+}
+
+/// One row of a context. Key columns are not among `values` (the sampler leaves them out;
+/// the encoder also skips any cell whose semantic type is `Key` or `Unsupported`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawRow {
+    /// Quoted qualified table name.
+    pub table: String,
+    /// The row's primary key rendered as text (identity only, never encoded).
+    pub key: String,
+    /// The row's time-column value (µs since epoch UTC), `None` for static tables.
+    pub time: Option<i64>,
+    /// Hops from the seed row.
+    pub hop: u8,
+    /// Indices (into the subgraph's `rows`) of the rows this row references by FK.
+    pub parents: Vec<usize>,
+    pub values: Vec<(String, SemanticType, Value)>,
+}
+
+/// The rows the sampler gathered for one prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subgraph {
+    /// Anchor time, µs since epoch UTC.
+    pub anchor: i64,
+    pub rows: Vec<RawRow>,
+    /// Index of the seed (entity) row in `rows`.
+    pub seed: usize,
+}
+
+/// Value kind of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Kind {
+    Num = 0,
+    Time = 1,
+    Cat = 2,
+    Bool = 3,
+    Null = 4,
+    Mask = 5,
+}
+
+pub const N_KINDS: usize = 6;
+/// Column id shared by every column not in the vocabulary.
+pub const OOV_COLUMN: u32 = 0;
+/// Column id of the target token.
+pub const TARGET_COLUMN: u32 = 1;
+/// Table id shared by tables not in the vocabulary.
+pub const OOV_TABLE: u32 = 0;
+/// Time features per token: signed log-days to the anchor, then sin/cos of day of week,
+/// of the position in the year and of the hour of the day.
+pub const TIME_FEATS: usize = 7;
+/// Largest hop the model distinguishes (larger hops are clamped).
+pub const MAX_HOP: u8 = 7;
+
+const US_PER_DAY: f64 = 86_400e6;
+const Z_CLIP: f64 = 10.0;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderConfig {
+    /// Tokens per context (target token included); farther and older rows are dropped first.
+    pub max_tokens: usize,
+    /// Hash buckets for categorical and text values.
+    pub n_buckets: u32,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        EncoderConfig {
+            max_tokens: 256,
+            n_buckets: 4096,
+        }
+    }
+}
+
+/// Mean and standard deviation of a numeric column over the training contexts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NumStats {
+    pub mean: f64,
+    pub std: f64,
+}
+
+/// The fitted vocabulary and statistics. Serialisable: it is stored with the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Encoder {
+    pub config: EncoderConfig,
+    /// `table.column` → column id (ids from 2; 0 is OOV, 1 the target).
+    pub columns: BTreeMap<String, u32>,
+    /// Quoted table name → table id (ids from 1; 0 is OOV).
+    pub tables: BTreeMap<String, u32>,
+    /// `table.column` → statistics of numeric columns.
+    pub num_stats: BTreeMap<String, NumStats>,
+}
+
+/// A context ready for the model: flat per-token arrays plus the row structure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncodedContext {
+    /// Column id per token.
+    pub col: Vec<u32>,
+    /// [`Kind`] per token, as `u8`.
+    pub kind: Vec<u8>,
+    /// z-scored number (clipped to ±10) for `Num` tokens, 0 otherwise.
+    pub num: Vec<f32>,
+    /// [`TIME_FEATS`] features per token (zeros unless `Time`), row-major.
+    pub time: Vec<f32>,
+    /// Hash bucket for `Cat` tokens, 0/1 for `Bool` tokens, 0 otherwise.
+    pub bucket: Vec<u32>,
+    /// Row index per token.
+    pub row: Vec<u32>,
+    /// Table id per row.
+    pub row_table: Vec<u32>,
+    /// Parent row indices per row (only rows kept in this context).
+    pub row_parents: Vec<Vec<u32>>,
+    /// Hop per row.
+    pub row_hop: Vec<u8>,
+    /// Token index of the target token.
+    pub target: usize,
+    /// Training label: 0/1 (binary), the value (regression) or the class index (multiclass).
+    pub label: Option<f32>,
+}
+
+impl EncodedContext {
+    pub fn n_tokens(&self) -> usize {
+        self.col.len()
+    }
+    pub fn n_rows(&self) -> usize {
+        self.row_table.len()
+    }
+}
+
+/// 64-bit FNV-1a: deterministic across runs and platforms.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Features of a datetime relative to the anchor (see [`TIME_FEATS`]).
+pub fn time_features(t: i64, anchor: i64) -> [f32; TIME_FEATS] {
+    use std::f64::consts::TAU;
+    let d = (t - anchor) as f64 / US_PER_DAY;
+    let slog = d.signum() * d.abs().ln_1p();
+    let days = t.div_euclid(86_400_000_000) as f64;
+    let dow = (days + 3.0).rem_euclid(7.0) / 7.0; // 1970-01-01 was a Thursday; Monday = 0
+    let year = (t as f64 / (365.2425 * US_PER_DAY)).rem_euclid(1.0);
+    let hour = t.rem_euclid(86_400_000_000) as f64 / US_PER_DAY;
+    [
+        slog as f32,
+        (TAU * dow).sin() as f32,
+        (TAU * dow).cos() as f32,
+        (TAU * year).sin() as f32,
+        (TAU * year).cos() as f32,
+        (TAU * hour).sin() as f32,
+        (TAU * hour).cos() as f32,
+    ]
+}
+
+fn col_name(table: &str, column: &str) -> String {
+    format!("{table}.{column}")
+}
+
+fn encodable(sem: SemanticType) -> bool {
+    !matches!(sem, SemanticType::Key | SemanticType::Unsupported)
+}
+
+impl Encoder {
+    /// Fits the vocabulary and numeric statistics on training contexts only.
+    pub fn fit(config: EncoderConfig, train: &[Subgraph]) -> Encoder {
+        let mut columns = BTreeMap::new();
+        let mut tables = BTreeMap::new();
+        // Welford per numeric column
+        let mut acc: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
+        for sg in train {
+            for r in &sg.rows {
+                let n = tables.len() as u32 + 1;
+                tables.entry(r.table.clone()).or_insert(n);
+                for (c, sem, v) in &r.values {
+                    if !encodable(*sem) {
+                        continue;
+                    }
+                    let name = col_name(&r.table, c);
+                    let n = columns.len() as u32 + 2;
+                    columns.entry(name.clone()).or_insert(n);
+                    if let (SemanticType::Numerical, Value::Num(x)) = (sem, v) {
+                        if x.is_finite() {
+                            let e = acc.entry(name).or_insert((0.0, 0.0, 0.0));
+                            e.0 += 1.0;
+                            let delta = x - e.1;
+                            e.1 += delta / e.0;
+                            e.2 += delta * (x - e.1);
+                        }
+                    }
+                }
+            }
+        }
+        let num_stats = acc
+            .into_iter()
+            .map(|(k, (n, mean, m2))| {
+                let std = if n > 1.0 { (m2 / n).sqrt() } else { 0.0 };
+                let std = if std > 1e-12 { std } else { 1.0 };
+                (k, NumStats { mean, std })
+            })
+            .collect();
+        Encoder {
+            config,
+            columns,
+            tables,
+            num_stats,
+        }
+    }
+
+    /// Number of column ids (OOV and target included).
+    pub fn n_columns(&self) -> usize {
+        self.columns.len() + 2
+    }
+
+    /// Number of table ids (OOV included).
+    pub fn n_tables(&self) -> usize {
+        self.tables.len() + 1
+    }
+
+    fn column_id(&self, name: &str) -> u32 {
+        self.columns.get(name).copied().unwrap_or(OOV_COLUMN)
+    }
+
+    fn bucket(&self, name: &str, rendered: &str) -> u32 {
+        let key = format!("{name}={rendered}");
+        (fnv1a(key.as_bytes()) % self.config.n_buckets.max(1) as u64) as u32
+    }
+
+    /// Encodes one cell: (kind, num, time features, bucket).
+    fn encode_cell(
+        &self,
+        name: &str,
+        sem: SemanticType,
+        v: &Value,
+        anchor: i64,
+    ) -> (Kind, f32, [f32; TIME_FEATS], u32) {
+        let zero = [0.0; TIME_FEATS];
+        let cat = |s: &str| (Kind::Cat, 0.0, zero, self.bucket(name, s));
+        match (sem, v) {
+            (_, Value::Null) => (Kind::Null, 0.0, zero, 0),
+            (_, Value::Num(x)) if !x.is_finite() => (Kind::Null, 0.0, zero, 0),
+            (SemanticType::Categorical | SemanticType::Text, Value::Num(x)) => cat(&x.to_string()),
+            (SemanticType::Categorical | SemanticType::Text, Value::Bool(b)) => cat(&b.to_string()),
+            (_, Value::Num(x)) => {
+                let z = match self.num_stats.get(name) {
+                    Some(s) => ((x - s.mean) / s.std).clamp(-Z_CLIP, Z_CLIP),
+                    // unseen numeric column: a squashed raw value keeps the scale sane
+                    None => x.signum() * x.abs().ln_1p(),
+                };
+                (Kind::Num, z as f32, zero, 0)
+            }
+            (_, Value::Bool(b)) => (Kind::Bool, 0.0, zero, *b as u32),
+            (_, Value::Time(t)) => (Kind::Time, 0.0, time_features(*t, anchor), 0),
+            (_, Value::Text(s)) => cat(s),
+        }
+    }
+
+    /// Encodes a context. Rows are kept in order of priority (the seed row, then by hop,
+    /// then newest first, then sampler order) while they fit in `max_tokens`.
+    pub fn encode(&self, sg: &Subgraph) -> EncodedContext {
+        let rows = &sg.rows;
+        let cells = |r: &RawRow| r.values.iter().filter(|(_, s, _)| encodable(*s)).count();
+        let mut order: Vec<usize> = (0..rows.len()).filter(|&i| i != sg.seed).collect();
+        order.sort_by_key(|&i| {
+            (
+                rows[i].hop,
+                std::cmp::Reverse(rows[i].time.unwrap_or(i64::MAX)),
+                i,
+            )
+        });
+        let cap = self.config.max_tokens.max(1);
+        let mut kept = vec![sg.seed];
+        let mut used = 1 + cells(&rows[sg.seed]); // target token + seed cells
+        for i in order {
+            let c = cells(&rows[i]);
+            if used + c <= cap {
+                used += c;
+                kept.push(i);
+            }
+        }
+        let mut new_index = vec![u32::MAX; rows.len()];
+        for (n, &i) in kept.iter().enumerate() {
+            new_index[i] = n as u32;
+        }
+
+        let mut out = EncodedContext {
+            col: Vec::with_capacity(used),
+            kind: Vec::with_capacity(used),
+            num: Vec::with_capacity(used),
+            time: Vec::with_capacity(used * TIME_FEATS),
+            bucket: Vec::with_capacity(used),
+            row: Vec::with_capacity(used),
+            row_table: Vec::with_capacity(kept.len()),
+            row_parents: Vec::with_capacity(kept.len()),
+            row_hop: Vec::with_capacity(kept.len()),
+            target: 0,
+            label: None,
+        };
+        for (n, &i) in kept.iter().enumerate() {
+            let r = &rows[i];
+            out.row_table
+                .push(self.tables.get(&r.table).copied().unwrap_or(OOV_TABLE));
+            out.row_parents.push(
+                r.parents
+                    .iter()
+                    .filter_map(|&p| new_index.get(p).copied().filter(|&x| x != u32::MAX))
+                    .collect(),
+            );
+            out.row_hop.push(r.hop.min(MAX_HOP));
+            if n == 0 {
+                out.target = out.col.len();
+                out.col.push(TARGET_COLUMN);
+                out.kind.push(Kind::Mask as u8);
+                out.num.push(0.0);
+                out.time.extend_from_slice(&[0.0; TIME_FEATS]);
+                out.bucket.push(0);
+                out.row.push(0);
+            }
+            for (c, sem, v) in &r.values {
+                if !encodable(*sem) {
+                    continue;
+                }
+                if out.col.len() >= cap {
+                    break; // only the seed row can overflow on its own
+                }
+                let name = col_name(&r.table, c);
+                let (kind, z, tf, b) = self.encode_cell(&name, *sem, v, sg.anchor);
+                out.col.push(self.column_id(&name));
+                out.kind.push(kind as u8);
+                out.num.push(z);
+                out.time.extend_from_slice(&tf);
+                out.bucket.push(b);
+                out.row.push(n as u32);
+            }
+        }
+        out
+    }
+
+    /// [`Encoder::encode`] with a label attached.
+    pub fn encode_labeled(&self, sg: &Subgraph, label: f32) -> EncodedContext {
+        let mut e = self.encode(sg);
+        e.label = Some(label);
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SemanticType as S;
+
+    const DAY: i64 = 86_400_000_000;
+
+    fn row(table: &str, hop: u8, parents: Vec<usize>, values: Vec<(&str, S, Value)>) -> RawRow {
+        RawRow {
+            table: table.into(),
+            key: "k".into(),
+            time: None,
+            hop,
+            parents,
+            values: values
+                .into_iter()
+                .map(|(c, s, v)| (c.to_string(), s, v))
+                .collect(),
+        }
+    }
+
+    fn sg(amount: f64) -> Subgraph {
+        Subgraph {
+            anchor: 100 * DAY,
+            seed: 0,
+            rows: vec![
+                row(
+                    "public.c",
+                    0,
+                    vec![],
+                    vec![
+                        ("id", S::Key, Value::Num(7.0)),
+                        ("age", S::Numerical, Value::Num(amount)),
+                        ("vip", S::Boolean, Value::Bool(true)),
+                    ],
+                ),
+                row(
+                    "public.o",
+                    1,
+                    vec![0],
+                    vec![
+                        ("at", S::Timestamp, Value::Time(90 * DAY)),
+                        ("kind", S::Categorical, Value::Text("x".into())),
+                        ("note", S::Text, Value::Null),
+                    ],
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn stats_come_from_training_only() {
+        let enc = Encoder::fit(EncoderConfig::default(), &[sg(10.0), sg(20.0)]);
+        let s = enc.num_stats["public.c.age"];
+        assert!((s.mean - 15.0).abs() < 1e-12 && (s.std - 5.0).abs() < 1e-12);
+        // a test context with an extreme value does not move the statistics
+        let e = enc.encode(&sg(1e9));
+        let age = e
+            .col
+            .iter()
+            .position(|&c| c == enc.columns["public.c.age"])
+            .unwrap();
+        assert_eq!(e.num[age], 10.0); // clipped z
+        let e = enc.encode(&sg(20.0));
+        assert_eq!(e.num[age], 1.0);
+    }
+
+    #[test]
+    fn keys_are_not_encoded_and_target_is_in_seed_row() {
+        let enc = Encoder::fit(EncoderConfig::default(), &[sg(1.0)]);
+        assert!(!enc.columns.contains_key("public.c.id"));
+        let e = enc.encode(&sg(1.0));
+        // target + age + vip + at + kind + note
+        assert_eq!(e.n_tokens(), 6);
+        assert_eq!(e.col[e.target], TARGET_COLUMN);
+        assert_eq!(e.kind[e.target], Kind::Mask as u8);
+        assert_eq!(e.row[e.target], 0);
+        assert_eq!(e.row_parents, vec![vec![], vec![0]]);
+        assert_eq!(e.row_hop, vec![0, 1]);
+    }
+
+    #[test]
+    fn nulls_bools_categories_and_oov() {
+        let enc = Encoder::fit(EncoderConfig::default(), &[sg(1.0)]);
+        let e = enc.encode(&sg(1.0));
+        let kinds: Vec<u8> = e.kind.clone();
+        assert_eq!(
+            kinds,
+            vec![5, Kind::Num as u8, Kind::Bool as u8, 1, 2, Kind::Null as u8]
+        );
+        assert_eq!(e.bucket[2], 1);
+        assert_eq!(e.bucket[4], enc.bucket("public.o.kind", "x"));
+        assert!(e.bucket[4] < enc.config.n_buckets);
+        let mut other = sg(1.0);
+        other.rows[1]
+            .values
+            .push(("new".into(), S::Numerical, Value::Num(3.0)));
+        other.rows[1].table = "public.unknown".into();
+        let e = enc.encode(&other);
+        assert!(e.col[3..].iter().all(|&c| c == OOV_COLUMN));
+        assert_eq!(e.row_table[1], OOV_TABLE);
+        assert!(e.num.iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn time_is_relative_to_anchor() {
+        let f = time_features(90 * DAY, 100 * DAY);
+        assert!((f[0] as f64 - (-(11f64.ln()))).abs() < 1e-6);
+        let g = time_features(190 * DAY, 200 * DAY);
+        assert_eq!(f[0], g[0]); // same offset, same first feature
+        assert_eq!(time_features(5, 5)[0], 0.0);
+        // day of week: 1970-01-05 was a Monday → phase 0
+        let m = time_features(4 * DAY, 0);
+        assert!(m[1].abs() < 1e-6 && (m[2] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn token_cap_drops_far_and_old_rows_first() {
+        let mut g = sg(1.0);
+        for (i, t) in [(2, 10), (3, 50)] {
+            let mut r = row(
+                "public.o",
+                1,
+                vec![0],
+                vec![("kind", S::Categorical, Value::Text(format!("{i}")))],
+            );
+            r.time = Some(t * DAY);
+            g.rows.push(r);
+        }
+        g.rows[1].hop = 2;
+        let enc = Encoder::fit(
+            EncoderConfig {
+                max_tokens: 4,
+                n_buckets: 16,
+            },
+            &[g.clone()],
+        );
+        let e = enc.encode(&g);
+        // seed: 3 tokens; room for one more: the newest hop-1 row (time 50)
+        assert_eq!(e.n_tokens(), 4);
+        assert_eq!(e.n_rows(), 2);
+        assert_eq!(e.bucket[3], enc.bucket("public.o.kind", "3"));
+        let s = serde_json::to_string(&enc).unwrap();
+        assert_eq!(serde_json::from_str::<Encoder>(&s).unwrap(), enc);
+    }
+}

@@ -1,0 +1,637 @@
+//! Training, evaluation, calibration and (de)serialisation of a model.
+//!
+//! Determinism: parameter initialisation, shuffling and dropout use seeded ChaCha generators,
+//! and every reduction in the sparse attention is sequential. candle's CPU matmul splits work
+//! over its thread pool; with a fixed thread count the results are reproducible run to run,
+//! but a different thread count may change the last bits of the floats (and so, over many
+//! steps, the trained weights).
+
+pub mod calibrate;
+pub mod synth;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::encode::{EncodedContext, Encoder};
+use crate::metrics;
+use crate::model::{
+    bce_with_logits, cross_entropy, huber, sorted_vars, Batch, Model, ModelConfig, ModelDims,
+};
+pub use calibrate::Calibration;
+
+/// What is predicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    Binary,
+    Regression,
+    Multiclass { classes: usize },
+}
+
+impl Task {
+    pub fn n_out(&self) -> usize {
+        match self {
+            Task::Multiclass { classes } => *classes,
+            _ => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Cosine,
+    Linear,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub task: Task,
+    pub max_epochs: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Steps of linear warm-up from 0 to `lr`.
+    pub warmup_steps: usize,
+    /// Decay after warm-up, to 0 at the last planned step.
+    pub schedule: Schedule,
+    /// Gradients are rescaled when their global L2 norm exceeds this (0 = off).
+    pub clip_norm: f64,
+    /// Tokens per mini-batch (bounds memory); a context larger than this is a batch alone.
+    pub batch_tokens: usize,
+    /// Contexts per mini-batch at most.
+    pub batch_contexts: usize,
+    /// Epochs without improvement of the validation metric before stopping.
+    pub patience: usize,
+    /// Seed for shuffling and dropout.
+    pub seed: u64,
+    /// Wall-clock budget in seconds: training stops (keeping the best checkpoint) after it.
+    pub time_budget_s: Option<f64>,
+}
+
+impl TrainConfig {
+    pub fn new(task: Task) -> TrainConfig {
+        TrainConfig {
+            task,
+            max_epochs: 30,
+            lr: 3e-3,
+            weight_decay: 0.01,
+            warmup_steps: 20,
+            schedule: Schedule::Cosine,
+            clip_norm: 1.0,
+            batch_tokens: 2048,
+            batch_contexts: 64,
+            patience: 5,
+            seed: 0,
+            time_budget_s: None,
+        }
+    }
+}
+
+/// Reported to the caller between steps (`epoch_end == false`) and after each epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub epoch: usize,
+    pub step: usize,
+    pub total_steps: usize,
+    pub lr: f64,
+    /// Loss of the last step (step reports) or mean training loss (epoch reports).
+    pub loss: f64,
+    pub epoch_end: bool,
+    /// Validation metric (epoch reports with validation data): AUROC (binary), MAE in target
+    /// units (regression), log-loss (multiclass).
+    pub val_metric: Option<f64>,
+    pub elapsed_s: f64,
+}
+
+#[derive(Debug)]
+pub enum TrainError {
+    /// The progress callback returned `false`.
+    Cancelled,
+    NoTrainingData,
+    BadLabel(String),
+    Candle(candle_core::Error),
+    Format(String),
+}
+
+impl fmt::Display for TrainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrainError::Cancelled => write!(f, "training cancelled"),
+            TrainError::NoTrainingData => write!(f, "no training contexts"),
+            TrainError::BadLabel(s) => write!(f, "bad label: {s}"),
+            TrainError::Candle(e) => write!(f, "model error: {e}"),
+            TrainError::Format(s) => write!(f, "bad model bytes: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+impl From<candle_core::Error> for TrainError {
+    fn from(e: candle_core::Error) -> Self {
+        TrainError::Candle(e)
+    }
+}
+
+/// One epoch's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_metric: Option<f64>,
+}
+
+/// The device: CPU, or the first GPU when built with `cuda` and one is present.
+pub fn default_device() -> Device {
+    #[cfg(feature = "cuda")]
+    {
+        if let Ok(d) = Device::new_cuda(0) {
+            return d;
+        }
+    }
+    Device::Cpu
+}
+
+/// Splits `order` into batches of at most `max_tokens` tokens and `max_ctx` contexts.
+pub fn make_batches(
+    ctxs: &[EncodedContext],
+    order: &[usize],
+    max_tokens: usize,
+    max_ctx: usize,
+) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut tokens = 0;
+    for &i in order {
+        let n = ctxs[i].n_tokens();
+        if !cur.is_empty() && (tokens + n > max_tokens || cur.len() >= max_ctx.max(1)) {
+            out.push(std::mem::take(&mut cur));
+            tokens = 0;
+        }
+        cur.push(i);
+        tokens += n;
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// A trained model with everything needed to use it on new contexts.
+pub struct TrainedModel {
+    pub task: Task,
+    pub model_cfg: ModelConfig,
+    pub dims: ModelDims,
+    pub encoder: Encoder,
+    /// Regression target mean and standard deviation on the training contexts.
+    pub target_norm: Option<(f64, f64)>,
+    pub calibration: Calibration,
+    pub history: Vec<EpochStats>,
+    /// Tokens per batch at prediction time.
+    pub predict_batch_tokens: usize,
+    varmap: VarMap,
+    model: Model,
+    device: Device,
+}
+
+fn lr_at(cfg: &TrainConfig, step: usize, total: usize) -> f64 {
+    if step < cfg.warmup_steps {
+        return cfg.lr * (step + 1) as f64 / cfg.warmup_steps as f64;
+    }
+    let span = total.saturating_sub(cfg.warmup_steps).max(1) as f64;
+    let p = ((step - cfg.warmup_steps) as f64 / span).min(1.0);
+    match cfg.schedule {
+        Schedule::Cosine => cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()),
+        Schedule::Linear => cfg.lr * (1.0 - p),
+    }
+}
+
+fn labels_tensor(
+    task: Task,
+    labels: &[Option<f32>],
+    norm: Option<(f64, f64)>,
+    dev: &Device,
+) -> Result<Tensor, TrainError> {
+    let b = labels.len();
+    let ys: Vec<f32> = labels
+        .iter()
+        .map(|l| l.ok_or_else(|| TrainError::BadLabel("a training context has no label".into())))
+        .collect::<Result<_, _>>()?;
+    Ok(match task {
+        Task::Binary => Tensor::from_vec(ys, (b, 1), dev)?,
+        Task::Regression => {
+            let (m, s) = norm.unwrap_or((0.0, 1.0));
+            let v = ys.iter().map(|&y| ((y as f64 - m) / s) as f32).collect();
+            Tensor::from_vec(v, (b, 1), dev)?
+        }
+        Task::Multiclass { classes } => {
+            let mut oh = vec![0f32; b * classes];
+            for (i, &y) in ys.iter().enumerate() {
+                oh[i * classes + y as usize] = 1.0;
+            }
+            Tensor::from_vec(oh, (b, classes), dev)?
+        }
+    })
+}
+
+fn check_labels(task: Task, ctxs: &[EncodedContext], need: bool) -> Result<(), TrainError> {
+    for c in ctxs {
+        match (c.label, task) {
+            (None, _) if need => return Err(TrainError::BadLabel("missing label".into())),
+            (None, _) => {}
+            (Some(y), _) if !y.is_finite() => {
+                return Err(TrainError::BadLabel(format!("non-finite label {y}")))
+            }
+            (Some(y), Task::Binary) if y != 0.0 && y != 1.0 => {
+                return Err(TrainError::BadLabel(format!(
+                    "binary label {y} is not 0 or 1"
+                )))
+            }
+            (Some(y), Task::Multiclass { classes })
+                if y < 0.0 || y.fract() != 0.0 || y as usize >= classes =>
+            {
+                return Err(TrainError::BadLabel(format!(
+                    "class {y} is not in 0..{classes}"
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Raw model outputs (`[n_out]` per context) in batches of `batch_tokens`.
+fn raw_outputs(
+    model: &Model,
+    ctxs: &[EncodedContext],
+    batch_tokens: usize,
+    dev: &Device,
+) -> Result<Vec<Vec<f32>>, TrainError> {
+    let order: Vec<usize> = (0..ctxs.len()).collect();
+    let mut out = Vec::with_capacity(ctxs.len());
+    for b in make_batches(ctxs, &order, batch_tokens, 256) {
+        let refs: Vec<&EncodedContext> = b.iter().map(|&i| &ctxs[i]).collect();
+        let batch = Batch::new(&refs, &model.cfg, model.dims.n_buckets, dev)?;
+        out.extend(model.forward(&batch, None)?.to_vec2::<f32>()?);
+    }
+    Ok(out)
+}
+
+/// Validation metric, and whether larger is better.
+fn val_metric(
+    task: Task,
+    raw: &[Vec<f32>],
+    ctxs: &[EncodedContext],
+    norm: Option<(f64, f64)>,
+) -> Option<(f64, bool)> {
+    let ys: Vec<f64> = ctxs
+        .iter()
+        .filter_map(|c| c.label.map(|y| y as f64))
+        .collect();
+    if ys.len() != ctxs.len() || ys.is_empty() {
+        return None;
+    }
+    match task {
+        Task::Binary => {
+            let s: Vec<f64> = raw.iter().map(|r| r[0] as f64).collect();
+            let l: Vec<bool> = ys.iter().map(|&y| y > 0.5).collect();
+            match metrics::auroc(&s, &l) {
+                Some(a) => Some((a, true)),
+                None => {
+                    let p: Vec<f64> = s.iter().map(|&x| calibrate::sigmoid(x)).collect();
+                    metrics::log_loss(&p, &l).map(|v| (-v, true))
+                }
+            }
+        }
+        Task::Regression => {
+            let (m, sd) = norm.unwrap_or((0.0, 1.0));
+            let p: Vec<f64> = raw.iter().map(|r| r[0] as f64 * sd + m).collect();
+            metrics::mae(&p, &ys).map(|v| (v, false))
+        }
+        Task::Multiclass { .. } => {
+            let p: Vec<Vec<f64>> = raw.iter().map(|r| calibrate::softmax(r, 1.0)).collect();
+            let t: Vec<usize> = ys.iter().map(|&y| y as usize).collect();
+            metrics::log_loss_multiclass(&p, &t).map(|v| (v, false))
+        }
+    }
+}
+
+/// Trains a model. `on_step` runs on the caller's thread after every step and after every
+/// epoch; returning `false` cancels with [`TrainError::Cancelled`].
+pub fn train(
+    cfg: &TrainConfig,
+    model_cfg: &ModelConfig,
+    encoder: &Encoder,
+    train: &[EncodedContext],
+    val: &[EncodedContext],
+    on_step: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<TrainedModel, TrainError> {
+    if train.is_empty() {
+        return Err(TrainError::NoTrainingData);
+    }
+    check_labels(cfg.task, train, true)?;
+    check_labels(cfg.task, val, false)?;
+    let dev = default_device();
+    let start = Instant::now();
+    let budget = cfg.time_budget_s.map(Duration::from_secs_f64);
+
+    let target_norm = match cfg.task {
+        Task::Regression => {
+            let ys: Vec<f64> = train
+                .iter()
+                .map(|c| c.label.unwrap_or(0.0) as f64)
+                .collect();
+            let m = ys.iter().sum::<f64>() / ys.len() as f64;
+            let v = ys.iter().map(|y| (y - m).powi(2)).sum::<f64>() / ys.len() as f64;
+            Some((m, if v.sqrt() > 1e-12 { v.sqrt() } else { 1.0 }))
+        }
+        _ => None,
+    };
+    let dims = ModelDims {
+        n_columns: encoder.n_columns(),
+        n_buckets: encoder.config.n_buckets as usize,
+        n_out: cfg.task.n_out(),
+    };
+    let varmap = VarMap::new();
+    let model = Model::new(model_cfg, &dims, &varmap, &dev)?;
+    let vars: Vec<_> = sorted_vars(&varmap).into_iter().map(|(_, v)| v).collect();
+    let mut opt = AdamW::new(
+        vars.clone(),
+        ParamsAdamW {
+            lr: cfg.lr,
+            weight_decay: cfg.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut drop_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x9e37_79b9_7f4a_7c15);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let per_epoch = make_batches(train, &order, cfg.batch_tokens, cfg.batch_contexts).len();
+    let total_steps = per_epoch * cfg.max_epochs.max(1);
+
+    let mut step = 0usize;
+    let mut best: Option<(f64, Vec<Tensor>)> = None;
+    let mut since_best = 0usize;
+    let mut history = Vec::new();
+    'epochs: for epoch in 0..cfg.max_epochs.max(1) {
+        order.shuffle(&mut rng);
+        let batches = make_batches(train, &order, cfg.batch_tokens, cfg.batch_contexts);
+        let mut loss_sum = 0.0;
+        let mut loss_n = 0usize;
+        for b in batches {
+            let refs: Vec<&EncodedContext> = b.iter().map(|&i| &train[i]).collect();
+            let batch = Batch::new(&refs, model_cfg, dims.n_buckets, &dev)?;
+            let y = labels_tensor(cfg.task, &batch.labels, target_norm, &dev)?;
+            let out = model.forward(&batch, Some(&mut drop_rng))?;
+            let loss = match cfg.task {
+                Task::Binary => bce_with_logits(&out, &y)?,
+                Task::Regression => huber(&out, &y)?,
+                Task::Multiclass { .. } => cross_entropy(&out, &y)?,
+            };
+            let mut grads = loss.backward()?;
+            if cfg.clip_norm > 0.0 {
+                let mut sq = 0f64;
+                for v in &vars {
+                    if let Some(g) = grads.get(v.as_tensor()) {
+                        sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+                    }
+                }
+                let norm = sq.sqrt();
+                if norm.is_finite() && norm > cfg.clip_norm {
+                    let s = cfg.clip_norm / norm;
+                    for v in &vars {
+                        if let Some(g) = grads.remove(v.as_tensor()) {
+                            grads.insert(v.as_tensor(), (g * s)?);
+                        }
+                    }
+                }
+            }
+            let lr = lr_at(cfg, step, total_steps);
+            opt.set_learning_rate(lr);
+            opt.step(&grads)?;
+            let l = loss.to_scalar::<f32>()? as f64;
+            loss_sum += l;
+            loss_n += 1;
+            step += 1;
+            let p = Progress {
+                epoch,
+                step,
+                total_steps,
+                lr,
+                loss: l,
+                epoch_end: false,
+                val_metric: None,
+                elapsed_s: start.elapsed().as_secs_f64(),
+            };
+            if !on_step(&p) {
+                return Err(TrainError::Cancelled);
+            }
+            if budget.is_some_and(|b| start.elapsed() > b) {
+                break;
+            }
+        }
+        let train_loss = loss_sum / loss_n.max(1) as f64;
+        let vm = if val.is_empty() {
+            None
+        } else {
+            let raw = raw_outputs(&model, val, cfg.batch_tokens * 4, &dev)?;
+            val_metric(cfg.task, &raw, val, target_norm)
+        };
+        // without a usable validation metric, the training loss decides
+        let (score, higher) = vm.unwrap_or((train_loss, false));
+        history.push(EpochStats {
+            epoch,
+            train_loss,
+            val_metric: vm.map(|v| v.0),
+        });
+        let improved = match &best {
+            None => true,
+            Some((b, _)) => {
+                if higher {
+                    score > *b
+                } else {
+                    score < *b
+                }
+            }
+        };
+        if improved {
+            let snap = vars
+                .iter()
+                .map(|v| v.as_tensor().copy())
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            best = Some((score, snap));
+            since_best = 0;
+        } else {
+            since_best += 1;
+        }
+        let p = Progress {
+            epoch,
+            step,
+            total_steps,
+            lr: lr_at(cfg, step.saturating_sub(1), total_steps),
+            loss: train_loss,
+            epoch_end: true,
+            val_metric: vm.map(|v| v.0),
+            elapsed_s: start.elapsed().as_secs_f64(),
+        };
+        if !on_step(&p) {
+            return Err(TrainError::Cancelled);
+        }
+        if since_best >= cfg.patience.max(1) || budget.is_some_and(|b| start.elapsed() > b) {
+            break 'epochs;
+        }
+    }
+    if let Some((_, snap)) = &best {
+        for (v, t) in vars.iter().zip(snap) {
+            v.set(t)?;
+        }
+    }
+    let mut tm = TrainedModel {
+        task: cfg.task,
+        model_cfg: model_cfg.clone(),
+        dims,
+        encoder: encoder.clone(),
+        target_norm,
+        calibration: Calibration::default(),
+        history,
+        predict_batch_tokens: cfg.batch_tokens * 4,
+        varmap,
+        model,
+        device: dev,
+    };
+    if !val.is_empty() && val.iter().all(|c| c.label.is_some()) {
+        let raw = raw_outputs(&tm.model, val, tm.predict_batch_tokens, &tm.device)?;
+        let ys: Vec<f32> = val.iter().map(|c| c.label.unwrap_or(0.0)).collect();
+        tm.calibration = Calibration::fit(cfg.task, &raw, &ys, target_norm);
+    }
+    Ok(tm)
+}
+
+const META_FORMAT: &str = "rdl.format";
+const FORMAT_VERSION: &str = "1";
+
+impl TrainedModel {
+    /// Raw outputs (logits, or normalised regression values) per context.
+    pub fn raw(&self, ctxs: &[EncodedContext]) -> Result<Vec<Vec<f32>>, TrainError> {
+        raw_outputs(&self.model, ctxs, self.predict_batch_tokens, &self.device)
+    }
+
+    /// Calibrated predictions: the probability of the positive class (binary), the value
+    /// (regression), or `classes` probabilities per context laid end to end (multiclass).
+    pub fn predict(&self, ctxs: &[EncodedContext]) -> Result<Vec<f32>, TrainError> {
+        let raw = self.raw(ctxs)?;
+        Ok(raw
+            .iter()
+            .flat_map(|r| self.calibration.apply(self.task, r, self.target_norm))
+            .collect())
+    }
+
+    /// Conformal prediction intervals `(low, high)` at a stored coverage level (regression).
+    pub fn predict_interval(
+        &self,
+        ctxs: &[EncodedContext],
+        level: f64,
+    ) -> Result<Option<Vec<(f32, f32)>>, TrainError> {
+        let Some(q) = self.calibration.quantile(level) else {
+            return Ok(None);
+        };
+        let p = self.predict(ctxs)?;
+        Ok(Some(
+            p.into_iter()
+                .map(|v| (v - q as f32, v + q as f32))
+                .collect(),
+        ))
+    }
+
+    /// Safetensors bytes: the weights, with the task, configs, encoder, normalisation,
+    /// calibration and history as JSON strings in the metadata.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, TrainError> {
+        let j = |v: serde_json::Result<String>| v.map_err(|e| TrainError::Format(e.to_string()));
+        let mut meta = HashMap::new();
+        meta.insert(META_FORMAT.to_string(), FORMAT_VERSION.to_string());
+        meta.insert("task".into(), j(serde_json::to_string(&self.task))?);
+        meta.insert(
+            "model_config".into(),
+            j(serde_json::to_string(&self.model_cfg))?,
+        );
+        meta.insert("dims".into(), j(serde_json::to_string(&self.dims))?);
+        meta.insert("encoder".into(), j(serde_json::to_string(&self.encoder))?);
+        meta.insert(
+            "target_norm".into(),
+            j(serde_json::to_string(&self.target_norm))?,
+        );
+        meta.insert(
+            "calibration".into(),
+            j(serde_json::to_string(&self.calibration))?,
+        );
+        meta.insert("history".into(), j(serde_json::to_string(&self.history))?);
+        let tensors: Vec<(String, Tensor)> = sorted_vars(&self.varmap)
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect();
+        safetensors::tensor::serialize(tensors, Some(meta))
+            .map_err(|e| TrainError::Format(e.to_string()))
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<TrainedModel, TrainError> {
+        let bad = |s: String| TrainError::Format(s);
+        let (_, md) =
+            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
+        let meta = md
+            .metadata()
+            .clone()
+            .ok_or_else(|| bad("no metadata".into()))?;
+        if meta.get(META_FORMAT).map(String::as_str) != Some(FORMAT_VERSION) {
+            return Err(bad("not an rdl model (format version)".into()));
+        }
+        fn field<T: serde::de::DeserializeOwned>(
+            meta: &HashMap<String, String>,
+            k: &str,
+        ) -> Result<T, TrainError> {
+            let s = meta
+                .get(k)
+                .ok_or_else(|| TrainError::Format(format!("missing {k}")))?;
+            serde_json::from_str(s).map_err(|e| TrainError::Format(format!("{k}: {e}")))
+        }
+        let task: Task = field(&meta, "task")?;
+        let model_cfg: ModelConfig = field(&meta, "model_config")?;
+        let dims: ModelDims = field(&meta, "dims")?;
+        let dev = default_device();
+        let varmap = VarMap::new();
+        let model = Model::new(&model_cfg, &dims, &varmap, &dev)?;
+        let loaded = candle_core::safetensors::load_buffer(bytes, &dev)?;
+        for (name, var) in sorted_vars(&varmap) {
+            let t = loaded
+                .get(&name)
+                .ok_or_else(|| bad(format!("missing tensor {name}")))?;
+            if t.dims() != var.dims() {
+                return Err(bad(format!("tensor {name} has shape {:?}", t.dims())));
+            }
+            var.set(t)?;
+        }
+        Ok(TrainedModel {
+            task,
+            model_cfg,
+            dims,
+            encoder: field(&meta, "encoder")?,
+            target_norm: field(&meta, "target_norm")?,
+            calibration: field(&meta, "calibration")?,
+            history: field(&meta, "history")?,
+            predict_batch_tokens: 8192,
+            varmap,
+            model,
+            device: dev,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

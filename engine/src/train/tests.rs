@@ -1,0 +1,183 @@
+use super::*;
+use crate::encode::EncoderConfig;
+
+fn dataset(n_train: usize, n_val: usize) -> (Encoder, Vec<EncodedContext>, Vec<EncodedContext>) {
+    let data = synth::churn_dataset(n_train + n_val, 4, 60, 42);
+    let (tr, va) = data.split_at(n_train);
+    let sgs: Vec<_> = tr.iter().map(|(s, _)| s.clone()).collect();
+    let enc = Encoder::fit(
+        EncoderConfig {
+            max_tokens: 64,
+            n_buckets: 256,
+        },
+        &sgs,
+    );
+    let e = |d: &[(crate::encode::Subgraph, f32)]| -> Vec<EncodedContext> {
+        d.iter().map(|(s, y)| enc.encode_labeled(s, *y)).collect()
+    };
+    let (a, b) = (e(tr), e(va));
+    (enc, a, b)
+}
+
+fn small_cfg() -> ModelConfig {
+    let mut m = ModelConfig::small();
+    m.d_model = 32;
+    m.heads = 4;
+    m
+}
+
+fn tcfg() -> TrainConfig {
+    let mut t = TrainConfig::new(Task::Binary);
+    t.max_epochs = 12;
+    t.patience = 4;
+    t.batch_contexts = 32;
+    t.batch_tokens = 1024;
+    t
+}
+
+fn val_auroc(m: &TrainedModel, val: &[EncodedContext]) -> f64 {
+    let p: Vec<f64> = m.predict(val).unwrap().iter().map(|&x| x as f64).collect();
+    let y: Vec<bool> = val.iter().map(|c| c.label == Some(1.0)).collect();
+    metrics::auroc(&p, &y).unwrap()
+}
+
+#[test]
+fn learns_two_hop_label_only_with_neighbor_attention() {
+    let (enc, tr, va) = dataset(800, 300);
+    let t0 = Instant::now();
+    let mut steps = 0;
+    let m = train(&tcfg(), &small_cfg(), &enc, &tr, &va, &mut |p| {
+        if p.epoch_end {
+            eprintln!(
+                "epoch {} loss {:.4} val {:?} {:.1}s",
+                p.epoch, p.loss, p.val_metric, p.elapsed_s
+            );
+        }
+        steps += 1;
+        true
+    })
+    .unwrap();
+    let auc = val_auroc(&m, &va);
+    eprintln!(
+        "with neighbor attention: AUROC {auc:.4} in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(steps > 0);
+    assert!(auc >= 0.95, "AUROC {auc}");
+
+    // the same model without a path from the customer to its orders
+    let mut cfg = small_cfg();
+    cfg.neighbor_attention = false;
+    cfg.full_attention = false;
+    let mut t = tcfg();
+    t.max_epochs = 4;
+    let m2 = train(&t, &cfg, &enc, &tr, &va, &mut |_| true).unwrap();
+    let auc2 = val_auroc(&m2, &va);
+    eprintln!("without: AUROC {auc2:.4}");
+    assert!(auc2 < 0.65, "AUROC without neighbor attention {auc2}");
+
+    // save → load gives identical predictions
+    let bytes = m.to_bytes().unwrap();
+    let back = TrainedModel::from_bytes(&bytes).unwrap();
+    assert_eq!(back.encoder, m.encoder);
+    assert_eq!(back.calibration, m.calibration);
+    assert_eq!(m.predict(&va).unwrap(), back.predict(&va).unwrap());
+    assert!(TrainedModel::from_bytes(&bytes[..bytes.len() / 2]).is_err());
+}
+
+#[test]
+fn cancel_is_a_distinct_error() {
+    let (enc, tr, va) = dataset(40, 10);
+    let mut n = 0;
+    let r = train(&tcfg(), &small_cfg(), &enc, &tr, &va, &mut |_| {
+        n += 1;
+        n < 2
+    });
+    assert!(matches!(r, Err(TrainError::Cancelled)));
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn training_is_deterministic_and_budgeted() {
+    let (enc, tr, va) = dataset(60, 20);
+    let mut t = tcfg();
+    t.max_epochs = 2;
+    let a = train(&t, &small_cfg(), &enc, &tr, &va, &mut |_| true).unwrap();
+    let b = train(&t, &small_cfg(), &enc, &tr, &va, &mut |_| true).unwrap();
+    assert_eq!(a.predict(&va).unwrap(), b.predict(&va).unwrap());
+    t.max_epochs = 1000;
+    t.patience = 1000;
+    t.time_budget_s = Some(0.5);
+    let s = Instant::now();
+    train(&t, &small_cfg(), &enc, &tr, &va, &mut |_| true).unwrap();
+    assert!(s.elapsed().as_secs_f64() < 5.0);
+}
+
+#[test]
+fn regression_and_multiclass_train_and_round_trip() {
+    let (enc, mut tr, mut va) = dataset(80, 30);
+    // regression: quantity-free target in odd units; multiclass: 3 classes
+    for (i, c) in tr.iter_mut().chain(va.iter_mut()).enumerate() {
+        c.label = Some(1000.0 + 50.0 * c.label.unwrap() + (i % 3) as f32);
+    }
+    let mut t = TrainConfig::new(Task::Regression);
+    t.max_epochs = 2;
+    let m = train(&t, &small_cfg(), &enc, &tr, &va, &mut |_| true).unwrap();
+    let (mean, _) = m.target_norm.unwrap();
+    assert!((mean - 1000.0).abs() < 60.0);
+    assert_eq!(m.calibration.residual_quantiles.len(), 2);
+    let iv = m.predict_interval(&va, 0.95).unwrap().unwrap();
+    assert!(iv.iter().all(|(lo, hi)| lo <= hi));
+    let back = TrainedModel::from_bytes(&m.to_bytes().unwrap()).unwrap();
+    assert_eq!(m.predict(&va).unwrap(), back.predict(&va).unwrap());
+
+    for c in tr.iter_mut().chain(va.iter_mut()) {
+        c.label = Some((c.label.unwrap() as usize % 3) as f32);
+    }
+    let mut t = TrainConfig::new(Task::Multiclass { classes: 3 });
+    t.max_epochs = 2;
+    let m = train(&t, &small_cfg(), &enc, &tr, &va, &mut |_| true).unwrap();
+    let p = m.predict(&va).unwrap();
+    assert_eq!(p.len(), va.len() * 3);
+    for ch in p.chunks(3) {
+        assert!((ch.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    }
+    tr[0].label = Some(7.0);
+    assert!(matches!(
+        train(&t, &small_cfg(), &enc, &tr, &va, &mut |_| true),
+        Err(TrainError::BadLabel(_))
+    ));
+}
+
+#[test]
+fn schedule_warms_up_and_decays() {
+    let mut c = TrainConfig::new(Task::Binary);
+    c.lr = 1.0;
+    c.warmup_steps = 10;
+    assert!((lr_at(&c, 0, 110) - 0.1).abs() < 1e-12);
+    assert!((lr_at(&c, 9, 110) - 1.0).abs() < 1e-12);
+    assert!((lr_at(&c, 60, 110) - 0.5).abs() < 1e-12);
+    assert!(lr_at(&c, 110, 110).abs() < 1e-12);
+    c.schedule = Schedule::Linear;
+    assert!((lr_at(&c, 60, 110) - 0.5).abs() < 1e-12);
+}
+
+#[test]
+fn trains_without_validation_data() {
+    let (enc, tr, _) = dataset(40, 0);
+    let mut t = tcfg();
+    t.max_epochs = 2;
+    let m = train(&t, &small_cfg(), &enc, &tr, &[], &mut |_| true).unwrap();
+    assert_eq!(m.history.len(), 2);
+    assert!(m.history.iter().all(|e| e.val_metric.is_none()));
+    assert_eq!(m.calibration, Calibration::default());
+    assert!(m
+        .predict(&tr)
+        .unwrap()
+        .iter()
+        .all(|p| (0.0..=1.0).contains(p)));
+    assert!(matches!(
+        train(&t, &small_cfg(), &enc, &[], &[], &mut |_| true),
+        Err(TrainError::NoTrainingData)
+    ));
+}
