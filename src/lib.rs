@@ -8,8 +8,10 @@ use pgrx::prelude::*;
 
 mod api;
 mod catalog;
+mod entity;
 mod error;
 mod pgtime;
+mod sampler;
 
 ::pgrx::pg_module_magic!();
 

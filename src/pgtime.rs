@@ -1,4 +1,4 @@
-//! Conversion from PostgreSQL's `timestamptz` (µs since 2000-01-01 UTC) and the
+//! Conversions between PostgreSQL's `timestamptz` (µs since 2000-01-01 UTC) and the
 //! engine's timestamps (µs since the Unix epoch, UTC).
 
 use pgrx::datum::TimestampWithTimeZone;
@@ -9,4 +9,8 @@ const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
 pub fn to_pg(unix_us: i64) -> TimestampWithTimeZone {
     TimestampWithTimeZone::try_from(unix_us - PG_EPOCH_OFFSET_US)
         .unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity())
+}
+
+pub fn from_pg(ts: TimestampWithTimeZone) -> i64 {
+    ts.into_inner() + PG_EPOCH_OFFSET_US
 }

@@ -10,5 +10,6 @@ pub mod ident;
 pub mod metrics;
 pub mod model;
 pub mod pql;
+pub mod sampler;
 pub mod schema;
 pub mod train;

@@ -84,7 +84,9 @@ SELECT rdl_set_time_column('races', 'name');
 SELECT count(*) AS overrides FROM rdl.time_columns;
 
 -- A user who may not read a table does not see it, nor its edges.
+SET client_min_messages = warning;
 DROP ROLE IF EXISTS rdl_reader;
+RESET client_min_messages;
 CREATE ROLE rdl_reader;
 GRANT USAGE ON SCHEMA "Shop" TO rdl_reader;
 GRANT SELECT ON "Shop"."Orders", "Shop".employees TO rdl_reader;

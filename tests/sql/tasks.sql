@@ -103,7 +103,9 @@ SELECT count(*) FROM rdl_task_table('driver-dnf', 'holdout');
 SELECT count(*) AS tasks FROM rdl.tasks;
 
 -- Labels are read as the calling user: no SELECT on results, no labels.
+SET client_min_messages = warning;
 DROP ROLE IF EXISTS rdl_analyst;
+RESET client_min_messages;
 CREATE ROLE rdl_analyst;
 GRANT SELECT ON drivers TO rdl_analyst;
 SET ROLE rdl_analyst;

@@ -1,0 +1,82 @@
+-- rdl_context: the rows the model sees, and proof that nothing newer than the anchor
+-- reaches them — at any hop, through timed parents or static tables.
+CREATE EXTENSION rdl;
+SELECT rdl_create_task('driver-dnf',
+  'PREDICT COUNT(results.* WHERE results.status_id != 1, 0, 30, days) > 0
+   FOR EACH drivers.driver_id ASSUMING COUNT(results.*, 0, 30, days) > 0',
+  '{"val_cutoff": "2005-01-01", "test_cutoff": "2010-01-01"}') IS NOT NULL AS created;
+
+-- Lewis Hamilton (driver 1) on 2010-01-01: his newest results, standings and qualifying
+-- (hop 1), their races and constructors (hop 2).
+SELECT c->>'entity' AS entity, c->>'as_of' AS as_of, c->'row_count' AS rows, c->'rows_by_table' AS by_table
+FROM rdl_context('driver-dnf', 1, '2010-01-01 00:00:00+00') c;
+SELECT r->>'table' AS "table", r->>'key' AS key, r->>'time' AS time, r->'hop' AS hop,
+       r->>'via' AS via, r->'parents' AS parents
+FROM jsonb_array_elements(rdl_context('driver-dnf', 1, '2010-01-01 00:00:00+00')->'rows') r
+WHERE (r->>'hop')::int < 2 ORDER BY (r->>'hop')::int, r->>'table', r->>'time' DESC NULLS FIRST LIMIT 8;
+SELECT r->'values' AS seed_values
+FROM jsonb_array_elements(rdl_context('driver-dnf', 1, '2010-01-01 00:00:00+00')->'rows') r
+WHERE (r->>'hop')::int = 0;
+
+-- Leakage. Plant rows after 2010-01-01 at every hop and through every kind of path:
+INSERT INTO constructors VALUES (9001, 'Future Racing', 'Nowhere');          -- static, reached only via the future
+INSERT INTO races VALUES (9001, 2010, 99, 1, 'Future GP', '2010-06-01 12:00');
+INSERT INTO races VALUES (9002, 2009, 98, 1, 'Late-dated GP', '2010-02-01 12:00');
+INSERT INTO results (result_id, race_id, driver_id, constructor_id, position_order, status_id, date)
+VALUES (900001, 9001, 1, 9001, 1, 1, '2010-06-01 12:00'),      -- future child of the seed
+       (900002, 9002, 1, 1, 1, 1, '2009-12-31 12:00');         -- past child of a future parent race
+INSERT INTO driver_standings VALUES (900001, 9001, 1, 999, 1, 9, '2010-06-01 12:00');
+INSERT INTO qualifying VALUES (900001, 9001, 1, 9001, 44, 1, NULL, NULL, NULL, '2010-05-31 12:00');
+INSERT INTO constructor_results VALUES (900001, 9001, 1, 99, NULL, '2010-06-01 12:00');
+-- One second after the anchor is the future too.
+INSERT INTO results (result_id, race_id, driver_id, constructor_id, position_order, status_id, date)
+VALUES (900003, 1, 1, 1, 1, 1, '2010-01-01 00:00:01');
+
+CREATE TEMP TABLE ctx AS
+SELECT r FROM jsonb_array_elements(rdl_context('driver-dnf', 1, '2010-01-01 00:00:00+00')->'rows') r;
+SELECT count(*) FILTER (WHERE (r->>'time')::timestamptz > '2010-01-01 00:00:00+00') AS rows_after_anchor,
+       count(*) FILTER (WHERE r->>'key' IN ('900001', '900003', '9001', '9002')) AS planted_rows_seen,
+       count(*) FILTER (WHERE r->>'table' = 'public.results' AND r->>'key' = '900002') AS past_child_kept
+FROM ctx;
+-- ... in any timezone.
+SET TimeZone = 'Pacific/Kiritimati';
+SELECT count(*) AS planted_rows_seen_kiritimati
+FROM jsonb_array_elements(rdl_context('driver-dnf', 1, '2010-01-01 00:00:00+00')->'rows') r
+WHERE r->>'key' IN ('900001', '900003', '9001', '9002');
+RESET TimeZone;
+-- After the planted rows' times they are visible: the sampler reads live data, no cache.
+SELECT count(*) FILTER (WHERE r->>'key' IN ('900001', '900003')) AS planted_results_seen_later
+FROM jsonb_array_elements(rdl_context('driver-dnf', 1, '2010-07-01 00:00:00+00')->'rows') r
+WHERE r->>'table' = 'public.results';
+-- A committed change shows in the very next call.
+UPDATE drivers SET nationality = 'Martian' WHERE driver_id = 1;
+SELECT r->'values'->>'nationality' AS nationality
+FROM jsonb_array_elements(rdl_context('driver-dnf', 1, '2010-01-01 00:00:00+00')->'rows') r
+WHERE (r->>'hop')::int = 0;
+
+-- Many drivers, many anchors: no context holds a row newer than its anchor.
+SELECT count(*) AS contexts, sum(jsonb_array_length(c->'rows')) > 1000 AS many_rows,
+       count(*) FILTER (WHERE EXISTS (
+         SELECT 1 FROM jsonb_array_elements(c->'rows') r
+         WHERE (r->>'time')::timestamptz > t.anchor_time)) AS leaking_contexts
+FROM (SELECT * FROM rdl_task_table('driver-dnf', 'val') ORDER BY anchor_time, entity_id LIMIT 40) t,
+     LATERAL rdl_context('driver-dnf', t.entity_id::int, t.anchor_time) c;
+
+-- Keys of other types work; bad input is a clear error.
+SELECT rdl_context('driver-dnf', 1::bigint, '2010-01-01+00')->'row_count' AS bigint_key;
+SELECT rdl_context('driver-dnf', '1'::text, '2010-01-01+00')->'row_count' AS text_key;
+SELECT rdl_context('driver-dnf', NULL::int) IS NULL AS null_id_gives_null;
+SELECT rdl_context('driver-dnf', 424242, '2010-01-01+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT rdl_context('driver-dnf', 1.5::float8);
+\echo :LAST_ERROR_SQLSTATE
+SELECT rdl_context('no-such-task', 1);
+\echo :LAST_ERROR_SQLSTATE
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS rdl_ctx_reader;
+RESET client_min_messages;
+CREATE ROLE rdl_ctx_reader;
+SET ROLE rdl_ctx_reader;
+SELECT rdl_context('driver-dnf', 1);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
