@@ -9,15 +9,15 @@ use crate::error::{query_one, RdlError};
 /// name a key of type `key_type` (`format_type` form).
 pub fn key_text(id: &AnyElement, key_type: &str, task: &str) -> String {
     let oid = id.oid();
-    let arg_type: String = query_one(
-        "SELECT pg_catalog.format_type($1, NULL)",
-        &[oid.into()],
-    )
-    .unwrap_or_default();
+    let arg_type: String =
+        query_one("SELECT pg_catalog.format_type($1, NULL)", &[oid.into()]).unwrap_or_default();
     let ints = ["smallint", "integer", "bigint", "numeric"];
     let ok = arg_type == key_type
         || (ints.contains(&arg_type.as_str()) && ints.contains(&key_type))
-        || matches!(arg_type.as_str(), "text" | "character varying" | "unknown" | "name");
+        || matches!(
+            arg_type.as_str(),
+            "text" | "character varying" | "unknown" | "name"
+        );
     if !ok {
         RdlError::new(
             "42804",

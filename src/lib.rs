@@ -62,6 +62,26 @@ SELECT name,
        created_at
 FROM rdl.tasks;
 GRANT SELECT ON rdl_tasks TO PUBLIC;
+
+-- Model versions. Weights are safetensors bytes; at most one active version per task.
+CREATE TABLE rdl.models (
+    id            bigserial PRIMARY KEY,
+    task          text NOT NULL REFERENCES rdl.tasks (name) ON DELETE CASCADE,
+    version       int NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    config        jsonb NOT NULL,
+    weights       bytea NOT NULL,
+    metrics       jsonb NOT NULL DEFAULT '{}',
+    train_seconds float8,
+    data_snapshot timestamptz,
+    active        bool NOT NULL DEFAULT false,
+    UNIQUE (task, version)
+);
+CREATE UNIQUE INDEX models_one_active ON rdl.models (task) WHERE active;
+SELECT pg_catalog.pg_extension_config_dump('rdl.models', '');
+SELECT pg_catalog.pg_extension_config_dump('rdl.models_id_seq', '');
+GRANT SELECT, INSERT, UPDATE, DELETE ON rdl.models TO PUBLIC;
+GRANT USAGE ON SEQUENCE rdl.models_id_seq TO PUBLIC;
 "#,
     name = "bootstrap",
     bootstrap

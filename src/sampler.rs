@@ -20,12 +20,21 @@ pub struct Gathered {
 
 /// Gathers the context of every `(entity key, anchor µs)` seed of `entity_table`.
 /// `hide` names a column of the seed row the model must not see (a static target).
-pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)], hide: Option<&str>) -> Gathered {
+pub fn gather(
+    plan: &Plan,
+    entity_table: &str,
+    seeds: &[(String, i64)],
+    hide: Option<&str>,
+) -> Gathered {
     let anchors: Vec<i64> = seeds.iter().map(|s| s.1).collect();
     let mut asm = Assembler::new(plan, &anchors);
     let keys: Vec<Vec<String>> = seeds.iter().map(|s| vec![s.0.clone()]).collect();
     let reqs = asm.seed_requests(&keys);
-    let rows = fetch(&plan.seed_sql(entity_table), &reqs, &plan.tables[entity_table]);
+    let rows = fetch(
+        &plan.seed_sql(entity_table),
+        &reqs,
+        &plan.tables[entity_table],
+    );
     asm.accept_seeds(entity_table, rows);
     let found: Vec<bool> = (0..seeds.len()).map(|i| asm.has_seed(i)).collect();
     while asm.next_hop() {
@@ -47,7 +56,10 @@ pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)], hide: Op
         }
     }
     // The statements bound time already; the assembler's own check must never fire.
-    assert_eq!(asm.dropped_future, 0, "rdl: a row newer than its anchor reached the sampler");
+    assert_eq!(
+        asm.dropped_future, 0,
+        "rdl: a row newer than its anchor reached the sampler"
+    );
     let via = std::mem::take(&mut asm.via);
     let mut contexts = std::mem::take(&mut asm.contexts);
     if let Some(col) = hide {
@@ -57,7 +69,11 @@ pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)], hide: Op
             }
         }
     }
-    Gathered { contexts, via, found }
+    Gathered {
+        contexts,
+        via,
+        found,
+    }
 }
 
 fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Vec<FetchedRow> {
@@ -65,7 +81,8 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Vec<FetchedRow> {
         return Vec::new();
     }
     let ords: Vec<i32> = (0..reqs.len() as i32).collect();
-    let anchors: Vec<TimestampWithTimeZone> = reqs.iter().map(|r| pgtime::to_pg(r.anchor)).collect();
+    let anchors: Vec<TimestampWithTimeZone> =
+        reqs.iter().map(|r| pgtime::to_pg(r.anchor)).collect();
     let mut args: Vec<DatumWithOid> = vec![ords.into(), anchors.into()];
     for c in 0..reqs[0].keys.len() {
         let col: Vec<String> = reqs.iter().map(|r| r.keys[c].clone()).collect();
@@ -91,7 +108,9 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Vec<FetchedRow> {
                     let n = 4 + ns + i;
                     match v.out {
                         OutKind::Text => spi(row.get::<String>(n)).map(Value::Text),
-                        OutKind::Float => spi(row.get::<f64>(n)).filter(|x| x.is_finite()).map(Value::Num),
+                        OutKind::Float => spi(row.get::<f64>(n))
+                            .filter(|x| x.is_finite())
+                            .map(Value::Num),
                         OutKind::Micros => spi(row.get::<i64>(n)).map(Value::Time),
                         OutKind::Bool => spi(row.get::<bool>(n)).map(Value::Bool),
                     }

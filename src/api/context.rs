@@ -37,9 +37,12 @@ fn rdl_context(
     let graph = catalog::read_graph(None);
     let plan = Plan::new(&graph, SamplerConfig::default());
     if !plan.tables.contains_key(&t.spec.entity.table) {
-        RdlError::new("42501", format!("permission denied for table {}", t.spec.entity.table))
-            .hint("rdl reads tables as the calling user; ask the owner to GRANT SELECT.")
-            .raise()
+        RdlError::new(
+            "42501",
+            format!("permission denied for table {}", t.spec.entity.table),
+        )
+        .hint("rdl reads tables as the calling user; ask the owner to GRANT SELECT.")
+        .raise()
     }
     let g = crate::sampler::gather(&plan, &t.spec.entity.table, &[(key.clone(), anchor)], None);
     if !g.found[0] {

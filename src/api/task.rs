@@ -181,6 +181,12 @@ fn rdl_task_table(
     ),
 > {
     let task = load_task(name);
+    let anchors = split_anchors(name, split);
+    TableIterator::new(run_labels(&task, task.spec.label_sql(), anchors.into()))
+}
+
+/// The anchors of a task's split (`train`, `val` or `test`).
+pub fn split_anchors(name: &str, split: &str) -> Vec<TimestampWithTimeZone> {
     let column = match split {
         "train" => "train_anchors",
         "val" => "val_anchors",
@@ -189,12 +195,11 @@ fn rdl_task_table(
             .hint("Use 'train', 'val' or 'test'.")
             .raise(),
     };
-    let anchors: Vec<TimestampWithTimeZone> = query_one(
+    query_one(
         &format!("SELECT {column} FROM rdl.tasks WHERE name = $1"),
         &[name.into()],
     )
-    .unwrap_or_default();
-    TableIterator::new(run_labels(&task, task.spec.label_sql(), anchors.into()))
+    .unwrap_or_default()
 }
 
 /// The labels at one anchor time.
@@ -215,7 +220,11 @@ fn rdl_labels(
     TableIterator::new(rows.into_iter().map(|(e, _, l, t)| (e, l, t)))
 }
 
-fn run_labels(task: &Task, sql: &str, first: pgrx::datum::DatumWithOid<'static>) -> Vec<LabelRow> {
+pub fn run_labels(
+    task: &Task,
+    sql: &str,
+    first: pgrx::datum::DatumWithOid<'static>,
+) -> Vec<LabelRow> {
     let mut args = vec![first];
     for p in &task.spec.params {
         args.push(p.clone().into());

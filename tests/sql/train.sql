@@ -1,0 +1,70 @@
+-- Train → predict → evaluate on a small slice of driver-dnf, plus the failure paths:
+-- predicting untrained, cancelling, rolling back, bad options. Figures are checked as
+-- ranges (training on 2 cores is not bit-for-bit reproducible across thread counts).
+CREATE EXTENSION rdl;
+SELECT rdl_create_task('driver-dnf',
+  'PREDICT COUNT(results.* WHERE results.status_id != 1, 0, 30, days) > 0
+   FOR EACH drivers.driver_id ASSUMING COUNT(results.*, 0, 30, days) > 0',
+  '{"val_cutoff": "2005-01-01", "test_cutoff": "2010-01-01"}') IS NOT NULL AS created;
+
+-- Not trained yet.
+SELECT rdl_predict('driver-dnf', 1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT rdl_evaluate('driver-dnf');
+\echo :LAST_ERROR_SQLSTATE
+CALL rdl_train('driver-dnf', '{"epochs": "many"}');
+\echo :LAST_ERROR_SQLSTATE
+CALL rdl_train('driver-dnf', '{"size": "huge"}');
+\echo :LAST_ERROR_SQLSTATE
+
+SET client_min_messages = warning;  -- per-epoch NOTICEs carry timings
+CALL rdl_train('driver-dnf', '{"max_train": 800, "epochs": 2, "seed": 7}');
+RESET client_min_messages;
+SELECT task, version, active, config->'train_examples' AS train_examples,
+       (metrics->'val'->>'auroc')::float8 > 0.6 AS val_auroc_above_0_6,
+       octet_length(weights) > 10000 AS has_weights
+FROM rdl.models;
+
+-- Predictions: probabilities, for int, bigint and text ids; NULL id gives NULL.
+SELECT p >= 0 AND p <= 1 AS is_probability
+FROM rdl_predict('driver-dnf', 1, '2010-01-01+00') p;
+SELECT rdl_predict('driver-dnf', 1::bigint, '2010-01-01+00') = rdl_predict('driver-dnf', '1'::text, '2010-01-01+00') AS same_for_key_types;
+SELECT rdl_predict('driver-dnf', NULL::int) IS NULL AS null_gives_null;
+SELECT rdl_predict('driver-dnf', 424242, '2010-01-01+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT rdl_predict('driver-dnf', 'x'::bytea);
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS drivers, count(DISTINCT round(p::numeric, 6)) > 5 AS varied
+FROM (SELECT rdl_predict('driver-dnf', driver_id, '2012-01-01+00') p FROM drivers
+      WHERE driver_id IN (SELECT driver_id FROM results WHERE date > '2011-01-01' AND date < '2012-01-01')) s;
+
+-- Held-out metrics: the model learned something real.
+SELECT e->>'split' AS split, (e->>'examples')::int AS examples,
+       (e->>'auroc')::float8 > 0.6 AS auroc_above_0_6,
+       (e->>'ece')::float8 < 0.2 AS calibrated,
+       round((e->>'positive_rate')::numeric, 4) AS positive_rate
+FROM rdl_evaluate('driver-dnf', 'test') e;
+
+-- A cancelled training leaves the active model untouched.
+SET statement_timeout = '4s';
+SET client_min_messages = warning;
+CALL rdl_train('driver-dnf', '{"max_train": 800, "epochs": 50}');
+\echo :LAST_ERROR_SQLSTATE
+RESET client_min_messages;
+RESET statement_timeout;
+-- So does one rolled back with its transaction.
+BEGIN;
+SET LOCAL client_min_messages = warning;
+CALL rdl_train('driver-dnf', '{"max_train": 200, "epochs": 1}');
+SELECT count(*) AS versions_inside FROM rdl.models;
+ROLLBACK;
+SELECT version, active FROM rdl.models ORDER BY version;
+
+-- Roll back to a version; unknown versions are an error.
+SELECT rdl_activate('driver-dnf', 1);
+SELECT rdl_activate('driver-dnf', 9);
+\echo :LAST_ERROR_SQLSTATE
+
+-- Dropping the task drops its models.
+SELECT rdl_drop_task('driver-dnf');
+SELECT count(*) AS models_left FROM rdl.models;
