@@ -44,7 +44,14 @@ fn rdl_context(
         .hint("rdl reads tables as the calling user; ask the owner to GRANT SELECT.")
         .raise()
     }
-    let g = crate::sampler::gather(&plan, &t.spec.entity.table, &[(key.clone(), anchor)], None);
+    // A static target stays hidden on the seed row, exactly as in training.
+    let hide = crate::api::model::hidden_column(&t);
+    let g = crate::sampler::gather(
+        &plan,
+        &t.spec.entity.table,
+        &[(key.clone(), anchor)],
+        hide.as_deref(),
+    );
     if !g.found[0] {
         RdlError::new(
             "42704",

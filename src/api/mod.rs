@@ -1,6 +1,6 @@
 //! The SQL API, one file per concept.
 
 mod context;
-mod model;
+pub mod model;
 mod schema;
 pub mod task;

@@ -102,7 +102,7 @@ fn engine_task(t: &Task, name: &str) -> train::Task {
 }
 
 /// The column of the seed row that must stay hidden from the model (a static target).
-fn hidden_column(t: &Task) -> Option<String> {
+pub fn hidden_column(t: &Task) -> Option<String> {
     match &t.spec.target {
         Target::Static(c) => Some(c.column.clone()),
         _ => None,
