@@ -61,9 +61,10 @@ SELECT format('rdl_predict latency over %s calls: p50 %s ms, p99 %s ms', count(*
               round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2)) FROM lat;
 CREATE TEMP TABLE tp AS SELECT clock_timestamp() AS t0;
 CREATE TEMP TABLE scored AS
-SELECT rdl_predict(current_setting('rdl_bench.task'), entity_id::int, anchor_time) AS p
-FROM rdl_task_table(current_setting('rdl_bench.task'), 'test');
-SELECT format('whole test table: %s entities scored at %s entities/s', count(*),
+SELECT * FROM rdl_predict_batch(current_setting('rdl_bench.task'),
+  ARRAY(SELECT DISTINCT entity_id::int FROM rdl_task_table(current_setting('rdl_bench.task'), 'test')),
+  '2010-01-01 00:00:00+00');
+SELECT format('rdl_predict_batch over every test driver: %s entities at %s entities/s', count(*),
               round(count(*) / extract(epoch FROM clock_timestamp() - (SELECT t0 FROM tp)))) FROM scored;
 SQL
 done

@@ -1,14 +1,45 @@
 //! Entity ids given as `anyelement`: rendered as text and checked against the key's type.
 
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::AnyElement;
+use pgrx::{AnyArray, AnyElement};
 
-use crate::error::{query_one, RdlError};
+use crate::error::{query_one, spi, RdlError};
 
 /// The text form of `id` (its type's output function), after checking that its type can
 /// name a key of type `key_type` (`format_type` form).
 pub fn key_text(id: &AnyElement, key_type: &str, task: &str) -> String {
     let oid = id.oid();
+    check_type(oid, key_type, task);
+    unsafe {
+        let mut func = pg_sys::InvalidOid;
+        let mut varlena = false;
+        pg_sys::getTypeOutputInfo(oid, &mut func, &mut varlena);
+        let c = pg_sys::OidOutputFunctionCall(func, id.datum());
+        let s = std::ffi::CStr::from_ptr(c).to_string_lossy().into_owned();
+        pg_sys::pfree(c.cast());
+        s
+    }
+}
+
+/// The elements of an array of ids, as text (NULL elements are skipped), after the same
+/// type check as [`key_text`].
+pub fn keys_text(ids: &AnyArray, key_type: &str, task: &str) -> Vec<String> {
+    let elem = unsafe { pg_sys::get_element_type(ids.oid()) };
+    check_type(elem, key_type, task);
+    let arg = unsafe { DatumWithOid::new(ids.datum(), ids.oid()) };
+    Spi::connect(|client| {
+        let table = spi(client.select(
+            "SELECT x::text FROM unnest($1) AS x WHERE x IS NOT NULL",
+            None,
+            &[arg],
+        ));
+        table.filter_map(|row| spi(row.get::<String>(1))).collect()
+    })
+}
+
+/// Errors with 42804 unless a value of type `oid` can name a key of type `key_type`.
+fn check_type(oid: pg_sys::Oid, key_type: &str, task: &str) {
     let arg_type: String =
         query_one("SELECT pg_catalog.format_type($1, NULL)", &[oid.into()]).unwrap_or_default();
     let ints = ["smallint", "integer", "bigint", "numeric"];
@@ -25,14 +56,5 @@ pub fn key_text(id: &AnyElement, key_type: &str, task: &str) -> String {
         )
         .hint(format!("Pass the id as {key_type}, or cast it: id::{key_type}."))
         .raise()
-    }
-    unsafe {
-        let mut func = pg_sys::InvalidOid;
-        let mut varlena = false;
-        pg_sys::getTypeOutputInfo(oid, &mut func, &mut varlena);
-        let c = pg_sys::OidOutputFunctionCall(func, id.datum());
-        let s = std::ffi::CStr::from_ptr(c).to_string_lossy().into_owned();
-        pg_sys::pfree(c.cast());
-        s
     }
 }

@@ -38,6 +38,13 @@ SELECT count(*) AS drivers, count(DISTINCT round(p::numeric, 6)) > 5 AS varied
 FROM (SELECT rdl_predict('driver-dnf', driver_id, '2012-01-01+00') p FROM drivers
       WHERE driver_id IN (SELECT driver_id FROM results WHERE date > '2011-01-01' AND date < '2012-01-01')) s;
 
+-- Batch prediction agrees with one-by-one prediction; unknown ids get NULL.
+SELECT count(*) AS rows, count(prediction) AS predicted,
+       bool_and(prediction IS NULL OR abs(prediction - rdl_predict('driver-dnf', entity_id::int, '2012-01-01+00')) < 1e-5) AS agrees
+FROM rdl_predict_batch('driver-dnf', ARRAY[1, 4, 20, 30, 424242], '2012-01-01+00');
+SELECT count(*) AS rows FROM rdl_predict_batch('driver-dnf', ARRAY['x']::bytea[]);
+\echo :LAST_ERROR_SQLSTATE
+
 -- Held-out metrics: the model learned something real.
 SELECT e->>'split' AS split, (e->>'examples')::int AS examples,
        (e->>'auroc')::float8 > 0.6 AS auroc_above_0_6,
