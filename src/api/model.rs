@@ -71,6 +71,10 @@ impl Default for TrainOptions {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredConfig {
     sampler: SamplerConfig,
+    /// Every table the model was trained to read: a caller who may not read one of them
+    /// gets 42501 rather than a silently poorer prediction.
+    #[serde(default)]
+    tables: Vec<String>,
     options: TrainOptions,
     train_examples: usize,
     val_examples: usize,
@@ -291,6 +295,7 @@ fn rdl_train(task: &str, options: Option<JsonB>) {
     let bytes = model.to_bytes().unwrap_or_else(|e| train_err(e).raise());
     let stored = StoredConfig {
         sampler,
+        tables: plan.tables.keys().cloned().collect(),
         options: opts,
         train_examples: train_ctx.len(),
         val_examples: val_ctx.len(),
@@ -372,6 +377,7 @@ fn metrics_json(kind: train::Task, preds: &[f64], ys: &[f64], n_rows: usize) -> 
 /// A loaded model, kept per backend and reloaded when the active version changes.
 struct Loaded {
     id: i64,
+    tables: Vec<String>,
     model: TrainedModel,
     plan: Plan,
 }
@@ -395,6 +401,7 @@ fn active_model(task: &str) -> Rc<Loaded> {
     };
     if let Some(l) = CACHE.with(|c| c.borrow().get(task).cloned()) {
         if l.id == id {
+            check_readable(task, &l.tables);
             return l;
         }
     }
@@ -414,11 +421,57 @@ fn active_model(task: &str) -> Rc<Loaded> {
         ))
         .raise()
     });
+    check_readable(task, &stored.tables);
     let model = TrainedModel::from_bytes(&bytes).unwrap_or_else(|e| train_err(e).raise());
-    let plan = Plan::new(&catalog::read_graph(None), stored.sampler);
-    let loaded = Rc::new(Loaded { id, model, plan });
+    let mut plan = Plan::new(&catalog::read_graph(None), stored.sampler);
+    // Read what the model was trained on, nothing more (a table added since is unknown to it).
+    if !stored.tables.is_empty() {
+        plan.tables.retain(|t, _| stored.tables.contains(t));
+        plan.edges
+            .retain(|e| plan.tables.contains_key(&e.child) && plan.tables.contains_key(&e.parent));
+    }
+    let loaded = Rc::new(Loaded {
+        id,
+        tables: stored.tables,
+        model,
+        plan,
+    });
     CACHE.with(|c| c.borrow_mut().insert(task.to_string(), loaded.clone()));
     loaded
+}
+
+/// Errors with 42501 when the caller may not read a table the model reads (checked on
+/// every call: the role may have changed since the model was cached).
+fn check_readable(task: &str, tables: &[String]) {
+    if tables.is_empty() {
+        return;
+    }
+    let denied = query_one::<String>(
+        "SELECT CASE WHEN to_regclass(t) IS NULL THEN 'missing:' ELSE '' END || t
+         FROM unnest($1::text[]) AS t
+         WHERE to_regclass(t) IS NULL OR NOT has_table_privilege(to_regclass(t), 'SELECT')
+         LIMIT 1",
+        &[tables.to_vec().into()],
+    );
+    if let Some(t) = denied.as_deref().and_then(|d| d.strip_prefix("missing:")) {
+        RdlError::new("42P01", format!("table {t} no longer exists"))
+            .detail(format!(
+                "The model of task \"{task}\" was trained reading {t}."
+            ))
+            .hint(format!(
+                "Retrain: CALL rdl_train('{}');",
+                task.replace('\'', "''")
+            ))
+            .raise()
+    }
+    if let Some(t) = denied {
+        RdlError::new("42501", format!("permission denied for table {t}"))
+            .detail(format!(
+                "The model of task \"{task}\" reads {t}; rdl reads data as the calling user."
+            ))
+            .hint("Ask the owner to GRANT SELECT on it, or retrain the task without it.")
+            .raise()
+    }
 }
 
 /// Predictions for seeds; `None` where the entity does not exist at its anchor.

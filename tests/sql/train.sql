@@ -52,6 +52,23 @@ SELECT e->>'split' AS split, (e->>'examples')::int AS examples,
        round((e->>'positive_rate')::numeric, 4) AS positive_rate
 FROM rdl_evaluate('driver-dnf', 'test') e;
 
+-- A caller who may not read a table the model reads gets an error, not a poorer answer.
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS rdl_predictor;
+RESET client_min_messages;
+CREATE ROLE rdl_predictor;
+GRANT SELECT ON drivers, races, circuits, constructors, driver_standings, qualifying,
+                constructor_results, constructor_standings TO rdl_predictor;
+GRANT SELECT ON rdl.tasks, rdl.models TO rdl_predictor;
+SET ROLE rdl_predictor;
+SELECT rdl_predict('driver-dnf', 1, '2010-01-01+00');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+GRANT SELECT ON results TO rdl_predictor;
+SET ROLE rdl_predictor;
+SELECT rdl_predict('driver-dnf', 1, '2010-01-01+00') BETWEEN 0 AND 1 AS allowed_now;
+RESET ROLE;
+
 -- A cancelled training leaves the active model untouched.
 SET statement_timeout = '4s';
 SET client_min_messages = warning;
@@ -70,6 +87,11 @@ SELECT version, active FROM rdl.models ORDER BY version;
 -- Roll back to a version; unknown versions are an error.
 SELECT rdl_activate('driver-dnf', 1);
 SELECT rdl_activate('driver-dnf', 9);
+\echo :LAST_ERROR_SQLSTATE
+
+-- A table dropped after training: a clear error naming it, not a crash.
+DROP TABLE constructor_results;
+SELECT rdl_predict('driver-dnf', 1, '2010-01-01+00');
 \echo :LAST_ERROR_SQLSTATE
 
 -- Dropping the task drops its models.
