@@ -36,13 +36,14 @@ published() {
 
 echo "train options: $opts"
 for t in "${tasks[@]}"; do
-    psql_ -d rdl_bench -v t="$t" -v q="$(query "$t")" -c \
-      "SELECT rdl_create_task(:'t', :'q', '{\"val_cutoff\": \"2005-01-01\", \"test_cutoff\": \"2010-01-01\"}') IS NOT NULL AS created" >/dev/null
+    # psql interpolates :'vars' only in scripts, not in -c.
+    echo "SELECT rdl_create_task(:'t', :'q', '{\"val_cutoff\": \"2005-01-01\", \"test_cutoff\": \"2010-01-01\"}') IS NOT NULL" \
+      | psql_ -d rdl_bench -v ON_ERROR_STOP=1 -v t="$t" -v q="$(query "$t")" >/dev/null
     t0=$(date +%s)
-    psql_ -d rdl_bench -v ON_ERROR_STOP=1 -v t="$t" -v o="$opts" -c "CALL rdl_train(:'t', :'o')" 2>&1 | sed 's/^/  /'
+    echo "CALL rdl_train(:'t', :'o')" | psql_ -d rdl_bench -v ON_ERROR_STOP=1 -v t="$t" -v o="$opts" 2>&1 | sed 's/^/  /'
     t1=$(date +%s)
     echo "== $t: trained in $((t1 - t0))s"
-    psql_ -d rdl_bench -v t="$t" -At -c "SELECT 'test metrics: ' || rdl_evaluate(:'t', 'test')::text"
+    echo "SELECT 'test metrics: ' || rdl_evaluate(:'t', 'test')::text" | psql_ -d rdl_bench -v t="$t" -At
     echo "published (test): $(published "$t")"
     # Latency: 200 single-entity calls; throughput: the whole test table in one statement.
     PGOPTIONS="-c rdl_bench.task=$t" psql_ -d rdl_bench -At <<'SQL'
