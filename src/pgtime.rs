@@ -12,5 +12,10 @@ pub fn to_pg(unix_us: i64) -> TimestampWithTimeZone {
 }
 
 pub fn from_pg(ts: TimestampWithTimeZone) -> i64 {
-    ts.into_inner() + PG_EPOCH_OFFSET_US
+    from_pg_raw(ts.into_inner())
+}
+
+/// From a raw `TimestampTz` (µs since 2000-01-01 UTC).
+pub fn from_pg_raw(ts: pgrx::pg_sys::TimestampTz) -> i64 {
+    ts + PG_EPOCH_OFFSET_US
 }

@@ -11,14 +11,18 @@ use serde_json::{json, Map};
 use crate::api::task::load_task;
 use crate::catalog;
 use crate::entity;
-use crate::error::{query_one, RdlError};
+use crate::error::RdlError;
 
 /// The anchor for a prediction: `as_of`, or the current time.
 pub fn anchor_of(as_of: Option<TimestampWithTimeZone>) -> i64 {
-    let ts = as_of.unwrap_or_else(|| {
-        query_one::<TimestampWithTimeZone>("SELECT now()", &[]).expect("now() is never NULL")
-    });
-    crate::pgtime::from_pg(ts)
+    match as_of {
+        Some(ts) => crate::pgtime::from_pg(ts),
+        // now() is the transaction's start time: read it directly, not through SPI, since
+        // every rdl_predict call lands here.
+        None => {
+            crate::pgtime::from_pg_raw(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() })
+        }
+    }
 }
 
 /// The context subgraph gathered for `entity_id` as of `as_of` (default: now): every row

@@ -405,11 +405,13 @@ fn active_model(task: &str) -> Rc<Loaded> {
             return l;
         }
     }
-    let bytes: Vec<u8> =
-        query_one("SELECT weights FROM rdl.models WHERE id = $1", &[id.into()]).unwrap_or_default();
-    let JsonB(cfg) =
-        query_one::<JsonB>("SELECT config FROM rdl.models WHERE id = $1", &[id.into()])
-            .unwrap_or(JsonB(serde_json::Value::Null));
+    // The row exists: its id was just read in this snapshot.
+    let (bytes, cfg) = spi(Spi::get_two_with_args::<Vec<u8>, JsonB>(
+        "SELECT weights, config FROM rdl.models WHERE id = $1",
+        &[id.into()],
+    ));
+    let bytes = bytes.unwrap_or_default();
+    let cfg = cfg.map(|j| j.0).unwrap_or(serde_json::Value::Null);
     let stored: StoredConfig = serde_json::from_value(cfg).unwrap_or_else(|e| {
         RdlError::new(
             "XX000",
