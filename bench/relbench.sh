@@ -10,14 +10,8 @@
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/scripts/lib.sh"
 opts="${1:-{\}}"; shift || true
 tasks=("$@"); [ ${#tasks[@]} -gt 0 ] || tasks=(driver-dnf driver-top3 driver-position)
-dir="$RDL_ROOT/build/bench"; port="${RDL_BENCH_PORT:-25417}"
-cluster_start "$dir" "$port"
-psql_() { psql -X -q -h "$dir" -p "$port" -U postgres "$@"; }
-if ! psql_ -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'rdl_bench'" | grep -q 1; then
-    psql_ -d postgres -c "CREATE DATABASE rdl_bench"
-    "$RDL_ROOT/examples/f1/load.sh" -h "$dir" -p "$port" -U postgres -d rdl_bench
-fi
-psql_ -d rdl_bench -c "DROP EXTENSION IF EXISTS rdl CASCADE" -c "CREATE EXTENSION rdl"
+bench_db
+psql_() { bench_psql "$@"; }
 
 query() {
     case "$1" in

@@ -49,3 +49,16 @@ cluster_stop() {
 install_extension() {
     (cd "$RDL_ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" "$@")
 }
+
+# The benchmark cluster (build/bench, port ${RDL_BENCH_PORT:-25417}) with the F1 database
+# loaded once into rdl_bench and a fresh rdl extension. Sets bench_dir and bench_port.
+bench_db() {
+    bench_dir="$RDL_ROOT/build/bench"; bench_port="${RDL_BENCH_PORT:-25417}"
+    cluster_start "$bench_dir" "$bench_port"
+    if ! bench_psql -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'rdl_bench'" | grep -q 1; then
+        bench_psql -d postgres -c "CREATE DATABASE rdl_bench"
+        "$RDL_ROOT/examples/f1/load.sh" -h "$bench_dir" -p "$bench_port" -U postgres -d rdl_bench
+    fi
+    bench_psql -d rdl_bench -c "DROP EXTENSION IF EXISTS rdl CASCADE" -c "CREATE EXTENSION rdl"
+}
+bench_psql() { psql -X -q -h "$bench_dir" -p "$bench_port" -U postgres "$@"; }

@@ -10,7 +10,7 @@ use rdl_engine::schema::{
     detect_time_column, infer_semantic, Column, ForeignKey, SchemaGraph, Table, TimeSource,
 };
 
-use crate::error::spi;
+use crate::error::{query_one, spi, RdlError};
 
 const TABLES_SQL: &str = r#"
 SELECT c.oid::int8, n.nspname::text, c.relname::text,
@@ -66,6 +66,45 @@ const OVERRIDES_SQL: &str = r#"
 SELECT table_oid::oid::int8, column_name::text FROM rdl.time_columns
 WHERE table_oid::oid = ANY ($1::int8[]::oid[])
 "#;
+
+// Tables reachable from an entity table through foreign keys (either direction) within a
+// number of hops, whatever the caller's privileges: the first one the caller may not read.
+const UNREADABLE_LINKED_SQL: &str = r#"
+WITH RECURSIVE fk AS (
+    SELECT conrelid AS a, confrelid AS b FROM pg_catalog.pg_constraint
+    WHERE contype = 'f' AND conparentid = 0
+), reach (rel, d) AS (
+    SELECT $1::regclass::oid, 0
+    UNION
+    SELECT CASE WHEN fk.a = r.rel THEN fk.b ELSE fk.a END, r.d + 1
+    FROM reach r JOIN fk ON r.rel IN (fk.a, fk.b)
+    WHERE r.d < $2
+)
+SELECT format('%I.%I', n.nspname, c.relname) FROM reach r
+JOIN pg_catalog.pg_class c ON c.oid = r.rel
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'rdl')
+  AND NOT pg_catalog.has_table_privilege(r.rel, 'SELECT')
+ORDER BY r.d, 1
+LIMIT 1
+"#;
+
+/// Errors with 42501 when the caller may not read a table linked to `entity_table` within
+/// `depth` hops: such a table would otherwise be silently missing from the context.
+pub fn check_linked_readable(entity_table: &str, depth: u8, task: &str) {
+    let denied = query_one::<String>(
+        UNREADABLE_LINKED_SQL,
+        &[entity_table.into(), (depth as i32).into()],
+    );
+    if let Some(t) = denied {
+        RdlError::new("42501", format!("permission denied for table {t}"))
+            .detail(format!(
+                "Task \"{task}\" reads every table linked to {entity_table} by foreign keys within {depth} hops, as the calling user."
+            ))
+            .hint("Ask the table's owner to GRANT SELECT on it to you.")
+            .raise()
+    }
+}
 
 /// The schema graph of the given schemas (all non-system schemas when `None`), as the
 /// calling user sees it.

@@ -11,6 +11,7 @@ mod catalog;
 mod entity;
 mod error;
 mod pgtime;
+mod run;
 mod sampler;
 
 ::pgrx::pg_module_magic!();
@@ -82,6 +83,49 @@ SELECT pg_catalog.pg_extension_config_dump('rdl.models', '');
 SELECT pg_catalog.pg_extension_config_dump('rdl.models_id_seq', '');
 GRANT SELECT, INSERT, UPDATE, DELETE ON rdl.models TO PUBLIC;
 GRANT USAGE ON SEQUENCE rdl.models_id_seq TO PUBLIC;
+
+-- Training runs. rdl_train commits this row as it goes (when called outside a transaction
+-- block), so another session can follow it; see src/run.rs.
+CREATE TABLE rdl.runs (
+    id            bigserial PRIMARY KEY,
+    task          text NOT NULL REFERENCES rdl.tasks (name) ON DELETE CASCADE,
+    pid           int NOT NULL DEFAULT pg_backend_pid(),
+    started_by    name NOT NULL DEFAULT current_user,
+    started_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at   timestamptz,
+    status        text NOT NULL DEFAULT 'running'
+                  CHECK (status IN ('running', 'finished', 'cancelled', 'failed')),
+    phase         text NOT NULL DEFAULT 'starting',
+    epoch         int NOT NULL DEFAULT 0,
+    history       jsonb NOT NULL DEFAULT '[]',
+    options       jsonb NOT NULL DEFAULT '{}',
+    metrics       jsonb,
+    model_version int,
+    message       text
+);
+SELECT pg_catalog.pg_extension_config_dump('rdl.runs', '');
+SELECT pg_catalog.pg_extension_config_dump('rdl.runs_id_seq', '');
+GRANT SELECT, INSERT, UPDATE, DELETE ON rdl.runs TO PUBLIC;
+GRANT USAGE ON SEQUENCE rdl.runs_id_seq TO PUBLIC;
+
+-- A run still marked running whose backend no longer holds its lock ended without
+-- finishing (an error, a cancel outside a training step, or a lost backend): 'aborted'.
+CREATE VIEW rdl_runs AS
+SELECT r.id, r.task, r.pid, r.started_by,
+       CASE WHEN r.status = 'running' AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_locks l
+                WHERE l.locktype = 'advisory' AND l.granted AND l.pid = r.pid
+                  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+                  AND l.classid = 1919183872 AND l.objid = r.id::int8::oid AND l.objsubid = 2)
+            THEN 'aborted' ELSE r.status END AS status,
+       r.phase, r.epoch,
+       (r.history -> -1) AS last_epoch,
+       r.history, r.started_at, r.updated_at, r.finished_at,
+       coalesce(r.finished_at, clock_timestamp()) - r.started_at AS elapsed,
+       r.model_version, r.metrics, r.options, r.message
+FROM rdl.runs r;
+GRANT SELECT ON rdl_runs TO PUBLIC;
 "#,
     name = "bootstrap",
     bootstrap

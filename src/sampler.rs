@@ -1,8 +1,19 @@
 //! Executes the engine's sampler plan through SPI, as the calling user: one statement per
 //! (hop, edge, direction) for a whole batch of seeds.
+//!
+//! Statements are prepared once per backend and kept (`SPI_keepplan`): every batch of a
+//! training and every later prediction reuses them. That is safe across roles and DDL:
+//! the plan cache re-checks privileges at each execution, replans when the role or a table
+//! changes, and applies row-level security for the current user.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
 
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::PgOid;
 use rdl_engine::encode::{Subgraph, Value};
 use rdl_engine::sampler::{Assembler, Direction, FetchedRow, OutKind, Plan, Request, TablePlan};
 
@@ -65,7 +76,7 @@ pub fn gather(
     if let Some(col) = hide {
         for c in contexts.iter_mut() {
             if let Some(seed) = c.rows.get_mut(c.seed) {
-                seed.values.retain(|(name, _, _)| name != col);
+                seed.values.retain(|(name, _, _)| &**name != col);
             }
         }
     }
@@ -89,42 +100,212 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Vec<FetchedRow> {
         args.push(col.into());
     }
     let ns = tp.structural.len();
-    Spi::connect(|client| {
-        let table = spi(client.select(sql, None, &args));
-        let mut out = Vec::with_capacity(table.len());
-        for row in table {
-            let ord = spi(row.get::<i32>(1)).unwrap_or(-1);
-            if ord < 0 {
-                continue;
-            }
-            let key: String = spi(row.get(2)).unwrap_or_default();
-            let time: Option<i64> = spi(row.get(3));
-            let structural = (0..ns).map(|i| spi(row.get::<String>(4 + i))).collect();
-            let values = tp
-                .values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let n = 4 + ns + i;
-                    match v.out {
-                        OutKind::Text => spi(row.get::<String>(n)).map(Value::Text),
-                        OutKind::Float => spi(row.get::<f64>(n))
-                            .filter(|x| x.is_finite())
-                            .map(Value::Num),
-                        OutKind::Micros => spi(row.get::<i64>(n)).map(Value::Time),
-                        OutKind::Bool => spi(row.get::<bool>(n)).map(Value::Bool),
-                    }
-                    .unwrap_or(Value::Null)
-                })
-                .collect();
-            out.push(FetchedRow {
-                ord: ord as usize,
-                key,
-                time,
-                structural,
-                values,
-            });
+    let n_keys = reqs[0].keys.len();
+    TRACE.with(|t| {
+        if let Some(v) = t.borrow_mut().as_mut() {
+            v.push(rdl_engine::sampler::inline_statement(sql, reqs));
         }
+    });
+    Spi::connect(|client| {
+        let stmt = prepared(client, sql, n_keys);
+        let t0 = std::time::Instant::now();
+        let table = spi(client.select(&*stmt, None, &args));
+        let t1 = std::time::Instant::now();
+        let mut out = Vec::with_capacity(table.len());
+        // SAFETY: `select` just ran on this connection, so SPI_tuptable is its result, valid
+        // until the connection's next statement; every datum is read by the type its column
+        // was checked to have.
+        unsafe {
+            let tt = pg_sys::SPI_tuptable;
+            if tt.is_null() || table.is_empty() {
+                record(0, t0, t1);
+                return out;
+            }
+            let desc = (*tt).tupdesc;
+            let natts = (*desc).natts as usize;
+            // Expected type per column: ord, key, time, structural columns, values.
+            let time_kinds = std::iter::once(tp.time_out().unwrap_or(OutKind::Micros));
+            let mut want: Vec<Option<OutKind>> = vec![None, Some(OutKind::Text)];
+            want.extend(time_kinds.map(Some));
+            want.extend(std::iter::repeat_n(Some(OutKind::Text), ns));
+            want.extend(tp.values.iter().map(|v| Some(v.out)));
+            let type_ok = |k: Option<OutKind>, oid: pg_sys::Oid| match k {
+                None => oid == pg_sys::INT4OID,
+                Some(OutKind::Text) => oid == pg_sys::TEXTOID,
+                Some(OutKind::Float) => oid == pg_sys::FLOAT8OID,
+                Some(OutKind::Micros) => oid == pg_sys::INT8OID,
+                Some(OutKind::Bool) => oid == pg_sys::BOOLOID,
+                Some(OutKind::Timestamp) => {
+                    oid == pg_sys::TIMESTAMPTZOID || oid == pg_sys::TIMESTAMPOID
+                }
+                Some(OutKind::Date) => oid == pg_sys::DATEOID,
+            };
+            let types_match = natts == want.len()
+                && (0..natts).all(|i| type_ok(want[i], (*(*desc).attrs.as_ptr().add(i)).atttypid));
+            if !types_match {
+                crate::error::RdlError::new(
+                    "XX000",
+                    format!(
+                        "rdl: sampler statement returned unexpected column types for {}",
+                        tp.table
+                    ),
+                )
+                .raise()
+            }
+            let mut vals = vec![pg_sys::Datum::from(0usize); natts];
+            let mut nulls = vec![false; natts];
+            let text = |d: pg_sys::Datum| -> String {
+                <&str as FromDatum>::from_polymorphic_datum(d, false, pg_sys::TEXTOID)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            for i in 0..(*tt).numvals as usize {
+                let tup = *(*tt).vals.add(i);
+                pg_sys::heap_deform_tuple(tup, desc, vals.as_mut_ptr(), nulls.as_mut_ptr());
+                if nulls[0] {
+                    continue;
+                }
+                let get = |n: usize| (!nulls[n]).then(|| vals[n]);
+                let ord = vals[0].value() as i32;
+                if ord < 0 {
+                    continue;
+                }
+                let key = get(1).map(text).unwrap_or_default();
+                let time = get(2).map(|d| match tp.time_out() {
+                    Some(OutKind::Timestamp) => pg_timestamp(d).unwrap_or(i64::MIN),
+                    Some(OutKind::Date) => pg_date(d).unwrap_or(i64::MIN),
+                    _ => d.value() as i64,
+                });
+                let structural = (0..ns).map(|k| get(3 + k).map(text)).collect();
+                let values = tp
+                    .values
+                    .iter()
+                    .enumerate()
+                    .map(|(k, v)| match get(3 + ns + k) {
+                        None => Value::Null,
+                        Some(d) => match v.out {
+                            OutKind::Text => Value::Text(text(d)),
+                            OutKind::Float => {
+                                let x = f64::from_bits(d.value() as u64);
+                                if x.is_finite() {
+                                    Value::Num(x)
+                                } else {
+                                    Value::Null
+                                }
+                            }
+                            OutKind::Micros => Value::Time(d.value() as i64),
+                            OutKind::Timestamp => pg_timestamp(d).map_or(Value::Null, Value::Time),
+                            OutKind::Date => pg_date(d).map_or(Value::Null, Value::Time),
+                            OutKind::Bool => Value::Bool(d.value() != 0),
+                        },
+                    })
+                    .collect();
+                out.push(FetchedRow {
+                    ord: ord as usize,
+                    key,
+                    time,
+                    structural,
+                    values,
+                });
+            }
+        }
+        record(out.len(), t0, t1);
         out
     })
+}
+
+/// A `timestamp`/`timestamptz` datum as µs since the Unix epoch; `None` for ±infinity.
+fn pg_timestamp(d: pg_sys::Datum) -> Option<i64> {
+    let v = d.value() as i64;
+    (v != i64::MIN && v != i64::MAX).then(|| pgtime::from_pg_raw(v))
+}
+
+/// A `date` datum as µs since the Unix epoch (its midnight, UTC); `None` for ±infinity.
+fn pg_date(d: pg_sys::Datum) -> Option<i64> {
+    let v = d.value() as i32;
+    (v != i32::MIN && v != i32::MAX).then(|| pgtime::from_pg_raw(v as i64 * 86_400_000_000))
+}
+
+/// Adds one statement to the statistics: `rows` returned, executed between `t0` and `t1`,
+/// converted from `t1` until now.
+fn record(rows: usize, t0: std::time::Instant, t1: std::time::Instant) {
+    STATS.with(|st| {
+        let mut v = st.get();
+        v.statements += 1;
+        v.rows += rows;
+        v.exec_s += (t1 - t0).as_secs_f64();
+        v.convert_s += t1.elapsed().as_secs_f64();
+        st.set(v);
+    });
+}
+
+/// Where the sampler's time goes, accumulated per backend since the last [`take_stats`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FetchStats {
+    pub statements: usize,
+    /// Rows the statements returned (before the assembler's dedup and caps).
+    pub rows: usize,
+    /// Seconds PostgreSQL spent executing the statements (plan, scan, SPI tuple table).
+    pub exec_s: f64,
+    /// Seconds spent converting the returned datums into Rust values.
+    pub convert_s: f64,
+}
+
+thread_local! {
+    static STATS: Cell<FetchStats> = const { Cell::new(FetchStats { statements: 0, rows: 0, exec_s: 0.0, convert_s: 0.0 }) };
+}
+
+thread_local! {
+    static TRACE: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` recording every statement the sampler executes, parameters inlined.
+pub fn traced<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    TRACE.with(|t| *t.borrow_mut() = Some(Vec::new()));
+    let out = f();
+    let stmts = TRACE.with(|t| t.borrow_mut().take()).unwrap_or_default();
+    (out, stmts)
+}
+
+/// The statistics since the last call, reset.
+pub fn take_stats() -> FetchStats {
+    STATS.with(|s| s.replace(FetchStats::default()))
+}
+
+/// Kept statements at most; beyond it the cache starts over (plans are cheap to rebuild,
+/// memory held by thousands of stale task plans is not).
+const MAX_KEPT_PLANS: usize = 512;
+
+thread_local! {
+    static PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// The kept prepared statement for `sql` (`$1 int4[]`, `$2 timestamptz[]`, then `n_keys`
+/// `text[]`), prepared on first use.
+fn prepared(
+    client: &pgrx::spi::SpiClient<'_>,
+    sql: &str,
+    n_keys: usize,
+) -> Rc<OwnedPreparedStatement> {
+    if let Some(p) = PLANS.with(|m| m.borrow().get(sql).cloned()) {
+        return p;
+    }
+    let mut types = vec![
+        PgOid::from(pg_sys::INT4ARRAYOID),
+        PgOid::from(pg_sys::TIMESTAMPTZARRAYOID),
+    ];
+    types.extend(std::iter::repeat_n(
+        PgOid::from(pg_sys::TEXTARRAYOID),
+        n_keys,
+    ));
+    let stmt = Rc::new(spi(client.prepare(sql, &types)).keep());
+    PLANS.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= MAX_KEPT_PLANS {
+            m.clear();
+        }
+        m.insert(sql.to_string(), stmt.clone());
+    });
+    stmt
 }

@@ -9,6 +9,7 @@
 //! [`Kind::Mask`]) where the model reads its prediction.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +31,7 @@ pub enum Value {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawRow {
     /// Quoted qualified table name.
-    pub table: String,
+    pub table: Arc<str>,
     /// The row's primary key rendered as text (identity only, never encoded).
     pub key: String,
     /// The row's time-column value (µs since epoch UTC), `None` for static tables.
@@ -39,7 +40,8 @@ pub struct RawRow {
     pub hop: u8,
     /// Indices (into the subgraph's `rows`) of the rows this row references by FK.
     pub parents: Vec<usize>,
-    pub values: Vec<(String, SemanticType, Value)>,
+    /// `(column, semantic type, value)`; names are shared by every row of a table.
+    pub values: Vec<(Arc<str>, SemanticType, Value)>,
 }
 
 /// The rows the sampler gathered for one prediction.
@@ -200,7 +202,7 @@ impl Encoder {
         for sg in train {
             for r in &sg.rows {
                 let n = tables.len() as u32 + 1;
-                tables.entry(r.table.clone()).or_insert(n);
+                tables.entry(r.table.to_string()).or_insert(n);
                 for (c, sem, v) in &r.values {
                     if !encodable(*sem) {
                         continue;
@@ -328,7 +330,7 @@ impl Encoder {
         for (n, &i) in kept.iter().enumerate() {
             let r = &rows[i];
             out.row_table
-                .push(self.tables.get(&r.table).copied().unwrap_or(OOV_TABLE));
+                .push(self.tables.get(&*r.table).copied().unwrap_or(OOV_TABLE));
             out.row_parents.push(
                 r.parents
                     .iter()
@@ -389,7 +391,7 @@ mod tests {
             parents,
             values: values
                 .into_iter()
-                .map(|(c, s, v)| (c.to_string(), s, v))
+                .map(|(c, s, v)| (c.into(), s, v))
                 .collect(),
         }
     }

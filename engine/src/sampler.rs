@@ -25,11 +25,14 @@
 //! same convention as the label SQL, so nothing depends on the session's TimeZone.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::anchors::format_timestamp;
 use crate::encode::{RawRow, Subgraph, Value};
-use crate::ident::quote_ident;
+use crate::ident::{quote_ident, quote_literal};
 use crate::schema::{SchemaGraph, SemanticType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,9 +60,33 @@ impl Default for SamplerConfig {
 pub enum OutKind {
     Text,
     Float,
-    /// µs since the Unix epoch (timestamps).
+    /// `int8` µs since the Unix epoch (a timestamp-like type we do not read raw, e.g. a
+    /// domain).
     Micros,
     Bool,
+    /// The column's own `timestamptz` or `timestamp` datum (µs since 2000-01-01; a
+    /// `timestamp` is read as UTC): exact, and no numeric arithmetic per row.
+    Timestamp,
+    /// The column's own `date` datum (days since 2000-01-01).
+    Date,
+}
+
+/// Whether a `format_type` name is `timestamptz`, with or without a precision.
+pub fn is_timestamptz(pg_type: &str) -> bool {
+    pg_type.starts_with("timestamp")
+        && pg_type.ends_with("with time zone")
+        && !pg_type.contains("without")
+}
+
+/// The raw read of a date/time column of type `ty`, when it is one of the built-in types.
+fn raw_time(ty: &str) -> Option<OutKind> {
+    if ty == "date" {
+        Some(OutKind::Date)
+    } else if ty.starts_with("timestamp") && ty.ends_with("time zone") {
+        Some(OutKind::Timestamp)
+    } else {
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +94,9 @@ pub struct ValueColumn {
     pub name: String,
     pub semantic: SemanticType,
     pub out: OutKind,
+    /// The SQL expression that reads it (over the table aliased `t`).
+    #[serde(default)]
+    pub expr: String,
 }
 
 /// What is read of one table. Every statement returns, after `ord`: the row key (text),
@@ -84,6 +114,14 @@ pub struct TablePlan {
     pub values: Vec<ValueColumn>,
     /// `format_type` of every column, for casting request keys.
     pub types: BTreeMap<String, String>,
+}
+
+impl TablePlan {
+    /// How the statements return the row time: `None` for a static table.
+    pub fn time_out(&self) -> Option<OutKind> {
+        self.time_column.as_ref()?;
+        Some(raw_time(self.time_type.as_deref()?).unwrap_or(OutKind::Micros))
+    }
 }
 
 /// A foreign key as an edge of the walk.
@@ -113,7 +151,7 @@ pub enum Direction {
 }
 
 fn time_cmp(col: &str, ty: &str) -> String {
-    if ty == "timestamp with time zone" {
+    if is_timestamptz(ty) {
         format!("t.{} <= u.anchor", quote_ident(col))
     } else {
         format!("t.{} <= (u.anchor AT TIME ZONE 'UTC')", quote_ident(col))
@@ -134,10 +172,13 @@ fn value_expr(c: &str, ty: &str, semantic: SemanticType) -> Option<(String, OutK
             (e, OutKind::Float)
         }
         SemanticType::Boolean => (format!("{q}::bool"), OutKind::Bool),
-        SemanticType::Timestamp => (
-            format!("(extract(epoch FROM {q}) * 1000000)::int8"),
-            OutKind::Micros,
-        ),
+        SemanticType::Timestamp => match raw_time(ty) {
+            Some(k) => (q, k),
+            None => (
+                format!("(extract(epoch FROM {q}) * 1000000)::int8"),
+                OutKind::Micros,
+            ),
+        },
         // Long texts are cut: the encoder hashes whole strings anyway.
         SemanticType::Categorical | SemanticType::Text => {
             (format!("left({q}::text, 200)"), OutKind::Text)
@@ -173,10 +214,11 @@ impl Plan {
                 .columns
                 .iter()
                 .filter_map(|c| {
-                    value_expr(&c.name, &c.pg_type, c.semantic).map(|(_, out)| ValueColumn {
+                    value_expr(&c.name, &c.pg_type, c.semantic).map(|(expr, out)| ValueColumn {
                         name: c.name.clone(),
                         semantic: c.semantic,
                         out,
+                        expr,
                     })
                 })
                 .collect();
@@ -230,10 +272,11 @@ impl Plan {
                 .collect();
             format!("ROW({})::text", cols.join(", "))
         };
-        let time = match (&tp.time_column, &tp.time_type) {
-            (Some(c), Some(_)) => {
+        let time = match (&tp.time_column, tp.time_out()) {
+            (Some(c), Some(OutKind::Micros)) => {
                 format!("(extract(epoch FROM t.{}) * 1000000)::int8", quote_ident(c))
             }
+            (Some(c), Some(_)) => format!("t.{}", quote_ident(c)),
             _ => "NULL::int8".to_string(),
         };
         let mut parts = vec![format!("{key} AS rdl_key"), format!("{time} AS rdl_time")];
@@ -241,10 +284,7 @@ impl Plan {
             parts.push(format!("t.{}::text AS rdl_s{i}", quote_ident(c)));
         }
         for (i, v) in tp.values.iter().enumerate() {
-            let ty = tp.types.get(&v.name).map(String::as_str).unwrap_or("");
-            if let Some((e, _)) = value_expr(&v.name, ty, v.semantic) {
-                parts.push(format!("{e} AS rdl_v{i}"));
-            }
+            parts.push(format!("{} AS rdl_v{i}", v.expr));
         }
         parts.join(", ")
     }
@@ -318,14 +358,87 @@ pub struct FetchedRow {
     pub values: Vec<Value>,
 }
 
-/// A request of one step: from `row` of context `ctx`, keys to look up.
+/// A request of one step: from `rows` of context `ctx` (every row of the context that asks
+/// for the same keys along the same edge: one lookup serves them all), keys to look up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub ctx: usize,
-    pub row: usize,
+    pub rows: Vec<usize>,
     pub anchor: i64,
     pub keys: Vec<String>,
 }
+
+/// A text array literal (`{"a","b"}`) of `items`.
+fn array_literal<S: AsRef<str>>(items: impl Iterator<Item = S>) -> String {
+    let quoted: Vec<String> = items
+        .map(|s| {
+            format!(
+                "\"{}\"",
+                s.as_ref().replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        })
+        .collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
+/// A step's statement with its parameters written in as literals: standalone SQL that
+/// returns exactly the rows the sampler's execution returns (for `COPY (...) TO` baselines).
+pub fn inline_statement(sql: &str, reqs: &[Request]) -> String {
+    let n_keys = reqs.first().map_or(0, |r| r.keys.len());
+    let mut params = vec![
+        (
+            "int4[]",
+            array_literal((0..reqs.len()).map(|i| i.to_string())),
+        ),
+        (
+            "timestamptz[]",
+            array_literal(reqs.iter().map(|r| format_timestamp(r.anchor))),
+        ),
+    ];
+    for c in 0..n_keys {
+        params.push((
+            "text[]",
+            array_literal(reqs.iter().map(|r| r.keys[c].as_str())),
+        ));
+    }
+    let mut out = sql.to_string();
+    // Highest first, so that `$1` never matches the start of `$12`.
+    for (i, (ty, lit)) in params.iter().enumerate().rev() {
+        out = out.replace(
+            &format!("${}::{ty}", i + 1),
+            &format!("{}::{ty}", quote_literal(lit)),
+        );
+    }
+    out
+}
+
+/// FNV-1a for the assembler's maps: keys are short strings from our own queries, so a
+/// keyed (DoS-resistant) hash buys nothing and costs a third of the assembly time.
+#[derive(Default)]
+pub struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvBuild = BuildHasherDefault<Fnv>;
+
+/// A table's number in the plan, its shared name and its value columns' shared names.
+type TableNames = (u32, Arc<str>, Vec<Arc<str>>);
 
 /// Builds the subgraphs of a batch from the rows the statements return.
 pub struct Assembler<'p> {
@@ -334,7 +447,10 @@ pub struct Assembler<'p> {
     /// Via which edge each row came (`None` for the seed).
     pub via: Vec<Vec<Option<String>>>,
     structural: Vec<Vec<Vec<Option<String>>>>,
-    visited: Vec<HashMap<(String, String), usize>>,
+    /// Per context: (table number, row key) → row index.
+    visited: Vec<HashMap<(u32, String), usize, FnvBuild>>,
+    /// Per table of the plan: its number, shared name and value-column names.
+    names: HashMap<String, TableNames>,
     frontier: Vec<(usize, usize)>,
     hop: u8,
     /// Rows dropped because they were newer than the anchor. The SQL already excludes
@@ -357,7 +473,20 @@ impl<'p> Assembler<'p> {
                 .collect(),
             via: vec![Vec::new(); n],
             structural: vec![Vec::new(); n],
-            visited: vec![HashMap::new(); n],
+            visited: vec![HashMap::default(); n],
+            names: plan
+                .tables
+                .iter()
+                .enumerate()
+                .map(|(i, (name, tp))| {
+                    let cols = tp
+                        .values
+                        .iter()
+                        .map(|v| Arc::from(v.name.as_str()))
+                        .collect();
+                    (name.clone(), (i as u32, Arc::from(name.as_str()), cols))
+                })
+                .collect(),
             frontier: Vec::new(),
             hop: 0,
             dropped_future: 0,
@@ -370,7 +499,7 @@ impl<'p> Assembler<'p> {
             .enumerate()
             .map(|(i, k)| Request {
                 ctx: i,
-                row: 0,
+                rows: vec![0],
                 anchor: self.contexts[i].anchor,
                 keys: k.clone(),
             })
@@ -382,6 +511,9 @@ impl<'p> Assembler<'p> {
         !self.contexts[i].rows.is_empty()
     }
 
+    /// Adds a fetched row to context `ctx` (linked to `link`'s row) and returns its index,
+    /// or the index of the same row reached earlier; `None` when it is dropped (newer than
+    /// the anchor, or the context is full).
     fn add_row(
         &mut self,
         table: &str,
@@ -395,12 +527,13 @@ impl<'p> Assembler<'p> {
             self.dropped_future += 1;
             return None;
         }
-        let id = (table.to_string(), r.key.clone());
+        let (tno, tname, cols) = &self.names[table];
+        let id = (*tno, r.key);
         if let Some(&existing) = self.visited[ctx].get(&id) {
             if let Some((other, other_is_parent)) = link {
                 self.link(ctx, existing, other, other_is_parent);
             }
-            return None;
+            return Some(existing);
         }
         if self.contexts[ctx].rows.len() >= self.plan.config.max_rows {
             return None;
@@ -409,13 +542,14 @@ impl<'p> Assembler<'p> {
         let values = tp
             .values
             .iter()
+            .zip(cols)
             .zip(r.values)
-            .map(|(c, v)| (c.name.clone(), c.semantic, v))
+            .map(|((c, name), v)| (name.clone(), c.semantic, v))
             .collect();
         let idx = self.contexts[ctx].rows.len();
         self.contexts[ctx].rows.push(RawRow {
-            table: table.to_string(),
-            key: r.key,
+            table: tname.clone(),
+            key: id.1.clone(),
             time: r.time,
             hop: self.hop,
             parents: Vec::new(),
@@ -465,9 +599,11 @@ impl<'p> Assembler<'p> {
         std::mem::take(&mut self.frontier)
     }
 
-    /// The requests of one step from the given frontier rows.
+    /// The requests of one step from the given frontier rows. Rows of one context asking
+    /// for the same keys share a request; a parent already in the context (looked up by its
+    /// primary key) is linked at once instead of fetched again.
     pub fn requests(
-        &self,
+        &mut self,
         frontier: &[(usize, usize)],
         edge: &Edge,
         dir: Direction,
@@ -484,21 +620,52 @@ impl<'p> Assembler<'p> {
         if pos.len() != from_cols.len() {
             return Vec::new();
         }
-        let mut out = Vec::new();
+        // A single-column FK onto the parent's primary key, of the same type: the FK's text
+        // is the parent row's key, so a visited parent can be recognised without a lookup.
+        let parent = &self.plan.tables[&edge.parent];
+        let by_pk = dir == Direction::ToParent
+            && edge.parent_columns.len() == 1
+            && parent.key_columns == edge.parent_columns
+            && tp.types.get(&edge.child_columns[0]) == parent.types.get(&edge.parent_columns[0]);
+        let parent_no = self.names[&edge.parent].0;
+        let mut out: Vec<Request> = Vec::new();
+        let mut index: HashMap<(usize, Vec<String>), usize, FnvBuild> = HashMap::default();
+        let mut links = Vec::new();
         for &(ctx, row) in frontier {
-            if self.contexts[ctx].rows[row].table != *from_table {
+            if *self.contexts[ctx].rows[row].table != **from_table {
                 continue;
             }
             let s = &self.structural[ctx][row];
-            let keys: Option<Vec<String>> = pos.iter().map(|&p| s[p].clone()).collect();
-            if let Some(keys) = keys {
-                out.push(Request {
-                    ctx,
-                    row,
-                    anchor: self.contexts[ctx].anchor,
-                    keys,
-                });
+            let Some(keys) = pos
+                .iter()
+                .map(|&p| s[p].clone())
+                .collect::<Option<Vec<String>>>()
+            else {
+                continue;
+            };
+            if by_pk {
+                let id = (parent_no, keys[0].clone());
+                if let Some(&existing) = self.visited[ctx].get(&id) {
+                    links.push((ctx, existing, row));
+                    continue;
+                }
             }
+            match index.entry((ctx, keys)) {
+                std::collections::hash_map::Entry::Occupied(e) => out[*e.get()].rows.push(row),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let keys = e.key().1.clone();
+                    e.insert(out.len());
+                    out.push(Request {
+                        ctx,
+                        rows: vec![row],
+                        anchor: self.contexts[ctx].anchor,
+                        keys,
+                    });
+                }
+            }
+        }
+        for (ctx, parent_row, child_row) in links {
+            self.link(ctx, parent_row, child_row, false);
         }
         out
     }
@@ -519,10 +686,22 @@ impl<'p> Assembler<'p> {
             let Some(req) = requests.get(r.ord) else {
                 continue;
             };
-            let (ctx, from) = (req.ctx, req.row);
-            // The fetched row is the parent of `from` (ToParent) or its child (ToChildren).
-            let link = Some((from, dir == Direction::ToChildren));
-            self.add_row(&table, r, ctx, Some(&edge.name), link);
+            let ctx = req.ctx;
+            // The fetched row is the parent of each requesting row (ToParent) or its child
+            // (ToChildren).
+            let is_parent = dir == Direction::ToChildren;
+            let Some(idx) = self.add_row(
+                &table,
+                r,
+                ctx,
+                Some(&edge.name),
+                Some((req.rows[0], is_parent)),
+            ) else {
+                continue;
+            };
+            for &from in &req.rows[1..] {
+                self.link(ctx, idx, from, is_parent);
+            }
         }
     }
 }
@@ -530,6 +709,25 @@ impl<'p> Assembler<'p> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inlined_statements_have_no_parameters_left() {
+        let reqs: Vec<Request> = (0..12)
+            .map(|i| Request {
+                ctx: i,
+                rows: vec![0],
+                anchor: 1_104_537_600_000_000, // 2005-01-01
+                keys: vec![format!("k\"{i}'"), i.to_string()],
+            })
+            .collect();
+        let sql = "SELECT * FROM unnest($1::int4[], $2::timestamptz[], $3::text[], $4::text[])";
+        let s = inline_statement(sql, &reqs);
+        assert!(!s.contains('$'), "{s}");
+        assert!(s.starts_with("SELECT * FROM unnest('{\"0\",\"1\","), "{s}");
+        assert!(s.contains("\"2005-01-01 00:00:00+00\""), "{s}");
+        // a double quote is escaped for the array, a single quote doubled for the literal
+        assert!(s.contains(r#""k\"11''""#), "{s}");
+    }
     use crate::schema::{Column, ForeignKey, Table};
 
     fn col(name: &str, ty: &str, semantic: SemanticType) -> Column {

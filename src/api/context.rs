@@ -38,16 +38,10 @@ fn rdl_context(
     let id = entity_id?;
     let key = entity::key_text(&id, &t.spec.entity.key_type, task);
     let anchor = anchor_of(as_of);
+    let cfg = SamplerConfig::default();
+    catalog::check_linked_readable(&t.spec.entity.table, cfg.depth, task);
     let graph = catalog::read_graph(None);
-    let plan = Plan::new(&graph, SamplerConfig::default());
-    if !plan.tables.contains_key(&t.spec.entity.table) {
-        RdlError::new(
-            "42501",
-            format!("permission denied for table {}", t.spec.entity.table),
-        )
-        .hint("rdl reads tables as the calling user; ask the owner to GRANT SELECT.")
-        .raise()
-    }
+    let plan = Plan::new(&graph, cfg);
     // A static target stays hidden on the seed row, exactly as in training.
     let hide = crate::api::model::hidden_column(&t);
     let g = crate::sampler::gather(
@@ -75,12 +69,12 @@ fn rdl_context(
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let n = by_table.entry(r.table.clone()).or_insert(json!(0));
+            let n = by_table.entry(r.table.to_string()).or_insert(json!(0));
             *n = json!(n.as_i64().unwrap_or(0) + 1);
             let mut values = Map::new();
             for (name, _, v) in &r.values {
                 values.insert(
-                    name.clone(),
+                    name.to_string(),
                     match v {
                         Value::Null => serde_json::Value::Null,
                         Value::Num(x) => json!(x),
@@ -109,4 +103,86 @@ fn rdl_context(
         "rows_by_table": by_table,
         "rows": rows,
     })))
+}
+
+/// The task, the default sampler plan and the first `max_seeds` seeds of a split.
+fn split_gather_plan(
+    task: &str,
+    split: &str,
+    max_seeds: Option<i32>,
+) -> (crate::api::task::Task, Plan, Vec<(String, i64)>) {
+    let t = load_task(task);
+    let cfg = SamplerConfig::default();
+    catalog::check_linked_readable(&t.spec.entity.table, cfg.depth, task);
+    let mut seeds = crate::api::model::split_seeds(task, &t, split);
+    if let Some(m) = max_seeds {
+        seeds.truncate(m.max(0) as usize);
+    }
+    (t, Plan::new(&catalog::read_graph(None), cfg), seeds)
+}
+
+/// Gathers the contexts of a split of the task (at most `max_seeds`, default all) and
+/// reports the sampler's size and speed: contexts, rows and cells gathered, seconds, and
+/// rates. For capacity planning and `bench/sampler.sh`; reads as the calling user.
+#[pg_extern]
+fn rdl_sampler_stats(
+    task: &str,
+    split: default!(&str, "'train'"),
+    max_seeds: default!(Option<i32>, "NULL"),
+) -> JsonB {
+    let (t, plan, seeds) = split_gather_plan(task, split, max_seeds);
+    crate::sampler::take_stats();
+    let t0 = std::time::Instant::now();
+    let (mut contexts, mut rows, mut cells, mut max_rows) = (0usize, 0usize, 0usize, 0usize);
+    crate::api::model::gather_all(&plan, &t, &seeds, |_, ctxs, found| {
+        for (c, f) in ctxs.iter().zip(found) {
+            if f {
+                contexts += 1;
+                rows += c.rows.len();
+                max_rows = max_rows.max(c.rows.len());
+                cells += c.rows.iter().map(|r| r.values.len()).sum::<usize>();
+            }
+        }
+    });
+    let secs = t0.elapsed().as_secs_f64().max(1e-9);
+    let st = crate::sampler::take_stats();
+    JsonB(json!({
+        "task": task,
+        "split": split,
+        "seeds": seeds.len(),
+        "contexts": contexts,
+        "rows": rows,
+        "cells": cells,
+        "mean_rows_per_context": rows as f64 / contexts.max(1) as f64,
+        "max_rows_per_context": max_rows,
+        "depth": plan.config.depth,
+        "fanout": plan.config.fanout,
+        "seconds": secs,
+        "contexts_per_s": contexts as f64 / secs,
+        "rows_per_s": rows as f64 / secs,
+        // The same statements' rows at PostgreSQL's own execution rate: what the sampler
+        // would reach if converting and assembling were free.
+        "statements": st.statements,
+        "rows_fetched": st.rows,
+        "sql_seconds": st.exec_s,
+        "convert_seconds": st.convert_s,
+        "assemble_seconds": (secs - st.exec_s - st.convert_s).max(0.0),
+        "sql_rows_per_s": st.rows as f64 / st.exec_s.max(1e-9),
+    }))
+}
+
+/// The statements the sampler executes to gather the contexts of a split (at most
+/// `max_seeds`), each with its parameters written in as literals: run them with
+/// `COPY (...) TO` to compare PostgreSQL's own rate for the same rows (`bench/sampler.sh`).
+#[pg_extern]
+fn rdl_sampler_statements(
+    task: &str,
+    split: default!(&str, "'train'"),
+    max_seeds: default!(Option<i32>, "NULL"),
+) -> SetOfIterator<'static, String> {
+    let (t, plan, seeds) = split_gather_plan(task, split, max_seeds);
+    let ((), stmts) = crate::sampler::traced(|| {
+        crate::api::model::gather_all(&plan, &t, &seeds, |_, _, _| {});
+    });
+    SetOfIterator::new(stmts)
 }

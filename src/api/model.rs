@@ -25,6 +25,7 @@ use crate::catalog;
 use crate::entity;
 use crate::error::{query_one, spi, RdlError};
 use crate::pgtime;
+use crate::run::{self, Run};
 
 /// Seeds gathered per batch of SPI statements: bounds memory and statement size.
 const GATHER_BATCH: usize = 256;
@@ -39,7 +40,7 @@ pub struct TrainOptions {
     pub batch_size: usize,
     pub patience: usize,
     pub seed: u64,
-    /// Wall-clock budget for the optimisation, seconds.
+    /// Wall-clock budget of the whole call (gathering included), seconds.
     pub time_budget_s: f64,
     /// Training examples used at most (a seeded sample of the train split).
     pub max_train: usize,
@@ -58,7 +59,7 @@ impl Default for TrainOptions {
             batch_size: 64,
             patience: 4,
             seed: 0,
-            time_budget_s: 900.0,
+            time_budget_s: 600.0,
             max_train: 20_000,
             depth: s.depth,
             fanout: s.fanout,
@@ -122,8 +123,17 @@ fn labeled_seeds(name: &str, t: &Task, split: &str) -> Vec<(String, i64, f32)> {
         .collect()
 }
 
+/// `(entity key, anchor µs)` of every example of a split, labelled or not.
+pub fn split_seeds(name: &str, t: &Task, split: &str) -> Vec<(String, i64)> {
+    let anchors = split_anchors(name, split);
+    run_labels(t, t.spec.label_sql(), anchors.into())
+        .into_iter()
+        .map(|(e, a, _, _)| (e, pgtime::from_pg(a)))
+        .collect()
+}
+
 /// Gathers contexts batch by batch and hands each batch's subgraphs to `each`.
-fn gather_all(
+pub fn gather_all(
     plan: &Plan,
     t: &Task,
     seeds: &[(String, i64)],
@@ -165,7 +175,8 @@ fn sample(mut v: Vec<(String, i64, f32)>, max: usize, seed: u64) -> Vec<(String,
 #[pg_extern(
     sql = "CREATE PROCEDURE rdl_train(task text, options jsonb DEFAULT '{}') LANGUAGE c AS 'MODULE_PATHNAME', 'rdl_train_wrapper';"
 )]
-fn rdl_train(task: &str, options: Option<JsonB>) {
+fn rdl_train(task: &str, options: Option<JsonB>, fcinfo: pg_sys::FunctionCallInfo) {
+    let t0 = Instant::now();
     let t = load_task(task);
     let kind = engine_task(&t, task);
     let opts: TrainOptions = match options.map(|j| j.0) {
@@ -184,31 +195,37 @@ fn rdl_train(task: &str, options: Option<JsonB>) {
             .hint("Use \"small\" or \"large\".")
             .raise(),
     };
-    // One training per task at a time; a second waits for the first to commit.
-    spi(Spi::run_with_args(
-        "SELECT pg_advisory_xact_lock(hashtext('rdl_train:' || $1))",
-        &[task.into()],
-    ));
-    let t0 = Instant::now();
+    catalog::check_linked_readable(&t.spec.entity.table, opts.depth, task);
+    // One training per task at a time (a second one errors, or waits inside a transaction
+    // block); progress is committed as it goes when the call allows it.
+    let run = Run::start(
+        task,
+        serde_json::to_value(&opts).unwrap_or_default(),
+        run::call_is_nonatomic(fcinfo),
+    );
+    run.progress("labels", 0, None);
     let train_rows = sample(labeled_seeds(task, &t, "train"), opts.max_train, opts.seed);
     let val_rows = labeled_seeds(task, &t, "val");
     if train_rows.is_empty() {
-        RdlError::new("55000", format!("task \"{task}\" has no training examples"))
-            .hint("Check the task's anchors and filters with rdl_task_table(name, 'train').")
-            .raise()
+        run.fail(
+            RdlError::new("55000", format!("task \"{task}\" has no training examples"))
+                .hint("Check the task's anchors and filters with rdl_task_table(name, 'train')."),
+        )
     }
     if kind == train::Task::Binary {
         let pos = train_rows.iter().filter(|r| r.2 > 0.5).count();
         if pos == 0 || pos == train_rows.len() {
-            RdlError::new(
-                "55000",
-                format!("the training labels of task \"{task}\" have a single class"),
+            run.fail(
+                RdlError::new(
+                    "55000",
+                    format!("the training labels of task \"{task}\" have a single class"),
+                )
+                .detail(format!("{} examples, {pos} positive", train_rows.len()))
+                .hint("A classifier needs both classes: widen the window or change the condition."),
             )
-            .detail(format!("{} examples, {pos} positive", train_rows.len()))
-            .hint("A classifier needs both classes: widen the window or change the condition.")
-            .raise()
         }
     }
+    run.progress("gathering", 0, None);
     notice(format!(
         "rdl_train {task}: {} training and {} validation examples",
         train_rows.len(),
@@ -238,6 +255,7 @@ fn rdl_train(task: &str, options: Option<JsonB>) {
     let encode = |rows: &[(String, i64, f32)]| -> Vec<EncodedContext> {
         let mut out = Vec::with_capacity(rows.len());
         gather_all(&plan, &t, &seeds(rows), |start, ctxs, found| {
+            run.poll();
             for (i, (c, f)) in ctxs.iter().zip(found).enumerate() {
                 if f {
                     out.push(encoder.encode_labeled(c, rows[start + i].2));
@@ -260,25 +278,47 @@ fn rdl_train(task: &str, options: Option<JsonB>) {
     cfg.batch_contexts = opts.batch_size;
     cfg.patience = opts.patience;
     cfg.seed = opts.seed;
-    cfg.time_budget_s = Some(opts.time_budget_s);
+    // The budget covers the whole call: what gathering used is taken off the optimisation.
+    let budget_left = (opts.time_budget_s - t0.elapsed().as_secs_f64()).max(10.0);
+    cfg.time_budget_s = Some(budget_left);
+    run.progress("training", 0, None);
+    let metric_name = if kind == train::Task::Binary {
+        "auroc"
+    } else {
+        "mae"
+    };
     let mut on_step = |p: &Progress| -> bool {
         // Cancel and statement_timeout land here, between steps, on this thread.
-        pgrx::check_for_interrupts!();
+        run.poll();
         if p.epoch_end {
+            let per_epoch = p.elapsed_s / (p.epoch + 1) as f64;
+            let eta = (per_epoch * opts.epochs.saturating_sub(p.epoch + 1) as f64)
+                .min(budget_left - p.elapsed_s)
+                .max(0.0);
+            let val = p
+                .val_metric
+                .map(|m| format!("{m:.4}"))
+                .unwrap_or_else(|| "-".into());
             notice(format!(
-                "rdl_train {task}: epoch {} loss {:.4} validation {} {} elapsed {:.0}s",
+                "rdl_train {task}: epoch {}/{} loss {:.4} validation {} {val} elapsed {:.0}s ETA {:.0}s",
                 p.epoch + 1,
+                opts.epochs,
                 p.loss,
-                if kind == train::Task::Binary {
-                    "AUROC"
-                } else {
-                    "MAE"
-                },
-                p.val_metric
-                    .map(|m| format!("{m:.4}"))
-                    .unwrap_or_else(|| "-".into()),
-                p.elapsed_s
+                metric_name.to_uppercase(),
+                t0.elapsed().as_secs_f64(),
+                eta,
             ));
+            run.progress(
+                "training",
+                p.epoch + 1,
+                Some(json!([{
+                    "epoch": p.epoch + 1,
+                    "loss": p.loss,
+                    (format!("val_{metric_name}")): p.val_metric,
+                    "elapsed_s": t0.elapsed().as_secs_f64(),
+                    "eta_s": eta,
+                }])),
+            );
         }
         true
     };
@@ -300,6 +340,7 @@ fn rdl_train(task: &str, options: Option<JsonB>) {
         train_examples: train_ctx.len(),
         val_examples: val_ctx.len(),
     };
+    run.lock_for_finish();
     // Two statements: a data-modifying CTE would not let the INSERT see the UPDATE, and
     // the one-active-version index would reject the new row.
     spi(Spi::run_with_args(
@@ -320,6 +361,7 @@ fn rdl_train(task: &str, options: Option<JsonB>) {
         ],
     )
     .unwrap_or(0);
+    run.finish(version, json!({ "val": val_metrics }));
     notice(format!(
         "rdl_train {task}: version {version} active, validation {val_metrics}, {:.0}s in all",
         t0.elapsed().as_secs_f64()

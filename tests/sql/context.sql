@@ -80,3 +80,23 @@ SET ROLE rdl_ctx_reader;
 SELECT rdl_context('driver-dnf', 1);
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+-- Reading the entity table is not enough: a linked table the caller may not read is an
+-- error naming it, never a silently smaller context.
+GRANT SELECT ON drivers, races, circuits, constructors, driver_standings, results,
+                constructor_results, constructor_standings TO rdl_ctx_reader;
+SET ROLE rdl_ctx_reader;
+SELECT rdl_context('driver-dnf', 1, '2010-01-01+00');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+GRANT SELECT ON qualifying TO rdl_ctx_reader;
+SET ROLE rdl_ctx_reader;
+SELECT (rdl_context('driver-dnf', 1, '2010-01-01+00')->>'row_count')::int > 0 AS readable_now;
+RESET ROLE;
+-- Row-level security applies to what the context holds: a policy hiding a driver's
+-- results shrinks their context.
+ALTER TABLE results ENABLE ROW LEVEL SECURITY;
+CREATE POLICY before_2000 ON results TO rdl_ctx_reader USING (date < '2000-01-01');
+SELECT (rdl_context('driver-dnf', 1, '2010-01-01+00')->'rows_by_table'->>'public.results')::int AS results_as_owner;
+SET ROLE rdl_ctx_reader;
+SELECT coalesce((rdl_context('driver-dnf', 1, '2010-01-01+00')->'rows_by_table'->>'public.results')::int, 0) AS results_under_rls;
+RESET ROLE;

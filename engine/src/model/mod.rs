@@ -402,7 +402,7 @@ mod tests {
             parents,
             values: values
                 .into_iter()
-                .map(|(c, s, v)| (c.to_string(), s, v))
+                .map(|(c, s, v)| (c.into(), s, v))
                 .collect(),
         };
         Subgraph {

@@ -18,9 +18,7 @@ pub(crate) enum Anchors {
     Single,
 }
 
-fn is_timestamptz(pg_type: &str) -> bool {
-    pg_type.contains("with time zone") && !pg_type.contains("without")
-}
+use crate::sampler::is_timestamptz;
 
 /// The anchor shifted by `offset` units, in the type to compare with a column of
 /// `col_type`. Arithmetic happens on the UTC wall clock so that no result depends on the

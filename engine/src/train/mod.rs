@@ -209,7 +209,8 @@ fn lr_at(cfg: &TrainConfig, step: usize, total: usize) -> f64 {
     let span = total.saturating_sub(cfg.warmup_steps).max(1) as f64;
     let p = ((step - cfg.warmup_steps) as f64 / span).min(1.0);
     match cfg.schedule {
-        Schedule::Cosine => cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()),
+        // Floor at 5%: a budget estimate that runs a little long still makes progress.
+        Schedule::Cosine => cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())),
         Schedule::Linear => cfg.lr * (1.0 - p),
     }
 }
@@ -414,7 +415,16 @@ pub fn train(
                     }
                 }
             }
-            let lr = lr_at(cfg, step, total_steps);
+            // Under a time budget the schedule ends where the budget will: decay is planned
+            // over the steps that fit, not over epochs that will never run.
+            let planned = match budget {
+                Some(b) if step > 0 => {
+                    let rate = step as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                    total_steps.min(((rate * b.as_secs_f64()) as usize).max(step + 1))
+                }
+                _ => total_steps,
+            };
+            let lr = lr_at(cfg, step, planned);
             opt.set_learning_rate(lr);
             opt.step(&grads)?;
             let l = loss.to_scalar::<f32>()? as f64;

@@ -28,7 +28,7 @@ fn row(
         parents,
         values: values
             .into_iter()
-            .map(|(c, s, v)| (c.to_string(), s, v))
+            .map(|(c, s, v)| (c.into(), s, v))
             .collect(),
     }
 }

@@ -156,8 +156,8 @@ fn schedule_warms_up_and_decays() {
     c.warmup_steps = 10;
     assert!((lr_at(&c, 0, 110) - 0.1).abs() < 1e-12);
     assert!((lr_at(&c, 9, 110) - 1.0).abs() < 1e-12);
-    assert!((lr_at(&c, 60, 110) - 0.5).abs() < 1e-12);
-    assert!(lr_at(&c, 110, 110).abs() < 1e-12);
+    assert!((lr_at(&c, 60, 110) - 0.525).abs() < 1e-12);
+    assert!((lr_at(&c, 110, 110) - 0.05).abs() < 1e-12);
     c.schedule = Schedule::Linear;
     assert!((lr_at(&c, 60, 110) - 0.5).abs() < 1e-12);
 }
