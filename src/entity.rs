@@ -4,7 +4,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{AnyArray, AnyElement};
 
-use crate::error::{query_one, spi, RdlError};
+use crate::error::{spi, RdlError};
 
 /// The text form of `id` (its type's output function), after checking that its type can
 /// name a key of type `key_type` (`format_type` form).
@@ -40,8 +40,14 @@ pub fn keys_text(ids: &AnyArray, key_type: &str, task: &str) -> Vec<String> {
 
 /// Errors with 42804 unless a value of type `oid` can name a key of type `key_type`.
 fn check_type(oid: pg_sys::Oid, key_type: &str, task: &str) {
-    let arg_type: String =
-        query_one("SELECT pg_catalog.format_type($1, NULL)", &[oid.into()]).unwrap_or_default();
+    // format_type_be directly: this runs on every rdl_predict call.
+    // SAFETY: format_type_be returns a palloc'd C string for any type OID.
+    let arg_type = unsafe {
+        let c = pg_sys::format_type_be(oid);
+        let s = std::ffi::CStr::from_ptr(c).to_string_lossy().into_owned();
+        pg_sys::pfree(c.cast());
+        s
+    };
     let ints = ["smallint", "integer", "bigint", "numeric"];
     let ok = arg_type == key_type
         || (ints.contains(&arg_type.as_str()) && ints.contains(&key_type))

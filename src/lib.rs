@@ -10,11 +10,21 @@ mod api;
 mod catalog;
 mod entity;
 mod error;
+mod guc;
 mod pgtime;
+mod plans;
 mod run;
 mod sampler;
 
 ::pgrx::pg_module_magic!();
+
+/// Runs when the library is loaded (in each backend, or in the postmaster with
+/// `shared_preload_libraries`): defines settings only. No threads, no devices here —
+/// they would not survive the postmaster's fork.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::init();
+}
 
 // The extension's own storage. `rdl.time_columns` is user configuration, so pg_dump keeps it.
 extension_sql!(

@@ -1,18 +1,13 @@
 //! Executes the engine's sampler plan through SPI, as the calling user: one statement per
 //! (hop, edge, direction) for a whole batch of seeds.
 //!
-//! Statements are prepared once per backend and kept (`SPI_keepplan`): every batch of a
-//! training and every later prediction reuses them. That is safe across roles and DDL:
-//! the plan cache re-checks privileges at each execution, replans when the role or a table
-//! changes, and applies row-level security for the current user.
+//! Statements are prepared once per backend and kept (see `plans.rs`): every batch of a
+//! training and every later prediction reuses them.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::rc::Rc;
 
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
-use pgrx::spi::OwnedPreparedStatement;
 use pgrx::PgOid;
 use rdl_engine::encode::{Subgraph, Value};
 use rdl_engine::sampler::{Assembler, Direction, FetchedRow, OutKind, Plan, Request, TablePlan};
@@ -107,7 +102,15 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Vec<FetchedRow> {
         }
     });
     Spi::connect(|client| {
-        let stmt = prepared(client, sql, n_keys);
+        let mut types = vec![
+            PgOid::from(pg_sys::INT4ARRAYOID),
+            PgOid::from(pg_sys::TIMESTAMPTZARRAYOID),
+        ];
+        types.extend(std::iter::repeat_n(
+            PgOid::from(pg_sys::TEXTARRAYOID),
+            n_keys,
+        ));
+        let stmt = crate::plans::kept(client, sql, &types);
         let t0 = std::time::Instant::now();
         let table = spi(client.select(&*stmt, None, &args));
         let t1 = std::time::Instant::now();
@@ -270,42 +273,4 @@ pub fn traced<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
 /// The statistics since the last call, reset.
 pub fn take_stats() -> FetchStats {
     STATS.with(|s| s.replace(FetchStats::default()))
-}
-
-/// Kept statements at most; beyond it the cache starts over (plans are cheap to rebuild,
-/// memory held by thousands of stale task plans is not).
-const MAX_KEPT_PLANS: usize = 512;
-
-thread_local! {
-    static PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> =
-        RefCell::new(HashMap::new());
-}
-
-/// The kept prepared statement for `sql` (`$1 int4[]`, `$2 timestamptz[]`, then `n_keys`
-/// `text[]`), prepared on first use.
-fn prepared(
-    client: &pgrx::spi::SpiClient<'_>,
-    sql: &str,
-    n_keys: usize,
-) -> Rc<OwnedPreparedStatement> {
-    if let Some(p) = PLANS.with(|m| m.borrow().get(sql).cloned()) {
-        return p;
-    }
-    let mut types = vec![
-        PgOid::from(pg_sys::INT4ARRAYOID),
-        PgOid::from(pg_sys::TIMESTAMPTZARRAYOID),
-    ];
-    types.extend(std::iter::repeat_n(
-        PgOid::from(pg_sys::TEXTARRAYOID),
-        n_keys,
-    ));
-    let stmt = Rc::new(spi(client.prepare(sql, &types)).keep());
-    PLANS.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.len() >= MAX_KEPT_PLANS {
-            m.clear();
-        }
-        m.insert(sql.to_string(), stmt.clone());
-    });
-    stmt
 }

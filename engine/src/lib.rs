@@ -12,4 +12,5 @@ pub mod model;
 pub mod pql;
 pub mod sampler;
 pub mod schema;
+pub mod threads;
 pub mod train;

@@ -43,7 +43,7 @@ fn rdl_context(
     let graph = catalog::read_graph(None);
     let plan = Plan::new(&graph, cfg);
     // A static target stays hidden on the seed row, exactly as in training.
-    let hide = crate::api::model::hidden_column(&t);
+    let hide = crate::api::examples::hidden_column(&t);
     let g = crate::sampler::gather(
         &plan,
         &t.spec.entity.table,
@@ -110,11 +110,15 @@ fn split_gather_plan(
     task: &str,
     split: &str,
     max_seeds: Option<i32>,
-) -> (crate::api::task::Task, Plan, Vec<(String, i64)>) {
+) -> (
+    std::rc::Rc<crate::api::task::Task>,
+    Plan,
+    Vec<(String, i64)>,
+) {
     let t = load_task(task);
     let cfg = SamplerConfig::default();
     catalog::check_linked_readable(&t.spec.entity.table, cfg.depth, task);
-    let mut seeds = crate::api::model::split_seeds(task, &t, split);
+    let mut seeds = crate::api::examples::split_seeds(task, &t, split);
     if let Some(m) = max_seeds {
         seeds.truncate(m.max(0) as usize);
     }
@@ -134,7 +138,7 @@ fn rdl_sampler_stats(
     crate::sampler::take_stats();
     let t0 = std::time::Instant::now();
     let (mut contexts, mut rows, mut cells, mut max_rows) = (0usize, 0usize, 0usize, 0usize);
-    crate::api::model::gather_all(&plan, &t, &seeds, |_, ctxs, found| {
+    crate::api::examples::gather_all(&plan, &t, &seeds, |_, ctxs, found| {
         for (c, f) in ctxs.iter().zip(found) {
             if f {
                 contexts += 1;
@@ -182,7 +186,7 @@ fn rdl_sampler_statements(
 ) -> SetOfIterator<'static, String> {
     let (t, plan, seeds) = split_gather_plan(task, split, max_seeds);
     let ((), stmts) = crate::sampler::traced(|| {
-        crate::api::model::gather_all(&plan, &t, &seeds, |_, _, _| {});
+        crate::api::examples::gather_all(&plan, &t, &seeds, |_, _, _| {});
     });
     SetOfIterator::new(stmts)
 }

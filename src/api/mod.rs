@@ -1,6 +1,9 @@
 //! The SQL API, one file per concept.
 
 mod context;
+pub mod examples;
 pub mod model;
+mod predict;
 mod schema;
 pub mod task;
+pub mod train;

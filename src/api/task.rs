@@ -2,9 +2,13 @@
 //! `rdl_create_task`, `rdl_drop_task`, `rdl_task_table`, `rdl_labels` (and the `rdl_tasks`
 //! view, created with the extension's storage).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
-use pgrx::JsonB;
+use pgrx::{JsonB, PgOid};
 use rdl_engine::pql::{self, PqlError, TaskSpec, TaskType};
 
 use crate::catalog;
@@ -27,12 +31,83 @@ pub struct Task {
     pub spec: TaskSpec,
 }
 
-pub fn load_task(name: &str) -> Task {
-    let spec = query_one::<JsonB>("SELECT spec FROM rdl.tasks WHERE name = $1", &[name.into()]);
-    let Some(JsonB(spec)) = spec else {
+/// What one round trip tells about a task: its row version, its active model and, for
+/// the tables a cached model reads, the first the caller may not read (`missing:` prefix
+/// when it no longer exists).
+pub struct TaskState {
+    pub task: Rc<Task>,
+    pub active_model: Option<i64>,
+    pub denied_table: Option<String>,
+}
+
+thread_local! {
+    /// Parsed specs by task name, with the row version (`xmin`, `ctid`) they were read at.
+    static TASKS: RefCell<HashMap<String, (String, Rc<Task>)>> = RefCell::new(HashMap::new());
+}
+
+const STATE_SQL: &str = "
+SELECT t.xmin::text || ':' || t.ctid::text,
+       (SELECT m.id FROM rdl.models m WHERE m.task = t.name AND m.active),
+       (SELECT CASE WHEN to_regclass(x) IS NULL THEN 'missing:' ELSE '' END || x
+          FROM unnest($2::text[]) AS x
+         WHERE to_regclass(x) IS NULL OR NOT has_table_privilege(to_regclass(x), 'SELECT')
+         LIMIT 1)
+FROM rdl.tasks t WHERE t.name = $1";
+
+/// The task `name`, its active model and the readability of `tables`, in one statement;
+/// the spec is parsed again only when the task's row changed. Unknown task: 42704.
+pub fn task_state(name: &str, tables: &[String]) -> TaskState {
+    let row = Spi::connect(|client| {
+        let stmt = crate::plans::kept(
+            client,
+            STATE_SQL,
+            &[
+                PgOid::from(pg_sys::TEXTOID),
+                PgOid::from(pg_sys::TEXTARRAYOID),
+            ],
+        );
+        let t = spi(client.select(&*stmt, Some(1), &[name.into(), tables.to_vec().into()]));
+        if t.is_empty() {
+            return None;
+        }
+        let t = t.first();
+        Some((
+            spi(t.get::<String>(1)).unwrap_or_default(),
+            spi(t.get::<i64>(2)),
+            spi(t.get::<String>(3)),
+        ))
+    });
+    let Some((tag, active_model, denied_table)) = row else {
         RdlError::new("42704", format!("task \"{name}\" does not exist"))
             .hint("Create it with rdl_create_task(name, query); list tasks with SELECT * FROM rdl_tasks.")
             .raise()
+    };
+    let cached = TASKS.with(|c| {
+        c.borrow()
+            .get(name)
+            .filter(|(t, _)| *t == tag)
+            .map(|(_, task)| task.clone())
+    });
+    let task = cached.unwrap_or_else(|| {
+        let task = Rc::new(read_task(name));
+        TASKS.with(|c| c.borrow_mut().insert(name.to_string(), (tag, task.clone())));
+        task
+    });
+    TaskState {
+        task,
+        active_model,
+        denied_table,
+    }
+}
+
+pub fn load_task(name: &str) -> Rc<Task> {
+    task_state(name, &[]).task
+}
+
+fn read_task(name: &str) -> Task {
+    let spec = query_one::<JsonB>("SELECT spec FROM rdl.tasks WHERE name = $1", &[name.into()]);
+    let Some(JsonB(spec)) = spec else {
+        RdlError::new("42704", format!("task \"{name}\" does not exist")).raise()
     };
     match serde_json::from_value::<TaskSpec>(spec) {
         Ok(spec) => Task { spec },
@@ -157,7 +232,7 @@ fn rdl_drop_task(name: &str) -> bool {
     true
 }
 
-type LabelRow = (
+pub type LabelRow = (
     name!(entity_id, String),
     name!(anchor_time, TimestampWithTimeZone),
     name!(label, Option<f64>),
@@ -181,12 +256,22 @@ fn rdl_task_table(
     ),
 > {
     let task = load_task(name);
+    TableIterator::new(split_rows(name, &task, split))
+}
+
+/// The rows of a split: its anchors' labels, and for a task split by entity (a static
+/// target) only the entities of that split.
+pub fn split_rows(name: &str, task: &Task, split: &str) -> Vec<LabelRow> {
     let anchors = split_anchors(name, split);
-    TableIterator::new(run_labels(&task, task.spec.label_sql(), anchors.into()))
+    let mut rows = run_labels(task, task.spec.label_sql(), anchors.into());
+    if task.spec.splits_by_entity() {
+        rows.retain(|r| rdl_engine::pql::static_split_of(&r.0) == split);
+    }
+    rows
 }
 
 /// The anchors of a task's split (`train`, `val` or `test`).
-pub fn split_anchors(name: &str, split: &str) -> Vec<TimestampWithTimeZone> {
+fn split_anchors(name: &str, split: &str) -> Vec<TimestampWithTimeZone> {
     let column = match split {
         "train" => "train_anchors",
         "val" => "val_anchors",
@@ -220,11 +305,7 @@ fn rdl_labels(
     TableIterator::new(rows.into_iter().map(|(e, _, l, t)| (e, l, t)))
 }
 
-pub fn run_labels(
-    task: &Task,
-    sql: &str,
-    first: pgrx::datum::DatumWithOid<'static>,
-) -> Vec<LabelRow> {
+fn run_labels(task: &Task, sql: &str, first: pgrx::datum::DatumWithOid<'static>) -> Vec<LabelRow> {
     let mut args = vec![first];
     for p in &task.spec.params {
         args.push(p.clone().into());

@@ -28,6 +28,7 @@ pub mod sqlstate {
     pub const INVALID_PARAMETER_VALUE: &str = "22023";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+    pub const STATEMENT_TOO_COMPLEX: &str = "54001";
 }
 
 impl PqlError {

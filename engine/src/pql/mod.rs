@@ -115,4 +115,6 @@ pub fn compile(
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -6,14 +6,24 @@ use super::lexer::{lex, Tok, Token};
 
 pub fn parse(input: &str) -> Result<Query, PqlError> {
     let toks = lex(input)?;
-    let mut p = Parser { toks, i: 0 };
+    let mut p = Parser {
+        toks,
+        i: 0,
+        depth: 0,
+    };
     p.query()
 }
 
 struct Parser {
     toks: Vec<Token>,
     i: usize,
+    /// Nesting of conditions being parsed (parentheses, NOT, aggregates in conditions).
+    depth: usize,
 }
+
+/// Conditions nest this deep at most: a backend's stack is finite, and no real query nests
+/// further.
+const MAX_DEPTH: usize = 64;
 
 const AGG_NAMES: &str =
     "COUNT, SUM, AVG, MIN, MAX, COUNT_DISTINCT, FIRST, LAST, EXISTS, LIST_DISTINCT";
@@ -33,6 +43,15 @@ impl Parser {
             self.i += 1;
         }
         t
+    }
+
+    fn too_deep(&self) -> PqlError {
+        PqlError::new(
+            sqlstate::STATEMENT_TOO_COMPLEX,
+            format!("condition nested more than {MAX_DEPTH} levels deep"),
+        )
+        .at(self.peek().pos)
+        .hint("Simplify the condition.")
     }
 
     fn err(&self, expected: &str) -> PqlError {
@@ -320,6 +339,16 @@ impl Parser {
     }
 
     fn cond(&mut self) -> Result<Cond, PqlError> {
+        self.depth += 1;
+        let r = self.cond_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn cond_inner(&mut self) -> Result<Cond, PqlError> {
+        if self.depth > MAX_DEPTH {
+            return Err(self.too_deep());
+        }
         let mut left = self.and_cond()?;
         while self.peek().is_kw("or") {
             self.bump();
@@ -342,7 +371,14 @@ impl Parser {
     fn not_cond(&mut self) -> Result<Cond, PqlError> {
         if self.peek().is_kw("not") {
             self.bump();
-            return Ok(Cond::Not(Box::new(self.not_cond()?)));
+            self.depth += 1;
+            let inner = if self.depth > MAX_DEPTH {
+                Err(self.too_deep())
+            } else {
+                self.not_cond()
+            };
+            self.depth -= 1;
+            return Ok(Cond::Not(Box::new(inner?)));
         }
         self.predicate()
     }

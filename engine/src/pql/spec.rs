@@ -182,12 +182,36 @@ impl TaskSpec {
     /// The anchors of each split, given the data's time range (µs since the epoch, UTC;
     /// see [`crate::pql::time_range_sql`]).
     pub fn splits(&self, min_time: i64, max_time: i64) -> Result<Splits, super::PqlError> {
-        let (horizon, len) = match &self.window {
-            Some(w) => (w.horizon(), w.length()),
-            // Static targets: labels are current values; anchors every 30 days (or
-            // `anchor_step`), train anchors ending one step before val_cutoff.
-            None => (Span::new(30, Unit::Days), Span::new(30, Unit::Days)),
-        };
-        crate::anchors::splits(min_time, max_time, horizon, len, &self.options)
+        match &self.window {
+            Some(w) => {
+                crate::anchors::splits(min_time, max_time, w.horizon(), w.length(), &self.options)
+            }
+            // A static target is a current value: every split is anchored at the latest
+            // time and the entities are divided between them (see [`static_split_of`]);
+            // anchors stepping back in time would put each entity, with its unchanging
+            // label, in every split.
+            None => Ok(Splits {
+                train: vec![max_time],
+                val: vec![max_time],
+                test: vec![max_time],
+                val_cutoff: max_time,
+                test_cutoff: max_time,
+            }),
+        }
+    }
+
+    /// Whether the splits divide entities (static targets) rather than time.
+    pub fn splits_by_entity(&self) -> bool {
+        self.window.is_none()
+    }
+}
+
+/// The split an entity of a static-target task belongs to: 80% train, 10% validation,
+/// 10% test, by a hash of its key (stable across runs, machines and versions).
+pub fn static_split_of(entity_key: &str) -> &'static str {
+    match crate::encode::fnv1a(entity_key.as_bytes()) % 10 {
+        0 => "val",
+        1 => "test",
+        _ => "train",
     }
 }

@@ -280,9 +280,13 @@ fn raw_outputs(
     let mut out = Vec::with_capacity(ctxs.len());
     for b in make_batches(ctxs, &order, batch_tokens, 256) {
         let refs: Vec<&EncodedContext> = b.iter().map(|&i| &ctxs[i]).collect();
+        crate::threads::use_threads(crate::threads::for_tokens(
+            refs.iter().map(|c| c.n_tokens()).sum(),
+        ));
         let batch = Batch::new(&refs, &model.cfg, model.dims.n_buckets, dev)?;
         out.extend(model.forward(&batch, None)?.to_vec2::<f32>()?);
     }
+    crate::threads::use_threads(crate::threads::configured());
     Ok(out)
 }
 
@@ -340,6 +344,7 @@ pub fn train(
     }
     check_labels(cfg.task, train, true)?;
     check_labels(cfg.task, val, false)?;
+    crate::threads::use_threads(crate::threads::configured());
     let dev = default_device();
     let start = Instant::now();
     let budget = cfg.time_budget_s.map(Duration::from_secs_f64);

@@ -1,0 +1,49 @@
+//! How many threads candle's CPU kernels use.
+//!
+//! candle asks for its thread count at every matrix multiplication: it reads
+//! `RAYON_NUM_THREADS` and, when that is unset, parses `/proc/cpuinfo` — on every call.
+//! rayon sizes its pool from the same variable once. So the count is set through it: a
+//! control (the extension's `rdl.threads`) and a speed-up. Small forward passes (one
+//! entity) run faster on one thread than with the hand-offs between two, so inference
+//! picks per batch.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Configured threads; 0 = one per core.
+static CONFIGURED: AtomicUsize = AtomicUsize::new(0);
+
+/// Below this many tokens a forward pass runs on one thread.
+pub const SMALL_BATCH_TOKENS: usize = 4096;
+
+/// Sets the thread count for training and large batches (0 = one per core).
+pub fn configure(n: usize) {
+    CONFIGURED.store(n, Ordering::Relaxed);
+}
+
+/// The configured thread count, resolved (at least 1).
+pub fn configured() -> usize {
+    match CONFIGURED.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// Makes the next kernels use `n` threads (at most the configured count).
+pub fn use_threads(n: usize) {
+    let n = n.clamp(1, configured());
+    let v = n.to_string();
+    if std::env::var("RAYON_NUM_THREADS").ok().as_deref() != Some(v.as_str()) {
+        // Only this (the calling) thread reads or writes the variable: candle's and rayon's
+        // workers never do, and PostgreSQL backends are single-threaded.
+        std::env::set_var("RAYON_NUM_THREADS", v);
+    }
+}
+
+/// Threads for a forward pass over `tokens` tokens.
+pub fn for_tokens(tokens: usize) -> usize {
+    if tokens < SMALL_BATCH_TOKENS {
+        1
+    } else {
+        configured()
+    }
+}

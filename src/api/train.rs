@@ -1,0 +1,323 @@
+//! `CALL rdl_train(task, options)`: builds the train and validation tables, gathers and
+//! encodes their contexts, trains with early stopping on validation, calibrates, and stores
+//! the model as the task's new active version. On error or cancel the previously active
+//! model stays active (see `run.rs` for what is committed while training runs).
+
+use std::time::Instant;
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use rdl_engine::encode::{EncodedContext, Encoder};
+use rdl_engine::model::ModelConfig;
+use rdl_engine::pql::TaskType;
+use rdl_engine::sampler::{Plan, SamplerConfig};
+use rdl_engine::train::{self, Progress, TrainConfig};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::api::examples::{
+    class_labels, engine_task, fit_classes, gather_all, labeled, sample, seeds_of, Example,
+};
+use crate::api::model::{score, train_err, StoredConfig};
+use crate::api::task::load_task;
+use crate::catalog;
+use crate::error::{query_one, spi, RdlError};
+use crate::run::{self, Run};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainOptions {
+    /// `small` (CPU default) or `large` (GPU).
+    pub size: String,
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub patience: usize,
+    pub seed: u64,
+    /// Wall-clock budget of the whole call (gathering included), seconds.
+    pub time_budget_s: f64,
+    /// Training examples used at most (a seeded sample of the train split).
+    pub max_train: usize,
+    pub depth: u8,
+    pub fanout: u32,
+    pub max_rows: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        let s = SamplerConfig::default();
+        TrainOptions {
+            size: "small".into(),
+            epochs: 20,
+            lr: 3e-3,
+            batch_size: 64,
+            patience: 4,
+            seed: 0,
+            time_budget_s: 600.0,
+            max_train: 20_000,
+            depth: s.depth,
+            fanout: s.fanout,
+            max_rows: s.max_rows,
+        }
+    }
+}
+
+fn parse_options(options: Option<JsonB>) -> TrainOptions {
+    let opts: TrainOptions = match options.map(|j| j.0) {
+        None | Some(serde_json::Value::Null) => TrainOptions::default(),
+        Some(v) => serde_json::from_value(v).unwrap_or_else(|e| {
+            RdlError::new("22023", "invalid training options")
+                .detail(e.to_string())
+                .hint("Options: size, epochs, lr, batch_size, patience, seed, time_budget_s, max_train, depth, fanout, max_rows.")
+                .raise()
+        }),
+    };
+    let bad = |what: &str| -> ! {
+        RdlError::new("22023", format!("invalid training option: {what}"))
+            .hint("epochs, batch_size and max_train must be at least 1, lr and time_budget_s positive, depth 1 to 6, fanout 1 to 1000, max_rows 1 to 10000.")
+            .raise()
+    };
+    if opts.epochs == 0 || opts.batch_size == 0 || opts.max_train == 0 {
+        bad("a count is 0")
+    }
+    if !(opts.lr.is_finite() && opts.lr > 0.0)
+        || opts.time_budget_s.is_nan()
+        || opts.time_budget_s <= 0.0
+    {
+        bad("lr and time_budget_s must be positive")
+    }
+    if !(1..=6).contains(&opts.depth)
+        || !(1..=1000).contains(&opts.fanout)
+        || !(1..=10_000).contains(&opts.max_rows)
+    {
+        bad("depth, fanout or max_rows out of range")
+    }
+    opts
+}
+
+fn model_config(size: &str) -> ModelConfig {
+    match size {
+        "small" => ModelConfig::small(),
+        "large" => ModelConfig::large(),
+        other => RdlError::new("22023", format!("unknown model size \"{other}\""))
+            .hint("Use \"small\" or \"large\".")
+            .raise(),
+    }
+}
+
+/// Trains a new model version of `task`. See the module comment.
+#[pg_extern(
+    sql = "CREATE PROCEDURE rdl_train(task text, options jsonb DEFAULT '{}') LANGUAGE c AS 'MODULE_PATHNAME', 'rdl_train_wrapper';"
+)]
+fn rdl_train(task: &str, options: Option<JsonB>, fcinfo: pg_sys::FunctionCallInfo) {
+    let t0 = Instant::now();
+    crate::guc::apply();
+    let t = load_task(task);
+    let opts = parse_options(options);
+    let model_cfg = model_config(&opts.size);
+    catalog::check_linked_readable(&t.spec.entity.table, opts.depth, task);
+    // One training per task at a time (a second one errors, or waits inside a transaction
+    // block); progress is committed as it goes when the call allows it.
+    let run = Run::start(
+        task,
+        serde_json::to_value(&opts).unwrap_or_default(),
+        run::call_is_nonatomic(fcinfo),
+    );
+    run.progress("labels", 0, None);
+    let classes = match t.spec.task_type {
+        TaskType::MulticlassClassification => fit_classes(&class_labels(task, &t, "train")),
+        _ => Vec::new(),
+    };
+    let kind = engine_task(&t, task, &classes);
+    let (all_train, _) = labeled(task, &t, "train", &classes);
+    let mut class_prior = vec![0.0; classes.len()];
+    for r in &all_train {
+        if let Some(p) = class_prior.get_mut(r.2 as usize) {
+            *p += 1.0 / all_train.len() as f64;
+        }
+    }
+    let train_rows = sample(all_train, opts.max_train, opts.seed);
+    let (val_rows, _) = labeled(task, &t, "val", &classes);
+    if train_rows.is_empty() {
+        run.fail(
+            RdlError::new("55000", format!("task \"{task}\" has no training examples"))
+                .hint("Check the task's anchors and filters with rdl_task_table(name, 'train')."),
+        )
+    }
+    check_classes(&run, task, kind, &train_rows, classes.len());
+    run.progress("gathering", 0, None);
+    notice(format!(
+        "rdl_train {task}: {} training and {} validation examples",
+        train_rows.len(),
+        val_rows.len()
+    ));
+
+    let sampler = SamplerConfig {
+        depth: opts.depth,
+        fanout: opts.fanout,
+        max_rows: opts.max_rows,
+    };
+    let plan = Plan::new(&catalog::read_graph(None), sampler);
+
+    // Fit the encoder (vocabulary, numeric statistics) on training contexts only.
+    let fit_n = train_rows.len().min(2000);
+    let mut fit_sub = Vec::with_capacity(fit_n);
+    gather_all(&plan, &t, &seeds_of(&train_rows[..fit_n]), |_, ctxs, _| {
+        fit_sub.extend(ctxs)
+    });
+    let encoder = Encoder::fit(model_cfg.encoder_config(4096), &fit_sub);
+    drop(fit_sub);
+
+    let encode = |rows: &[Example]| -> Vec<EncodedContext> {
+        let mut out = Vec::with_capacity(rows.len());
+        gather_all(&plan, &t, &seeds_of(rows), |start, ctxs, found| {
+            run.poll();
+            for (i, (c, f)) in ctxs.iter().zip(found).enumerate() {
+                if f {
+                    out.push(encoder.encode_labeled(c, rows[start + i].2));
+                }
+            }
+        });
+        out
+    };
+    let train_ctx = encode(&train_rows);
+    let val_ctx = encode(&val_rows);
+    let gather_s = t0.elapsed().as_secs_f64();
+    notice(format!(
+        "rdl_train {task}: contexts gathered and encoded in {gather_s:.1}s ({:.0} contexts/s)",
+        (train_ctx.len() + val_ctx.len()) as f64 / gather_s.max(1e-9)
+    ));
+
+    let mut cfg = TrainConfig::new(kind);
+    cfg.max_epochs = opts.epochs;
+    cfg.lr = opts.lr;
+    cfg.batch_contexts = opts.batch_size;
+    cfg.patience = opts.patience;
+    cfg.seed = opts.seed;
+    // The budget covers the whole call: what gathering used is taken off the optimisation.
+    let budget_left = (opts.time_budget_s - t0.elapsed().as_secs_f64()).max(10.0);
+    cfg.time_budget_s = Some(budget_left);
+    run.progress("training", 0, None);
+    let metric_name = match kind {
+        train::Task::Binary => "auroc",
+        train::Task::Regression => "mae",
+        train::Task::Multiclass { .. } => "log_loss",
+    };
+    let mut on_step = |p: &Progress| -> bool {
+        // Cancel and statement_timeout land here, between steps, on this thread.
+        run.poll();
+        if p.epoch_end {
+            let per_epoch = p.elapsed_s / (p.epoch + 1) as f64;
+            let eta = (per_epoch * opts.epochs.saturating_sub(p.epoch + 1) as f64)
+                .min(budget_left - p.elapsed_s)
+                .max(0.0);
+            let val = p
+                .val_metric
+                .map(|m| format!("{m:.4}"))
+                .unwrap_or_else(|| "-".into());
+            notice(format!(
+                "rdl_train {task}: epoch {}/{} loss {:.4} validation {} {val} elapsed {:.0}s ETA {:.0}s",
+                p.epoch + 1,
+                opts.epochs,
+                p.loss,
+                metric_name.to_uppercase(),
+                t0.elapsed().as_secs_f64(),
+                eta,
+            ));
+            run.progress(
+                "training",
+                p.epoch + 1,
+                Some(json!([{
+                    "epoch": p.epoch + 1,
+                    "loss": p.loss,
+                    (format!("val_{metric_name}")): p.val_metric,
+                    "elapsed_s": t0.elapsed().as_secs_f64(),
+                    "eta_s": eta,
+                }])),
+            );
+        }
+        true
+    };
+    let model = train::train(
+        &cfg,
+        &model_cfg,
+        &encoder,
+        &train_ctx,
+        &val_ctx,
+        &mut on_step,
+    )
+    .unwrap_or_else(|e| train_err(e).raise());
+    let val_metrics = score(
+        kind,
+        &model,
+        &val_ctx,
+        val_rows.len(),
+        &classes,
+        &class_prior,
+    );
+    let bytes = model.to_bytes().unwrap_or_else(|e| train_err(e).raise());
+    let stored = StoredConfig {
+        sampler,
+        tables: plan.tables.keys().cloned().collect(),
+        options: opts,
+        train_examples: train_ctx.len(),
+        val_examples: val_ctx.len(),
+        classes,
+        class_prior,
+    };
+    run.lock_for_finish();
+    // Two statements: a data-modifying CTE would not let the INSERT see the UPDATE, and
+    // the one-active-version index would reject the new row.
+    spi(Spi::run_with_args(
+        "UPDATE rdl.models SET active = false WHERE task = $1 AND active",
+        &[task.into()],
+    ));
+    let version = query_one::<i32>(
+        "INSERT INTO rdl.models (task, version, config, weights, metrics, train_seconds, data_snapshot, active)
+         SELECT $1, coalesce((SELECT max(version) FROM rdl.models WHERE task = $1), 0) + 1,
+                $2, $3, $4, $5, now(), true
+         RETURNING version",
+        &[
+            task.into(),
+            JsonB(serde_json::to_value(&stored).unwrap_or_default()).into(),
+            bytes.into(),
+            JsonB(json!({ "val": val_metrics })).into(),
+            t0.elapsed().as_secs_f64().into(),
+        ],
+    )
+    .unwrap_or(0);
+    run.finish(version, json!({ "val": val_metrics }));
+    notice(format!(
+        "rdl_train {task}: version {version} active, validation {val_metrics}, {:.0}s in all",
+        t0.elapsed().as_secs_f64()
+    ));
+}
+
+/// A classifier needs at least two classes among its training labels.
+fn check_classes(run: &Run, task: &str, kind: train::Task, rows: &[Example], n_classes: usize) {
+    let (distinct, detail) = match kind {
+        train::Task::Binary => {
+            let pos = rows.iter().filter(|r| r.2 > 0.5).count();
+            (
+                usize::from(pos > 0) + usize::from(pos < rows.len()),
+                format!("{} examples, {pos} positive", rows.len()),
+            )
+        }
+        train::Task::Multiclass { .. } => (n_classes, format!("{} examples", rows.len())),
+        train::Task::Regression => return,
+    };
+    if distinct < 2 {
+        run.fail(
+            RdlError::new(
+                "55000",
+                format!("the training labels of task \"{task}\" have a single class"),
+            )
+            .detail(detail)
+            .hint("A classifier needs both classes: widen the window or change the condition."),
+        )
+    }
+}
+
+fn notice(msg: String) {
+    pgrx::notice!("{}", msg);
+}

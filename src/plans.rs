@@ -1,0 +1,39 @@
+//! Statements prepared once per backend and kept (`SPI_keepplan`), keyed by their text.
+//!
+//! Safe across roles and DDL: the plan cache re-checks privileges at each execution,
+//! replans when the role, the search path or a table it reads changes, and applies
+//! row-level security for the current user.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::PgOid;
+
+use crate::error::spi;
+
+/// Kept statements at most; beyond it the cache starts over (plans are cheap to rebuild,
+/// memory held by thousands of stale task plans is not).
+const MAX_KEPT_PLANS: usize = 512;
+
+thread_local! {
+    static PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// The kept prepared statement for `sql` with parameters of `types`, prepared on first use.
+pub fn kept(client: &SpiClient<'_>, sql: &str, types: &[PgOid]) -> Rc<OwnedPreparedStatement> {
+    if let Some(p) = PLANS.with(|m| m.borrow().get(sql).cloned()) {
+        return p;
+    }
+    let stmt = Rc::new(spi(client.prepare(sql, types)).keep());
+    PLANS.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= MAX_KEPT_PLANS {
+            m.clear();
+        }
+        m.insert(sql.to_string(), stmt.clone());
+    });
+    stmt
+}
