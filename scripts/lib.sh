@@ -3,8 +3,9 @@ set -euo pipefail
 
 RDL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_MAJOR="${PG_MAJOR:-15}"
-PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
-PG_CONFIG="${PG_BIN}/pg_config"
+# Override PG_BIN to work against another (e.g. relocated) PostgreSQL installation.
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/${PG_MAJOR}/bin}"
+PG_CONFIG="${PG_CONFIG:-${PG_BIN}/pg_config}"
 PGRX_VERSION="0.18.1"
 export PATH="${HOME}/.cargo/bin:${PATH}"
 
