@@ -27,6 +27,19 @@ WHERE c.relkind IN ('r', 'p')
 ORDER BY n.nspname, c.relname
 "#;
 
+// Tables of the same schemas the caller may not read: named in "permission denied" errors.
+const UNREADABLE_SQL: &str = r#"
+SELECT n.nspname::text, c.relname::text, pg_catalog.pg_table_is_visible(c.oid)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p')
+  AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'rdl')
+  AND n.nspname !~ '^pg_(toast|temp_)'
+  AND ($1::text[] IS NULL OR n.nspname = ANY ($1::text[]))
+  AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')
+"#;
+
 // Domains are read as their base type; string statistics decide categorical vs text.
 const COLUMNS_SQL: &str = r#"
 SELECT a.attrelid::int8, a.attname::text,
@@ -113,6 +126,7 @@ pub fn read_graph(schemas: Option<Vec<String>>) -> SchemaGraph {
         let mut oids: Vec<i64> = Vec::new();
         let mut tables: Vec<Table> = Vec::new();
         let mut rows_est: Vec<f64> = Vec::new();
+        let schemas_arg = schemas.clone();
         for row in spi(client.select(TABLES_SQL, None, &[schemas.into()])) {
             let oid: i64 = spi(row.get(1)).unwrap_or_default();
             let schema: String = spi(row.get(2)).unwrap_or_default();
@@ -209,10 +223,20 @@ pub fn read_graph(schemas: Option<Vec<String>>) -> SchemaGraph {
             }
         }
 
+        let unreadable = spi(client.select(UNREADABLE_SQL, None, &[schemas_arg.into()]))
+            .map(|row| {
+                (
+                    spi(row.get::<String>(1)).unwrap_or_default(),
+                    spi(row.get::<String>(2)).unwrap_or_default(),
+                    spi(row.get::<bool>(3)).unwrap_or(false),
+                )
+            })
+            .collect();
         let mut graph = SchemaGraph {
             tables,
             foreign_keys,
             warnings,
+            unreadable,
         };
         graph.finish();
         graph

@@ -15,6 +15,7 @@ mod pgtime;
 mod plans;
 mod run;
 mod sampler;
+mod storage;
 
 ::pgrx::pg_module_magic!();
 
@@ -29,21 +30,26 @@ pub extern "C-unwind" fn _PG_init() {
 // The extension's own storage. `rdl.time_columns` is user configuration, so pg_dump keeps it.
 extension_sql!(
     r#"
+-- rdl's storage. Ordinary roles read it (row-level security shows each role the tasks it
+-- may use) but never write it: rdl's functions write it on its owner's behalf, after
+-- checking the caller's rights (src/storage.rs).
 CREATE SCHEMA IF NOT EXISTS rdl;
 GRANT USAGE ON SCHEMA rdl TO PUBLIC;
 
--- Overrides of automatic time-column detection. column_name NULL: the table is static.
+-- Overrides of automatic time-column detection (set by the table's owner). column_name
+-- NULL: the table is static. User configuration: pg_dump keeps it.
 CREATE TABLE rdl.time_columns (
     table_oid   regclass PRIMARY KEY,
     column_name name,
-    set_by      name NOT NULL DEFAULT current_user,
+    set_by      name NOT NULL,
     set_at      timestamptz NOT NULL DEFAULT now()
 );
 SELECT pg_catalog.pg_extension_config_dump('rdl.time_columns', '');
-GRANT SELECT, INSERT, UPDATE, DELETE ON rdl.time_columns TO PUBLIC;
+GRANT SELECT ON rdl.time_columns TO PUBLIC;
 
 -- Tasks: a compiled predictive query and the anchors of its splits, fixed at creation so
--- that training and evaluation see the same tables.
+-- that training and evaluation see the same tables. Owned by the role that created it
+-- (regrole: dumps and restores by name).
 CREATE TABLE rdl.tasks (
     name          text PRIMARY KEY,
     query         text NOT NULL,
@@ -54,25 +60,22 @@ CREATE TABLE rdl.tasks (
     train_anchors timestamptz[] NOT NULL,
     val_anchors   timestamptz[] NOT NULL,
     test_anchors  timestamptz[] NOT NULL,
-    created_by    name NOT NULL DEFAULT current_user,
+    owner         regrole NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 SELECT pg_catalog.pg_extension_config_dump('rdl.tasks', '');
-GRANT SELECT, INSERT, UPDATE, DELETE ON rdl.tasks TO PUBLIC;
+GRANT SELECT ON rdl.tasks TO PUBLIC;
 
-CREATE VIEW rdl_tasks AS
-SELECT name,
-       spec->>'task_type' AS task_type,
-       spec->'entity'->>'table' AS entity_table,
-       spec->'entity'->>'key_column' AS entity_key,
-       query,
-       cardinality(train_anchors) AS train_anchors,
-       cardinality(val_anchors) AS val_anchors,
-       cardinality(test_anchors) AS test_anchors,
-       created_by,
-       created_at
-FROM rdl.tasks;
-GRANT SELECT ON rdl_tasks TO PUBLIC;
+-- Roles a task's owner lets use it (grantee 0, shown as '-': PUBLIC).
+CREATE TABLE rdl.task_grants (
+    task       text NOT NULL REFERENCES rdl.tasks (name) ON DELETE CASCADE,
+    grantee    regrole NOT NULL,
+    granted_by regrole NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (task, grantee)
+);
+SELECT pg_catalog.pg_extension_config_dump('rdl.task_grants', '');
+GRANT SELECT ON rdl.task_grants TO PUBLIC;
 
 -- Model versions. Weights are safetensors bytes; at most one active version per task.
 CREATE TABLE rdl.models (
@@ -91,8 +94,7 @@ CREATE TABLE rdl.models (
 CREATE UNIQUE INDEX models_one_active ON rdl.models (task) WHERE active;
 SELECT pg_catalog.pg_extension_config_dump('rdl.models', '');
 SELECT pg_catalog.pg_extension_config_dump('rdl.models_id_seq', '');
-GRANT SELECT, INSERT, UPDATE, DELETE ON rdl.models TO PUBLIC;
-GRANT USAGE ON SEQUENCE rdl.models_id_seq TO PUBLIC;
+GRANT SELECT ON rdl.models TO PUBLIC;
 
 -- Training runs. rdl_train commits this row as it goes (when called outside a transaction
 -- block), so another session can follow it; see src/run.rs.
@@ -100,7 +102,7 @@ CREATE TABLE rdl.runs (
     id            bigserial PRIMARY KEY,
     task          text NOT NULL REFERENCES rdl.tasks (name) ON DELETE CASCADE,
     pid           int NOT NULL DEFAULT pg_backend_pid(),
-    started_by    name NOT NULL DEFAULT current_user,
+    started_by    name NOT NULL,
     started_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     updated_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     finished_at   timestamptz,
@@ -116,12 +118,43 @@ CREATE TABLE rdl.runs (
 );
 SELECT pg_catalog.pg_extension_config_dump('rdl.runs', '');
 SELECT pg_catalog.pg_extension_config_dump('rdl.runs_id_seq', '');
-GRANT SELECT, INSERT, UPDATE, DELETE ON rdl.runs TO PUBLIC;
-GRANT USAGE ON SEQUENCE rdl.runs_id_seq TO PUBLIC;
+GRANT SELECT ON rdl.runs TO PUBLIC;
+
+-- Each role sees the tasks it may use (owned by a role it is a member of, or granted to
+-- it or to PUBLIC), and their grants, models and runs. rdl's own statements run as the
+-- tables' owner, which row-level security does not restrict.
+ALTER TABLE rdl.tasks ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usable ON rdl.tasks FOR SELECT USING (
+    pg_catalog.pg_has_role(owner, 'MEMBER')
+    OR EXISTS (SELECT 1 FROM rdl.task_grants g WHERE g.task = tasks.name));
+ALTER TABLE rdl.task_grants ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON rdl.task_grants FOR SELECT USING (
+    grantee = 0 OR pg_catalog.pg_has_role(grantee, 'MEMBER')
+    OR pg_catalog.pg_has_role(granted_by, 'MEMBER'));
+ALTER TABLE rdl.models ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usable ON rdl.models FOR SELECT USING (
+    EXISTS (SELECT 1 FROM rdl.tasks t WHERE t.name = models.task));
+ALTER TABLE rdl.runs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY usable ON rdl.runs FOR SELECT USING (
+    EXISTS (SELECT 1 FROM rdl.tasks t WHERE t.name = runs.task));
+
+CREATE VIEW rdl_tasks WITH (security_invoker = true) AS
+SELECT name,
+       spec->>'task_type' AS task_type,
+       spec->'entity'->>'table' AS entity_table,
+       spec->'entity'->>'key_column' AS entity_key,
+       query,
+       cardinality(train_anchors) AS train_anchors,
+       cardinality(val_anchors) AS val_anchors,
+       cardinality(test_anchors) AS test_anchors,
+       owner,
+       created_at
+FROM rdl.tasks;
+GRANT SELECT ON rdl_tasks TO PUBLIC;
 
 -- A run still marked running whose backend no longer holds its lock ended without
 -- finishing (an error, a cancel outside a training step, or a lost backend): 'aborted'.
-CREATE VIEW rdl_runs AS
+CREATE VIEW rdl_runs WITH (security_invoker = true) AS
 SELECT r.id, r.task, r.pid, r.started_by,
        CASE WHEN r.status = 'running' AND NOT EXISTS (
                 SELECT 1 FROM pg_catalog.pg_locks l

@@ -19,6 +19,7 @@ use pgrx::prelude::*;
 use pgrx::{register_xact_callback, JsonB, PgXactCallbackEvent};
 
 use crate::error::{query_one, spi, RdlError};
+use crate::storage::as_owner;
 
 /// First key of the advisory locks of runs ('rdl\0'); the second is the run id.
 pub const RUN_LOCK_CLASS: i32 = 0x7264_6c00;
@@ -61,10 +62,12 @@ impl Run {
         // Serialises the check below with other starters; in atomic mode it is held to the
         // end, so a second atomic call simply waits.
         task_lock(task);
-        let busy = query_one::<i32>(
-            "SELECT pid FROM rdl_runs WHERE task = $1 AND status = 'running' LIMIT 1",
-            &[task.into()],
-        );
+        let busy = as_owner(|| {
+            query_one::<i32>(
+                "SELECT pid FROM rdl_runs WHERE task = $1 AND status = 'running' LIMIT 1",
+                &[task.into()],
+            )
+        });
         if let Some(pid) = busy {
             RdlError::new(
                 "55006",
@@ -76,10 +79,15 @@ impl Run {
             ))
             .raise()
         }
-        let id = query_one::<i64>(
-            "INSERT INTO rdl.runs (task, options) VALUES ($1, $2) RETURNING id",
-            &[task.into(), JsonB(options).into()],
-        )
+        let caller = crate::storage::caller();
+        let id = as_owner(|| {
+            query_one::<i64>(
+                "INSERT INTO rdl.runs (task, options, started_by)
+                 VALUES ($1, $2, (SELECT rolname FROM pg_catalog.pg_roles WHERE oid = $3))
+                 RETURNING id",
+                &[task.into(), JsonB(options).into(), caller.into()],
+            )
+        })
         .unwrap_or_default();
         let run = Run {
             id,
@@ -99,17 +107,19 @@ impl Run {
 
     /// Records progress (and commits it, when allowed).
     pub fn progress(&self, phase: &str, epoch: usize, entry: Option<serde_json::Value>) {
-        spi(Spi::run_with_args(
-            "UPDATE rdl.runs SET phase = $2, epoch = $3, updated_at = clock_timestamp(),
+        as_owner(|| {
+            spi(Spi::run_with_args(
+                "UPDATE rdl.runs SET phase = $2, epoch = $3, updated_at = clock_timestamp(),
                     history = CASE WHEN $4::jsonb IS NULL THEN history ELSE history || $4 END
              WHERE id = $1",
-            &[
-                self.id.into(),
-                phase.into(),
-                (epoch as i32).into(),
-                entry.map(JsonB).into(),
-            ],
-        ));
+                &[
+                    self.id.into(),
+                    phase.into(),
+                    (epoch as i32).into(),
+                    entry.map(JsonB).into(),
+                ],
+            ))
+        });
         if self.nonatomic {
             self.commit();
         }
@@ -125,11 +135,13 @@ impl Run {
         if pending && self.nonatomic {
             // Hold interrupts so the bookkeeping itself is not what gets cancelled.
             unsafe { pg_sys::InterruptHoldoffCount += 1 };
-            spi(Spi::run_with_args(
-                "UPDATE rdl.runs SET status = 'cancelled', finished_at = clock_timestamp(),
+            as_owner(|| {
+                spi(Spi::run_with_args(
+                    "UPDATE rdl.runs SET status = 'cancelled', finished_at = clock_timestamp(),
                         updated_at = clock_timestamp(), message = 'cancelled' WHERE id = $1",
-                &[self.id.into()],
-            ));
+                    &[self.id.into()],
+                ))
+            });
             self.commit();
             unsafe { pg_sys::InterruptHoldoffCount -= 1 };
         }
@@ -139,11 +151,13 @@ impl Run {
     /// Records the run as failed with the error's message, then raises it.
     pub fn fail(&self, e: RdlError) -> ! {
         if self.nonatomic {
-            spi(Spi::run_with_args(
-                "UPDATE rdl.runs SET status = 'failed', finished_at = clock_timestamp(),
+            as_owner(|| {
+                spi(Spi::run_with_args(
+                    "UPDATE rdl.runs SET status = 'failed', finished_at = clock_timestamp(),
                         updated_at = clock_timestamp(), message = $2 WHERE id = $1",
-                &[self.id.into(), e.message.clone().into()],
-            ));
+                    &[self.id.into(), e.message.clone().into()],
+                ))
+            });
             self.commit();
             release_run_lock();
         }
@@ -159,12 +173,14 @@ impl Run {
     /// Marks the run finished with the model version it produced; the caller's transaction
     /// (the procedure's last) commits it together with the model.
     pub fn finish(&self, version: i32, metrics: serde_json::Value) {
-        spi(Spi::run_with_args(
-            "UPDATE rdl.runs SET status = 'finished', phase = 'done', model_version = $2,
+        as_owner(|| {
+            spi(Spi::run_with_args(
+                "UPDATE rdl.runs SET status = 'finished', phase = 'done', model_version = $2,
                     metrics = $3, finished_at = clock_timestamp(), updated_at = clock_timestamp()
              WHERE id = $1",
-            &[self.id.into(), version.into(), JsonB(metrics).into()],
-        ));
+                &[self.id.into(), version.into(), JsonB(metrics).into()],
+            ))
+        });
         // Released when this last transaction commits (or aborts), not before: until then
         // the run must still look alive to other sessions.
         if self.nonatomic {

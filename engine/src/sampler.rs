@@ -781,6 +781,7 @@ mod tests {
                 ref_columns: vec!["driver_id".into()],
             }],
             warnings: vec![],
+            unreadable: Vec::new(),
         }
     }
 

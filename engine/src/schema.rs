@@ -79,6 +79,11 @@ pub struct SchemaGraph {
     pub foreign_keys: Vec<ForeignKey>,
     /// Things a person should know (tables without a primary key, ambiguous time columns).
     pub warnings: Vec<String>,
+    /// Tables that exist but the caller may not read, as `(schema, name, visible)`: never
+    /// part of the graph, named only so that a query over one gets "permission denied"
+    /// rather than "does not exist".
+    #[serde(skip)]
+    pub unreadable: Vec<(String, String, bool)>,
 }
 
 impl SchemaGraph {
@@ -95,11 +100,21 @@ impl SchemaGraph {
                 .tables
                 .iter()
                 .find(|t| t.schema == s && t.name == name)
-                .ok_or_else(|| ResolveError::NotFound(quote_qualified(s, name)));
+                .ok_or_else(|| {
+                    if self.unreadable.iter().any(|u| u.0 == s && u.1 == name) {
+                        ResolveError::Denied(quote_qualified(s, name))
+                    } else {
+                        ResolveError::NotFound(quote_qualified(s, name))
+                    }
+                });
         }
         let matches: Vec<&Table> = self.tables.iter().filter(|t| t.name == name).collect();
         if let Some(t) = matches.iter().find(|t| t.visible) {
             return Ok(t);
+        }
+        if let Some(u) = self.unreadable.iter().find(|u| u.1 == name && u.2) {
+            // The name means this table (it is on the search path): it is just not readable.
+            return Err(ResolveError::Denied(quote_qualified(&u.0, &u.1)));
         }
         match matches.as_slice() {
             [] => Err(ResolveError::NotFound(crate::ident::quote_ident(name))),
@@ -156,12 +171,15 @@ impl SchemaGraph {
 pub enum ResolveError {
     NotFound(String),
     Ambiguous(Vec<String>),
+    /// It exists, and the caller may not read it.
+    Denied(String),
 }
 
 impl std::fmt::Display for ResolveError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ResolveError::NotFound(n) => write!(f, "table {n} does not exist"),
+            ResolveError::Denied(n) => write!(f, "permission denied for table {n}"),
             ResolveError::Ambiguous(c) => {
                 write!(
                     f,
@@ -397,6 +415,7 @@ mod tests {
                 ref_columns: vec!["id".into()],
             }],
             warnings: vec![],
+            unreadable: Vec::new(),
         };
         g.finish();
         let o = g.table("public.orders").unwrap();

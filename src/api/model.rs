@@ -15,7 +15,7 @@ use rdl_engine::train::{self, TrainError, TrainedModel};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::task::{load_task, task_state, Task};
+use crate::api::task::{load_task_to_modify, task_state, Access, Task};
 use crate::api::train::TrainOptions;
 use crate::catalog;
 use crate::error::{query_one, spi, RdlError};
@@ -188,7 +188,7 @@ pub fn task_and_model(task: &str, check: impl FnOnce(&Task)) -> (Rc<Task>, Rc<Lo
         .as_ref()
         .map(|l| l.tables.clone())
         .unwrap_or_default();
-    let st = task_state(task, &tables);
+    let st = task_state(task, &tables, Access::Use);
     check(&st.task);
     let Some(id) = st.active_model else {
         RdlError::new("55000", format!("task \"{task}\" has no trained model"))
@@ -210,10 +210,12 @@ pub fn task_and_model(task: &str, check: impl FnOnce(&Task)) -> (Rc<Task>, Rc<Lo
 
 fn load_model(task: &str, id: i64) -> Rc<Loaded> {
     // The row exists: its id was just read in this snapshot.
-    let (bytes, cfg, version) = spi(Spi::get_three_with_args::<Vec<u8>, JsonB, i32>(
-        "SELECT weights, config, version FROM rdl.models WHERE id = $1",
-        &[id.into()],
-    ));
+    let (bytes, cfg, version) = crate::storage::as_owner(|| {
+        spi(Spi::get_three_with_args::<Vec<u8>, JsonB, i32>(
+            "SELECT weights, config, version FROM rdl.models WHERE id = $1",
+            &[id.into()],
+        ))
+    });
     let version = version.unwrap_or(0);
     let bytes = bytes.unwrap_or_default();
     let cfg = cfg.map(|j| j.0).unwrap_or(serde_json::Value::Null);
@@ -253,7 +255,7 @@ fn load_model(task: &str, id: i64) -> Rc<Loaded> {
 /// Errors with 42501 when the caller may not read a table the model reads.
 fn check_readable(task: &str, tables: &[String]) {
     if !tables.is_empty() {
-        deny(task, task_state(task, tables).denied_table);
+        deny(task, task_state(task, tables, Access::Use).denied_table);
     }
 }
 
@@ -281,14 +283,16 @@ fn deny(task: &str, denied: Option<String>) {
     }
 }
 
-/// Makes `version` the active model of `task` (roll back to an earlier one).
+/// Makes `version` the active model of `task` (roll back to an earlier one). Owner only.
 #[pg_extern]
 fn rdl_activate(task: &str, version: i32) -> bool {
-    load_task(task);
-    let found = query_one::<i64>(
-        "SELECT id FROM rdl.models WHERE task = $1 AND version = $2",
-        &[task.into(), version.into()],
-    );
+    load_task_to_modify(task);
+    let found = crate::storage::as_owner(|| {
+        query_one::<i64>(
+            "SELECT id FROM rdl.models WHERE task = $1 AND version = $2",
+            &[task.into(), version.into()],
+        )
+    });
     if found.is_none() {
         RdlError::new(
             "42704",
@@ -297,9 +301,16 @@ fn rdl_activate(task: &str, version: i32) -> bool {
         .hint("List versions with SELECT task, version, metrics FROM rdl.models.")
         .raise()
     }
-    spi(Spi::run_with_args(
-        "UPDATE rdl.models SET active = (version = $2) WHERE task = $1",
-        &[task.into(), version.into()],
-    ));
+    crate::storage::as_owner(|| {
+        // Two statements: the one-active-version index is checked row by row.
+        spi(Spi::run_with_args(
+            "UPDATE rdl.models SET active = false WHERE task = $1 AND active AND version <> $2",
+            &[task.into(), version.into()],
+        ));
+        spi(Spi::run_with_args(
+            "UPDATE rdl.models SET active = true WHERE task = $1 AND version = $2",
+            &[task.into(), version.into()],
+        ))
+    });
     true
 }

@@ -48,6 +48,18 @@ fn rdl_set_time_column(tbl: &str, col: Option<&str>) -> String {
             .hint("rdl reads tables as the calling user; ask the owner to GRANT SELECT.")
             .raise()
     }
+    // Every task over the table depends on its time column: it is part of the table's
+    // definition, so it is its owner's to set (as ALTER TABLE or COMMENT ON would be).
+    let owns = query_one::<bool>(
+        "SELECT pg_catalog.pg_has_role(relowner, 'MEMBER') FROM pg_catalog.pg_class WHERE oid = $1::int8::oid",
+        &[oid.into()],
+    );
+    if owns != Some(true) {
+        RdlError::new("42501", format!("must be owner of table {relname}"))
+            .detail("The time column decides what every task over the table may see.")
+            .hint("Ask the table's owner to set it.")
+            .raise()
+    }
     if let Some(col) = col {
         let ty = query_one::<String>(
             "SELECT pg_catalog.format_type(atttypid, NULL) FROM pg_catalog.pg_attribute
@@ -70,12 +82,16 @@ fn rdl_set_time_column(tbl: &str, col: Option<&str>) -> String {
             .raise(),
         }
     }
-    spi(Spi::run_with_args(
-        "INSERT INTO rdl.time_columns (table_oid, column_name) VALUES ($1::int8::oid::regclass, $2)
-         ON CONFLICT (table_oid) DO UPDATE
-         SET column_name = EXCLUDED.column_name, set_by = current_user, set_at = now()",
-        &[oid.into(), col.into()],
-    ));
+    let caller = crate::storage::caller();
+    crate::storage::as_owner(|| {
+        spi(Spi::run_with_args(
+            "INSERT INTO rdl.time_columns (table_oid, column_name, set_by)
+             VALUES ($1::int8::oid::regclass, $2, (SELECT rolname FROM pg_catalog.pg_roles WHERE oid = $3))
+             ON CONFLICT (table_oid) DO UPDATE
+             SET column_name = EXCLUDED.column_name, set_by = EXCLUDED.set_by, set_at = now()",
+            &[oid.into(), col.into(), caller.into()],
+        ))
+    });
     match col {
         Some(c) => format!("{relname}: time column {c}"),
         None => format!("{relname}: static"),

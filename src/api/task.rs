@@ -40,48 +40,95 @@ pub struct TaskState {
     pub denied_table: Option<String>,
 }
 
+/// What a function does with a task (see `storage.rs` for the rule).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Predict, explain, evaluate, inspect: the owner or a grantee.
+    Use,
+    /// Train, activate, grant, drop: the owner.
+    Modify,
+}
+
 thread_local! {
     /// Parsed specs by task name, with the row version (`xmin`, `ctid`) they were read at.
     static TASKS: RefCell<HashMap<String, (String, Rc<Task>)>> = RefCell::new(HashMap::new());
 }
 
+// Runs as the owner of rdl's tables; `$3` is the caller, whose rights are checked
+// explicitly (has_table_privilege / pg_has_role with the role given).
 const STATE_SQL: &str = "
 SELECT t.xmin::text || ':' || t.ctid::text,
        (SELECT m.id FROM rdl.models m WHERE m.task = t.name AND m.active),
        (SELECT CASE WHEN to_regclass(x) IS NULL THEN 'missing:' ELSE '' END || x
           FROM unnest($2::text[]) AS x
-         WHERE to_regclass(x) IS NULL OR NOT has_table_privilege(to_regclass(x), 'SELECT')
-         LIMIT 1)
+         WHERE to_regclass(x) IS NULL
+            OR NOT pg_catalog.has_table_privilege($3, to_regclass(x), 'SELECT')
+         LIMIT 1),
+       pg_catalog.pg_has_role($3, t.owner, 'MEMBER'),
+       EXISTS (SELECT 1 FROM rdl.task_grants g
+               WHERE g.task = t.name
+                 AND (g.grantee = 0 OR pg_catalog.pg_has_role($3, g.grantee, 'MEMBER'))),
+       t.owner::text
 FROM rdl.tasks t WHERE t.name = $1";
 
-/// The task `name`, its active model and the readability of `tables`, in one statement;
-/// the spec is parsed again only when the task's row changed. Unknown task: 42704.
-pub fn task_state(name: &str, tables: &[String]) -> TaskState {
-    let row = Spi::connect(|client| {
-        let stmt = crate::plans::kept(
-            client,
-            STATE_SQL,
-            &[
-                PgOid::from(pg_sys::TEXTOID),
-                PgOid::from(pg_sys::TEXTARRAYOID),
-            ],
-        );
-        let t = spi(client.select(&*stmt, Some(1), &[name.into(), tables.to_vec().into()]));
-        if t.is_empty() {
-            return None;
-        }
-        let t = t.first();
-        Some((
-            spi(t.get::<String>(1)).unwrap_or_default(),
-            spi(t.get::<i64>(2)),
-            spi(t.get::<String>(3)),
-        ))
+/// The task `name`, its active model and the readability of `tables`, in one statement,
+/// after checking that the caller may `access` it (42501 otherwise); the spec is parsed
+/// again only when the task's row changed. Unknown task: 42704.
+pub fn task_state(name: &str, tables: &[String], access: Access) -> TaskState {
+    let caller = crate::storage::caller();
+    let row = crate::storage::as_owner(|| {
+        Spi::connect(|client| {
+            let stmt = crate::plans::kept(
+                client,
+                STATE_SQL,
+                &[
+                    PgOid::from(pg_sys::TEXTOID),
+                    PgOid::from(pg_sys::TEXTARRAYOID),
+                    PgOid::from(pg_sys::OIDOID),
+                ],
+            );
+            let t = spi(client.select(
+                &*stmt,
+                Some(1),
+                &[name.into(), tables.to_vec().into(), caller.into()],
+            ));
+            if t.is_empty() {
+                return None;
+            }
+            let t = t.first();
+            Some((
+                spi(t.get::<String>(1)).unwrap_or_default(),
+                spi(t.get::<i64>(2)),
+                spi(t.get::<String>(3)),
+                spi(t.get::<bool>(4)).unwrap_or(false),
+                spi(t.get::<bool>(5)).unwrap_or(false),
+                spi(t.get::<String>(6)).unwrap_or_default(),
+            ))
+        })
     });
-    let Some((tag, active_model, denied_table)) = row else {
+    let Some((tag, active_model, denied_table, is_owner, granted, owner)) = row else {
         RdlError::new("42704", format!("task \"{name}\" does not exist"))
             .hint("Create it with rdl_create_task(name, query); list tasks with SELECT * FROM rdl_tasks.")
             .raise()
     };
+    match access {
+        Access::Modify if !is_owner => {
+            RdlError::new("42501", format!("must be owner of task \"{name}\""))
+                .detail(format!("Task \"{name}\" belongs to role {owner}."))
+                .hint("Only the task's owner (or a member of its role) may train, activate, grant or drop it.")
+                .raise()
+        }
+        Access::Use if !is_owner && !granted => {
+            RdlError::new("42501", format!("permission denied for task \"{name}\""))
+                .detail(format!("Task \"{name}\" belongs to role {owner}."))
+                .hint(format!(
+                    "Ask its owner to run SELECT rdl_grant_task('{}', '<your role>').",
+                    name.replace('\'', "''")
+                ))
+                .raise()
+        }
+        _ => {}
+    }
     let cached = TASKS.with(|c| {
         c.borrow()
             .get(name)
@@ -100,12 +147,20 @@ pub fn task_state(name: &str, tables: &[String]) -> TaskState {
     }
 }
 
+/// A task the caller may use.
 pub fn load_task(name: &str) -> Rc<Task> {
-    task_state(name, &[]).task
+    task_state(name, &[], Access::Use).task
+}
+
+/// A task the caller owns.
+pub fn load_task_to_modify(name: &str) -> Rc<Task> {
+    task_state(name, &[], Access::Modify).task
 }
 
 fn read_task(name: &str) -> Task {
-    let spec = query_one::<JsonB>("SELECT spec FROM rdl.tasks WHERE name = $1", &[name.into()]);
+    let spec = crate::storage::as_owner(|| {
+        query_one::<JsonB>("SELECT spec FROM rdl.tasks WHERE name = $1", &[name.into()])
+    });
     let Some(JsonB(spec)) = spec else {
         RdlError::new("42704", format!("task \"{name}\" does not exist")).raise()
     };
@@ -127,10 +182,12 @@ fn rdl_create_task(name: &str, query: &str, options: default!(Option<JsonB>, "'{
     if name.trim().is_empty() {
         RdlError::new("22023", "task name must not be empty").raise()
     }
-    let exists = query_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM rdl.tasks WHERE name = $1)",
-        &[name.into()],
-    );
+    let exists = crate::storage::as_owner(|| {
+        query_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM rdl.tasks WHERE name = $1)",
+            &[name.into()],
+        )
+    });
     if exists == Some(true) {
         RdlError::new("42710", format!("task \"{name}\" already exists"))
             .hint(format!(
@@ -164,22 +221,26 @@ fn rdl_create_task(name: &str, query: &str, options: default!(Option<JsonB>, "'{
         .unwrap_or_else(|e| RdlError::from(e).raise());
 
     let spec_json = serde_json::to_value(&spec).expect("TaskSpec serialises");
-    spi(Spi::run_with_args(
-        "INSERT INTO rdl.tasks (name, query, options, spec, data_min, data_max,
-                                train_anchors, val_anchors, test_anchors)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        &[
-            name.into(),
-            query.into(),
-            JsonB(options_json).into(),
-            JsonB(spec_json.clone()).into(),
-            pgtime::to_pg(min_t).into(),
-            pgtime::to_pg(max_t).into(),
-            anchors(&splits.train).into(),
-            anchors(&splits.val).into(),
-            anchors(&splits.test).into(),
-        ],
-    ));
+    let caller = crate::storage::caller();
+    crate::storage::as_owner(|| {
+        spi(Spi::run_with_args(
+            "INSERT INTO rdl.tasks (name, query, options, spec, data_min, data_max,
+                                train_anchors, val_anchors, test_anchors, owner)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::oid::regrole)",
+            &[
+                name.into(),
+                query.into(),
+                JsonB(options_json).into(),
+                JsonB(spec_json.clone()).into(),
+                pgtime::to_pg(min_t).into(),
+                pgtime::to_pg(max_t).into(),
+                anchors(&splits.train).into(),
+                anchors(&splits.val).into(),
+                anchors(&splits.test).into(),
+                caller.into(),
+            ],
+        ))
+    });
 
     let mut out = spec_json;
     if let Some(o) = out.as_object_mut() {
@@ -217,19 +278,68 @@ fn split_summary(a: &[i64]) -> serde_json::Value {
     serde_json::json!({ "count": a.len(), "first": first, "last": last })
 }
 
-/// Drops a task (and, once models exist, its models).
+/// Drops a task with its models, runs and grants (its owner only).
 #[pg_extern]
 fn rdl_drop_task(name: &str) -> bool {
-    let dropped = query_one::<String>(
-        "DELETE FROM rdl.tasks WHERE name = $1 RETURNING name",
-        &[name.into()],
-    );
-    if dropped.is_none() {
-        RdlError::new("42704", format!("task \"{name}\" does not exist"))
-            .hint("List tasks with SELECT * FROM rdl_tasks.")
-            .raise()
-    }
+    load_task_to_modify(name);
+    crate::storage::as_owner(|| {
+        spi(Spi::run_with_args(
+            "DELETE FROM rdl.tasks WHERE name = $1",
+            &[name.into()],
+        ))
+    });
+    TASKS.with(|c| c.borrow_mut().remove(name));
     true
+}
+
+/// Lets `role` (a role name, or `public`) use task `name`: predict, explain, evaluate and
+/// inspect it. Only the owner may grant; the grantee still needs SELECT on every table the
+/// model reads.
+#[pg_extern]
+fn rdl_grant_task(name: &str, role: &str) -> bool {
+    load_task_to_modify(name);
+    let grantee = role_oid(role);
+    let caller = crate::storage::caller();
+    crate::storage::as_owner(|| {
+        spi(Spi::run_with_args(
+            "INSERT INTO rdl.task_grants (task, grantee, granted_by)
+             VALUES ($1, $2::int8::oid::regrole, $3::oid::regrole) ON CONFLICT DO NOTHING",
+            &[name.into(), grantee.into(), caller.into()],
+        ))
+    });
+    true
+}
+
+/// Takes back a grant made with [`rdl_grant_task`]. Returns whether there was one.
+#[pg_extern]
+fn rdl_revoke_task(name: &str, role: &str) -> bool {
+    load_task_to_modify(name);
+    let grantee = role_oid(role);
+    crate::storage::as_owner(|| {
+        query_one::<bool>(
+            "WITH d AS (DELETE FROM rdl.task_grants WHERE task = $1 AND grantee = $2::int8::oid::regrole RETURNING 1)
+             SELECT count(*) > 0 FROM d",
+            &[name.into(), grantee.into()],
+        )
+    })
+    .unwrap_or(false)
+}
+
+/// The oid of role `role` (0 for `public`), as int8: pgrx passes an invalid `Oid` as NULL.
+/// Unknown role: 42704.
+fn role_oid(role: &str) -> i64 {
+    if role.eq_ignore_ascii_case("public") {
+        return 0;
+    }
+    query_one::<i64>(
+        "SELECT oid::int8 FROM pg_catalog.pg_roles WHERE rolname = $1",
+        &[role.into()],
+    )
+    .unwrap_or_else(|| {
+        RdlError::new("42704", format!("role \"{role}\" does not exist"))
+            .hint("Name an existing role, or 'public'.")
+            .raise()
+    })
 }
 
 pub type LabelRow = (
@@ -280,10 +390,12 @@ fn split_anchors(name: &str, split: &str) -> Vec<TimestampWithTimeZone> {
             .hint("Use 'train', 'val' or 'test'.")
             .raise(),
     };
-    query_one(
-        &format!("SELECT {column} FROM rdl.tasks WHERE name = $1"),
-        &[name.into()],
-    )
+    crate::storage::as_owner(|| {
+        query_one(
+            &format!("SELECT {column} FROM rdl.tasks WHERE name = $1"),
+            &[name.into()],
+        )
+    })
     .unwrap_or_default()
 }
 

@@ -19,7 +19,7 @@ use crate::api::examples::{
     class_labels, engine_task, fit_classes, gather_all, labeled, sample, seeds_of, Example,
 };
 use crate::api::model::{score, train_err, StoredConfig};
-use crate::api::task::load_task;
+use crate::api::task::load_task_to_modify;
 use crate::catalog;
 use crate::error::{query_one, spi, RdlError};
 use crate::run::{self, Run};
@@ -112,7 +112,7 @@ fn model_config(size: &str) -> ModelConfig {
 fn rdl_train(task: &str, options: Option<JsonB>, fcinfo: pg_sys::FunctionCallInfo) {
     let t0 = Instant::now();
     crate::guc::apply();
-    let t = load_task(task);
+    let t = load_task_to_modify(task);
     let opts = parse_options(options);
     let model_cfg = model_config(&opts.size);
     catalog::check_linked_readable(&t.spec.entity.table, opts.depth, task);
@@ -266,26 +266,28 @@ fn rdl_train(task: &str, options: Option<JsonB>, fcinfo: pg_sys::FunctionCallInf
         class_prior,
     };
     run.lock_for_finish();
-    // Two statements: a data-modifying CTE would not let the INSERT see the UPDATE, and
-    // the one-active-version index would reject the new row.
-    spi(Spi::run_with_args(
-        "UPDATE rdl.models SET active = false WHERE task = $1 AND active",
-        &[task.into()],
-    ));
-    let version = query_one::<i32>(
-        "INSERT INTO rdl.models (task, version, config, weights, metrics, train_seconds, data_snapshot, active)
-         SELECT $1, coalesce((SELECT max(version) FROM rdl.models WHERE task = $1), 0) + 1,
-                $2, $3, $4, $5, now(), true
-         RETURNING version",
-        &[
-            task.into(),
-            JsonB(serde_json::to_value(&stored).unwrap_or_default()).into(),
-            bytes.into(),
-            JsonB(json!({ "val": val_metrics })).into(),
-            t0.elapsed().as_secs_f64().into(),
-        ],
-    )
-    .unwrap_or(0);
+    let version = crate::storage::as_owner(|| {
+        // Two statements: a data-modifying CTE would not let the INSERT see the UPDATE, and
+        // the one-active-version index would reject the new row.
+        spi(Spi::run_with_args(
+            "UPDATE rdl.models SET active = false WHERE task = $1 AND active",
+            &[task.into()],
+        ));
+        query_one::<i32>(
+            "INSERT INTO rdl.models (task, version, config, weights, metrics, train_seconds, data_snapshot, active)
+             SELECT $1, coalesce((SELECT max(version) FROM rdl.models WHERE task = $1), 0) + 1,
+                    $2, $3, $4, $5, now(), true
+             RETURNING version",
+            &[
+                task.into(),
+                JsonB(serde_json::to_value(&stored).unwrap_or_default()).into(),
+                bytes.into(),
+                JsonB(json!({ "val": val_metrics })).into(),
+                t0.elapsed().as_secs_f64().into(),
+            ],
+        )
+        .unwrap_or(0)
+    });
     run.finish(version, json!({ "val": val_metrics }));
     notice(format!(
         "rdl_train {task}: version {version} active, validation {val_metrics}, {:.0}s in all",

@@ -76,6 +76,13 @@ SET client_min_messages = warning;
 DROP ROLE IF EXISTS rdl_ctx_reader;
 RESET client_min_messages;
 CREATE ROLE rdl_ctx_reader;
+-- A task is its owner's: another role may not use it until granted it.
+SET ROLE rdl_ctx_reader;
+SELECT rdl_context('driver-dnf', 1);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT rdl_grant_task('driver-dnf', 'rdl_ctx_reader');
+-- Granted the task but no table: the table privileges still apply.
 SET ROLE rdl_ctx_reader;
 SELECT rdl_context('driver-dnf', 1);
 \echo :LAST_ERROR_SQLSTATE

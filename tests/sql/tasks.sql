@@ -108,6 +108,7 @@ DROP ROLE IF EXISTS rdl_analyst;
 RESET client_min_messages;
 CREATE ROLE rdl_analyst;
 GRANT SELECT ON drivers TO rdl_analyst;
+SELECT rdl_grant_task('driver-dnf', 'rdl_analyst');
 SET ROLE rdl_analyst;
 SELECT count(*) FROM rdl_task_table('driver-dnf', 'test');
 \echo :LAST_ERROR_SQLSTATE

@@ -59,7 +59,7 @@ RESET client_min_messages;
 CREATE ROLE rdl_predictor;
 GRANT SELECT ON drivers, races, circuits, constructors, driver_standings, qualifying,
                 constructor_results, constructor_standings TO rdl_predictor;
-GRANT SELECT ON rdl.tasks, rdl.models TO rdl_predictor;
+SELECT rdl_grant_task('driver-dnf', 'rdl_predictor');
 SET ROLE rdl_predictor;
 SELECT rdl_predict('driver-dnf', 1, '2010-01-01+00');
 \echo :LAST_ERROR_SQLSTATE

@@ -24,12 +24,13 @@ SELECT dblink_connect('trainer', format('dbname=%s port=%s host=%s user=postgres
        split_part(current_setting('unix_socket_directories'), ',', 1))) AS connected;
 SELECT dblink_exec('trainer', 'SET client_min_messages = warning');
 SELECT dblink_send_query('trainer',
-  $$CALL rdl_train('driver-dnf', '{"max_train": 1500, "epochs": 50, "patience": 50, "batch_size": 32, "seed": 4}')$$) AS sent;
+  $$CALL rdl_train('driver-dnf', '{"max_train": 600, "epochs": 200, "patience": 200, "batch_size": 32, "seed": 4}')$$) AS sent;
 
--- Its progress is visible here while it runs: wait for a committed epoch.
+-- Its progress is visible here while it runs: wait for a committed epoch (up to 10
+-- minutes: the machine may be busy).
 DO $$
 BEGIN
-  FOR i IN 1..1200 LOOP
+  FOR i IN 1..6000 LOOP
     EXIT WHEN EXISTS (SELECT 1 FROM rdl_runs WHERE id = 2 AND epoch >= 1);
     PERFORM pg_sleep(0.1);
   END LOOP;

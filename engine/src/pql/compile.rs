@@ -39,6 +39,12 @@ pub(crate) fn resolve_table<'g>(
                 .at(pos)
                 .hint("rdl reads the tables of the schemas it was given; check the name and its case (unquoted names are folded to lower case).")
         }
+        ResolveError::Denied(n) => PqlError::new(
+            "42501",
+            format!("permission denied for table {n}"),
+        )
+        .at(pos)
+        .hint("rdl reads tables as the calling user; ask the table's owner to GRANT SELECT on it."),
         ResolveError::Ambiguous(c) => PqlError::new(
             sqlstate::UNDEFINED_TABLE,
             format!(

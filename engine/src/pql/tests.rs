@@ -237,6 +237,7 @@ pub(crate) fn f1() -> SchemaGraph {
             ),
         ],
         warnings: vec![],
+        unreadable: Vec::new(),
     };
     g.finish();
     g
@@ -352,6 +353,7 @@ fn shop() -> SchemaGraph {
             },
         ],
         warnings: vec![],
+        unreadable: Vec::new(),
     };
     // A second path orders.buyer_id → customers makes order_items → customers ambiguous.
     g.foreign_keys
@@ -848,4 +850,35 @@ fn dump_relbench_sql() {
         std::fs::write(format!("{dir}/extra{i}.at.sql"), s.labels_at_sql()).unwrap();
         std::fs::write(format!("{dir}/extra{i}.params"), s.params.join("\n")).unwrap();
     }
+}
+
+#[test]
+fn a_table_the_caller_may_not_read_is_permission_denied_not_missing() {
+    let mut g = f1();
+    g.unreadable
+        .push(("public".into(), "pit_stops".into(), true));
+    let opts = TaskOptions::default();
+    let e = compile(
+        "PREDICT COUNT(pit_stops.*, 0, 30, days) > 0 FOR EACH drivers.driver_id",
+        &g,
+        &opts,
+    )
+    .unwrap_err();
+    assert_eq!(e.sqlstate, "42501", "{e:?}");
+    assert!(e.message.contains("public.pit_stops"), "{}", e.message);
+    let e = compile(
+        "PREDICT COUNT(public.pit_stops.*, 0, 30, days) > 0 FOR EACH drivers.driver_id",
+        &g,
+        &opts,
+    )
+    .unwrap_err();
+    assert_eq!(e.sqlstate, "42501");
+    // A name that exists nowhere is still "does not exist".
+    let e = compile(
+        "PREDICT COUNT(lap_times.*, 0, 30, days) > 0 FOR EACH drivers.driver_id",
+        &g,
+        &opts,
+    )
+    .unwrap_err();
+    assert_eq!(e.sqlstate, "42P01");
 }
