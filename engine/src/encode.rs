@@ -238,6 +238,14 @@ impl Encoder {
         }
     }
 
+    /// The `table.column` name of column id `id` (`None` for the OOV and target ids).
+    pub fn column_name(&self, id: u32) -> Option<&str> {
+        self.columns
+            .iter()
+            .find(|(_, &v)| v == id)
+            .map(|(k, _)| k.as_str())
+    }
+
     /// Number of column ids (OOV and target included).
     pub fn n_columns(&self) -> usize {
         self.columns.len() + 2
@@ -289,6 +297,34 @@ impl Encoder {
     /// Encodes a context. Rows are kept in order of priority (the seed row, then by hop,
     /// then newest first, then sampler order) while they fit in `max_tokens`.
     pub fn encode(&self, sg: &Subgraph) -> EncodedContext {
+        self.encode_with_sources(sg, None)
+    }
+
+    /// [`Encoder::encode`], also telling where each token came from: `(subgraph row, index
+    /// in that row's values)`, `None` for the target token.
+    pub fn encode_traced(&self, sg: &Subgraph) -> (EncodedContext, Vec<Option<(usize, usize)>>) {
+        let mut sources = Vec::new();
+        let ec = self.encode_with_sources(sg, Some(&mut sources));
+        (ec, sources)
+    }
+
+    fn encode_with_sources(
+        &self,
+        sg: &Subgraph,
+        sources: Option<&mut Vec<Option<(usize, usize)>>>,
+    ) -> EncodedContext {
+        let rows = &sg.rows;
+        let (kept, used) = self.kept_rows(sg);
+        let mut new_index = vec![u32::MAX; rows.len()];
+        for (n, &i) in kept.iter().enumerate() {
+            new_index[i] = n as u32;
+        }
+        self.encode_kept(sg, &kept, used, &new_index, sources)
+    }
+
+    /// The subgraph rows an encoding keeps, in encoded row order (encoded row `n` is
+    /// `sg.rows[kept[n]]`), and the tokens they take.
+    pub fn kept_rows(&self, sg: &Subgraph) -> (Vec<usize>, usize) {
         let rows = &sg.rows;
         let cells = |r: &RawRow| r.values.iter().filter(|(_, s, _)| encodable(*s)).count();
         let mut order: Vec<usize> = (0..rows.len()).filter(|&i| i != sg.seed).collect();
@@ -309,11 +345,19 @@ impl Encoder {
                 kept.push(i);
             }
         }
-        let mut new_index = vec![u32::MAX; rows.len()];
-        for (n, &i) in kept.iter().enumerate() {
-            new_index[i] = n as u32;
-        }
+        (kept, used)
+    }
 
+    fn encode_kept(
+        &self,
+        sg: &Subgraph,
+        kept: &[usize],
+        used: usize,
+        new_index: &[u32],
+        mut sources: Option<&mut Vec<Option<(usize, usize)>>>,
+    ) -> EncodedContext {
+        let rows = &sg.rows;
+        let cap = self.config.max_tokens.max(1);
         let mut out = EncodedContext {
             col: Vec::with_capacity(used),
             kind: Vec::with_capacity(used),
@@ -346,8 +390,11 @@ impl Encoder {
                 out.time.extend_from_slice(&[0.0; TIME_FEATS]);
                 out.bucket.push(0);
                 out.row.push(0);
+                if let Some(s) = sources.as_deref_mut() {
+                    s.push(None);
+                }
             }
-            for (c, sem, v) in &r.values {
+            for (vi, (c, sem, v)) in r.values.iter().enumerate() {
                 if !encodable(*sem) {
                     continue;
                 }
@@ -362,6 +409,9 @@ impl Encoder {
                 out.time.extend_from_slice(&tf);
                 out.bucket.push(b);
                 out.row.push(n as u32);
+                if let Some(s) = sources.as_deref_mut() {
+                    s.push(Some((i, vi)));
+                }
             }
         }
         out

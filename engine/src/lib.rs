@@ -14,3 +14,4 @@ pub mod sampler;
 pub mod schema;
 pub mod threads;
 pub mod train;
+pub mod whatif;

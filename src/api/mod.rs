@@ -2,8 +2,9 @@
 
 mod context;
 pub mod examples;
+mod explain;
 pub mod model;
-mod predict;
+pub mod predict;
 mod schema;
 pub mod task;
 pub mod train;

@@ -4,12 +4,13 @@
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{AnyArray, AnyElement, JsonB};
-use rdl_engine::encode::EncodedContext;
+use rdl_engine::encode::{EncodedContext, Subgraph};
 use rdl_engine::pql::TaskType;
+use rdl_engine::whatif;
 use serde_json::{json, Map};
 
 use crate::api::context::anchor_of;
-use crate::api::examples::{engine_task, gather_all, labeled, seeds_of};
+use crate::api::examples::{engine_task, gather_all, hidden_column, labeled, seeds_of};
 use crate::api::model::{argmax, metrics_json, predict_rows, task_and_model, Loaded};
 use crate::api::task::{load_task, Task};
 use crate::entity;
@@ -33,29 +34,92 @@ pub fn predict_seeds(t: &Task, l: &Loaded, seeds: &[(String, i64)]) -> Vec<Optio
     out
 }
 
-/// The outputs for one entity, or 42704 naming it when it does not exist at the anchor.
+/// One entity's context as the active model sees it, with the what-if changes of
+/// `assuming` applied; 42704 naming the entity when it does not exist at the anchor.
+pub struct One {
+    pub task: Rc<Task>,
+    pub model: Rc<Loaded>,
+    pub key: String,
+    pub anchor: i64,
+    pub context: Subgraph,
+    /// Via which foreign key each row was reached.
+    pub via: Vec<Option<String>>,
+}
+
+pub fn gather_one(
+    task: &str,
+    check: impl FnOnce(&Task),
+    entity_id: &AnyElement,
+    as_of: Option<TimestampWithTimeZone>,
+    assuming: Option<&serde_json::Value>,
+) -> One {
+    let (t, l) = task_and_model(task, check);
+    let key = entity::key_text(entity_id, &t.spec.entity.key_type, task);
+    let anchor = anchor_of(as_of);
+    let hide = hidden_column(&t);
+    let mut g = crate::sampler::gather(
+        &l.plan,
+        &t.spec.entity.table,
+        &[(key.clone(), anchor)],
+        hide.as_deref(),
+    );
+    if g.found.first() != Some(&true) {
+        RdlError::new(
+            "42704",
+            format!("entity {key} does not exist in {}", t.spec.entity.table),
+        )
+        .hint("Check the id, or pass an as_of time at which the entity existed.")
+        .raise()
+    }
+    let mut context = g.contexts.swap_remove(0);
+    let mut via = g.via.swap_remove(0);
+    if let Some(a) = assuming {
+        let changes = whatif::parse(a, &l.plan).unwrap_or_else(|e| whatif_err(e).raise());
+        whatif::apply(&mut context, &changes, &l.plan, &t.spec.entity.table)
+            .unwrap_or_else(|e| whatif_err(e).raise());
+        // Rows added or removed: "via" is only known for the rows the sampler gathered.
+        via.resize(context.rows.len(), None);
+    }
+    One {
+        task: t,
+        model: l,
+        key,
+        anchor,
+        context,
+        via,
+    }
+}
+
+fn whatif_err(e: whatif::WhatIfError) -> RdlError {
+    let r = RdlError::new(e.sqlstate, format!("assuming: {}", e.message));
+    match e.hint {
+        Some(h) => r.hint(h),
+        None => r,
+    }
+}
+
+/// The outputs for one entity (see [`gather_one`]).
 fn predict_one(
     task: &str,
     multiclass: bool,
     function: &str,
     entity_id: &AnyElement,
     as_of: Option<TimestampWithTimeZone>,
+    assuming: Option<&serde_json::Value>,
 ) -> (Rc<Loaded>, Vec<f64>) {
-    let (t, l) = task_and_model(task, |t| require(t, task, multiclass, function));
-    let key = entity::key_text(entity_id, &t.spec.entity.key_type, task);
-    let p = predict_seeds(&t, &l, &[(key.clone(), anchor_of(as_of))]);
-    match p.into_iter().next().flatten() {
-        Some(v) => (l, v),
-        None => RdlError::new(
-            "42704",
-            format!("entity {key} does not exist in {}", t.spec.entity.table),
-        )
-        .hint("Check the id, or pass an as_of time at which the entity existed.")
-        .raise(),
-    }
+    let one = gather_one(
+        task,
+        |t| require(t, task, multiclass, function),
+        entity_id,
+        as_of,
+        assuming,
+    );
+    let enc = one.model.model.encoder.encode(&one.context);
+    let p = predict_rows(&one.model.model, std::slice::from_ref(&enc));
+    (one.model, p.into_iter().next().unwrap_or_default())
 }
 
-fn require(t: &Task, task: &str, multiclass: bool, function: &str) {
+pub fn require(t: &Task, task: &str, multiclass: bool, function: &str) {
     let is_multi = t.spec.task_type == TaskType::MulticlassClassification;
     if is_multi != multiclass {
         let hint = if is_multi {
@@ -79,13 +143,15 @@ fn rdl_predict(
     task: &str,
     entity_id: Option<AnyElement>,
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
+    assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<f64> {
     let Some(id) = entity_id else {
         // Still an error for an unknown task or a wrong kind of task.
         require(&load_task(task), task, false, "rdl_predict");
         return None;
     };
-    Some(predict_one(task, false, "rdl_predict", &id, as_of).1[0])
+    let assuming = assuming.map(|j| j.0);
+    Some(predict_one(task, false, "rdl_predict", &id, as_of, assuming.as_ref()).1[0])
 }
 
 /// The most likely class of one entity (multiclass tasks).
@@ -94,12 +160,21 @@ fn rdl_predict_class(
     task: &str,
     entity_id: Option<AnyElement>,
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
+    assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<String> {
     let Some(id) = entity_id else {
         require(&load_task(task), task, true, "rdl_predict_class");
         return None;
     };
-    let (l, p) = predict_one(task, true, "rdl_predict_class", &id, as_of);
+    let assuming = assuming.map(|j| j.0);
+    let (l, p) = predict_one(
+        task,
+        true,
+        "rdl_predict_class",
+        &id,
+        as_of,
+        assuming.as_ref(),
+    );
     l.classes.get(argmax(&p)).cloned()
 }
 
@@ -110,12 +185,21 @@ fn rdl_predict_proba(
     task: &str,
     entity_id: Option<AnyElement>,
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
+    assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<JsonB> {
     let Some(id) = entity_id else {
         require(&load_task(task), task, true, "rdl_predict_proba");
         return None;
     };
-    let (l, p) = predict_one(task, true, "rdl_predict_proba", &id, as_of);
+    let assuming = assuming.map(|j| j.0);
+    let (l, p) = predict_one(
+        task,
+        true,
+        "rdl_predict_proba",
+        &id,
+        as_of,
+        assuming.as_ref(),
+    );
     let mut order: Vec<usize> = (0..p.len()).collect();
     order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
     let mut m = Map::new();
@@ -186,6 +270,24 @@ fn rdl_evaluate(task: &str, split: default!(&str, "'test'")) -> JsonB {
         if unknown > 0 {
             // Labels of a class the model never saw cannot be scored.
             o.insert("examples_of_unseen_classes".into(), unknown.into());
+        }
+        if kind == rdl_engine::train::Task::Regression {
+            // How often the split-conformal intervals of rdl_predict_detail hold the truth.
+            let mut cov = Map::new();
+            for level in [0.8, 0.9, 0.95] {
+                if let Some(q) = l.model.calibration.quantile(level) {
+                    let hit = p
+                        .iter()
+                        .zip(&y)
+                        .filter(|(p, y)| (p[0] - **y).abs() <= q)
+                        .count();
+                    cov.insert(
+                        format!("{level}"),
+                        json!(hit as f64 / y.len().max(1) as f64),
+                    );
+                }
+            }
+            o.insert("interval_coverage".into(), serde_json::Value::Object(cov));
         }
     }
     JsonB(m)

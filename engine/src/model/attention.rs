@@ -86,6 +86,20 @@ fn segment_softmax(scores: &Tensor, sink: &Tensor, pairs: &Pairs, n: usize) -> R
     e.div(&denom.index_select(&pairs.q, 0)?)
 }
 
+/// The attention weights `[P, H]` of the allowed pairs (the sink's share is what is left
+/// of each query's unit mass). For explanations; not on the training path.
+pub fn attention_weights(q: &Tensor, k: &Tensor, sink: &Tensor, pairs: &Pairs) -> Result<Tensor> {
+    let (n, h, dh) = q.dims3()?;
+    if pairs.is_empty() {
+        return Tensor::zeros((0, h), DType::F32, q.device());
+    }
+    let scale = 1.0 / (dh as f64).sqrt();
+    let qg = q.index_select(&pairs.q, 0)?;
+    let kg = k.index_select(&pairs.k, 0)?;
+    let scores = ((qg * kg)?.sum(D::Minus1)? * scale)?;
+    segment_softmax(&scores, sink, pairs, n)
+}
+
 /// Sparse attention with the fused pair kernels: only `P × H` scores and weights are
 /// materialised (CPU).
 pub fn sparse_attention_fused(

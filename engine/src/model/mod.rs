@@ -12,6 +12,7 @@
 
 pub mod attention;
 pub mod batch;
+pub mod explain;
 pub mod pair_ops;
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
@@ -303,7 +304,7 @@ impl Model {
         })
     }
 
-    fn embed(&self, b: &Batch) -> Result<Tensor> {
+    pub(crate) fn embed(&self, b: &Batch) -> Result<Tensor> {
         let x = self.col_emb.index_select(&b.col, 0)?;
         let x = (x + self.kind_emb.index_select(&b.kind, 0)?)?;
         let x = (x + self.hop_emb.index_select(&b.hop, 0)?)?;
@@ -317,7 +318,20 @@ impl Model {
     }
 
     /// Output `[B, n_out]` at each context's target token. `rng`: dropout (training only).
-    pub fn forward(&self, b: &Batch, mut rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+    pub fn forward(&self, b: &Batch, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+        let x = self.embed(b)?;
+        self.forward_embedded(b, x, rng, None)
+    }
+
+    /// [`Model::forward`] from token embeddings `x` `[N, d]`; with `trace`, the attention
+    /// weights `[P, H]` of every attention layer are appended to it, in order.
+    pub(crate) fn forward_embedded(
+        &self,
+        b: &Batch,
+        mut x: Tensor,
+        mut rng: Option<&mut ChaCha8Rng>,
+        mut trace: Option<&mut Vec<Tensor>>,
+    ) -> Result<Tensor> {
         if b.attn.len() != self.kinds.len()
             || (self.cfg.dense_attention && b.dense_masks.len() != self.kinds.len())
         {
@@ -325,13 +339,15 @@ impl Model {
         }
         let (n, d, h) = (b.n_tokens, self.cfg.d_model, self.cfg.heads);
         let dh = d / h;
-        let mut x = self.embed(b)?;
         for block in &self.blocks {
             for (i, a) in block.attn.iter().enumerate() {
                 let y = a.norm.forward(&x)?;
                 let q = a.wq.forward(&y)?.reshape((n, h, dh))?;
                 let k = a.wk.forward(&y)?.reshape((n, h, dh))?;
                 let v = a.wv.forward(&y)?.reshape((n, h, dh))?;
+                if let Some(t) = trace.as_deref_mut() {
+                    t.push(attention::attention_weights(&q, &k, &a.sink, &b.attn[i].1)?);
+                }
                 let o = if self.cfg.dense_attention {
                     dense_attention(&q, &k, &v, &a.sink, &b.spans, &b.dense_masks[i])?
                 } else {

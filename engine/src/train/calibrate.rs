@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::Task;
 
-/// Coverage levels of the stored regression intervals.
-pub const CONFORMAL_LEVELS: [f64; 2] = [0.8, 0.95];
+/// Coverage levels of the stored regression intervals: 0.50, 0.51, …, 0.99.
+pub fn conformal_levels() -> impl Iterator<Item = f64> {
+    (50..100).map(|p| p as f64 / 100.0)
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
@@ -93,7 +95,7 @@ impl Calibration {
                     .collect();
                 res.sort_by(|a, b| a.total_cmp(b));
                 let n = res.len();
-                for level in CONFORMAL_LEVELS {
+                for level in conformal_levels() {
                     // split-conformal: the ⌈(n+1)·level⌉-th smallest residual
                     let k = (((n + 1) as f64 * level).ceil() as usize).clamp(1, n);
                     c.residual_quantiles.push((level, res[k - 1]));
@@ -118,11 +120,14 @@ impl Calibration {
         }
     }
 
-    /// The residual quantile stored for `level`, if any.
+    /// The residual quantile for coverage `level`: the stored level equal to it, else the
+    /// smallest stored level above it (a wider interval, never a narrower one); `None`
+    /// when no stored level reaches it.
     pub fn quantile(&self, level: f64) -> Option<f64> {
         self.residual_quantiles
             .iter()
-            .find(|(l, _)| (l - level).abs() < 1e-9)
+            .filter(|(l, _)| *l >= level - 1e-9)
+            .min_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, q)| *q)
     }
 }
@@ -152,8 +157,13 @@ mod tests {
         let ys: Vec<f32> = (1..=9).map(|i| i as f32).collect();
         let c = Calibration::fit(Task::Regression, &raw, &ys, Some((0.0, 1.0)));
         // n = 9: 80% → ⌈8.0⌉ = 8th → 8; 95% → ⌈9.5⌉ = 10 → clamped to 9th → 9
-        assert_eq!(c.residual_quantiles, vec![(0.8, 8.0), (0.95, 9.0)]);
+        assert_eq!(c.residual_quantiles.len(), 50);
         assert_eq!(c.quantile(0.8), Some(8.0));
+        assert_eq!(c.quantile(0.95), Some(9.0));
+        // 50% → ⌈5.0⌉ = 5th; a level between stored ones takes the next one up
+        assert_eq!(c.quantile(0.5), Some(5.0));
+        assert_eq!(c.quantile(0.795), Some(8.0));
+        assert_eq!(c.quantile(0.999), None);
         assert_eq!(
             c.apply(Task::Regression, &[1.0], Some((10.0, 2.0))),
             vec![12.0]

@@ -7,6 +7,7 @@
 //! steps, the trained weights).
 
 pub mod calibrate;
+pub mod explain;
 pub mod synth;
 
 use std::collections::HashMap;

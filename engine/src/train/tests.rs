@@ -125,7 +125,7 @@ fn regression_and_multiclass_train_and_round_trip() {
     let m = train(&t, &small_cfg(), &enc, &tr, &va, &mut |_| true).unwrap();
     let (mean, _) = m.target_norm.unwrap();
     assert!((mean - 1000.0).abs() < 60.0);
-    assert_eq!(m.calibration.residual_quantiles.len(), 2);
+    assert_eq!(m.calibration.residual_quantiles.len(), 50);
     let iv = m.predict_interval(&va, 0.95).unwrap().unwrap();
     assert!(iv.iter().all(|(lo, hi)| lo <= hi));
     let back = TrainedModel::from_bytes(&m.to_bytes().unwrap()).unwrap();

@@ -1,0 +1,64 @@
+//! Explaining one prediction of a trained model: per-token attributions (see
+//! `model/explain.rs`) traced back to the rows and cells of the context they encode.
+
+use super::{Task, TrainError, TrainedModel};
+use crate::encode::Subgraph;
+use crate::model::Batch;
+
+/// One token's share of a prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenShare {
+    /// `(subgraph row, index in its values)`; `None` for the target token.
+    pub source: Option<(usize, usize)>,
+    /// Attention rollout weight at the target (non-negative; all tokens sum to 1).
+    pub rollout: f32,
+    /// Gradient × input (signed: positive pushed the explained output up).
+    pub gradient: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// The calibrated prediction (as [`TrainedModel::predict`]).
+    pub prediction: Vec<f32>,
+    /// The output explained: 0, or the predicted class.
+    pub output_index: usize,
+    pub tokens: Vec<TokenShare>,
+}
+
+impl TrainedModel {
+    /// Explains the model's prediction for one context.
+    pub fn explain(&self, sg: &Subgraph) -> Result<Explanation, TrainError> {
+        let (ec, sources) = self.encoder.encode_traced(sg);
+        let prediction = self.predict(std::slice::from_ref(&ec))?;
+        let output_index = match self.task {
+            Task::Multiclass { .. } => {
+                prediction
+                    .iter()
+                    .enumerate()
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |b, (i, &p)| if p > b.1 { (i, p) } else { b },
+                    )
+                    .0
+            }
+            _ => 0,
+        };
+        let batch = Batch::new(&[&ec], &self.model_cfg, self.dims.n_buckets, &self.device)?;
+        let a = self.model.attribute(&batch, output_index)?;
+        let tokens = sources
+            .into_iter()
+            .zip(a.rollout)
+            .zip(a.grad_x_input)
+            .map(|((source, rollout), gradient)| TokenShare {
+                source,
+                rollout,
+                gradient,
+            })
+            .collect();
+        Ok(Explanation {
+            prediction,
+            output_index,
+            tokens,
+        })
+    }
+}
