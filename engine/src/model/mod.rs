@@ -317,7 +317,24 @@ impl Model {
     }
 
     /// Output `[B, n_out]` at each context's target token. `rng`: dropout (training only).
-    pub fn forward(&self, b: &Batch, mut rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+    pub fn forward(&self, b: &Batch, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+        self.head.forward(&self.forward_repr(b, rng)?)
+    }
+
+    /// The final (normalised) representation `[B, d_model]` of each context's target token,
+    /// before the head: what a ranking model builds its entity and item embeddings from.
+    pub fn forward_repr(&self, b: &Batch, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+        let x = self.forward_states(b, rng)?;
+        self.final_norm.forward(&x.index_select(&b.target, 0)?)
+    }
+
+    /// The model's final normalisation (the one before the head) applied to `x [.., d]`.
+    pub fn normalize(&self, x: &Tensor) -> Result<Tensor> {
+        self.final_norm.forward(x)
+    }
+
+    /// The states `[N, d_model]` of every token after the last block (not normalised).
+    pub fn forward_states(&self, b: &Batch, mut rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         if b.attn.len() != self.kinds.len()
             || (self.cfg.dense_attention && b.dense_masks.len() != self.kinds.len())
         {
@@ -346,8 +363,7 @@ impl Model {
             let y = f.w2.forward(&y)?;
             x = (x + dropout(&y, self.cfg.dropout, rng.as_deref_mut())?)?;
         }
-        let t = x.index_select(&b.target, 0)?;
-        self.head.forward(&self.final_norm.forward(&t)?)
+        Ok(x)
     }
 }
 
