@@ -297,7 +297,7 @@ fn child(table: &str, i: usize) -> RawRow {
         vec![
             ("n", S::Numerical, Value::Num((i % 3) as f64)),
             ("at", S::Timestamp, Value::Time(T0 - (i as i64 % 9) * DAY)),
-            ("ok", S::Boolean, Value::Bool(i % 2 == 0)),
+            ("ok", S::Boolean, Value::Bool(i.is_multiple_of(2))),
             ("note", S::Text, Value::Null),
         ],
     );
