@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
-use pgrx::{AnyElement, JsonB};
+use pgrx::{AnyElement, JsonB, PgOid};
 use rdl_engine::encode::{EncodedContext, Encoder, Subgraph};
 use rdl_engine::metrics;
 use rdl_engine::model::ModelConfig;
@@ -35,8 +35,8 @@ use rdl_engine::rank::train::{
     item_encoder, RankData, RankExample, RankTrainConfig, TrainedRanker,
 };
 use rdl_engine::rank::{
-    self, candidates, history_baseline, item_side_time, popularity_baseline, EntityFeats, History,
-    ItemStats, Log, RankConfig,
+    self, candidates, history_baseline, item_side_time, popularity_baseline,
+    recent_history_baseline, EntityFeats, History, ItemStats, Log, RankConfig,
 };
 use rdl_engine::sampler::{Plan, SamplerConfig};
 use rdl_engine::train::Progress;
@@ -56,7 +56,8 @@ use crate::run::Run;
 
 /// Item indexes kept per backend.
 pub const MAX_INDEXES: usize = 4;
-/// Validation examples ranked after every epoch, at most.
+/// Validation examples ranked after every epoch, at most (and at most half the training
+/// sample, at least 200).
 const MAX_VAL: usize = 1000;
 /// Contexts the encoder is fitted on, per side.
 const FIT_CONTEXTS: usize = 1000;
@@ -143,10 +144,17 @@ fn ranking_labels(name: &str, t: &Task, split: &str) -> Vec<Labeled> {
     })
 }
 
-/// Runs an interactions statement: `(entity, item, µs)` rows.
+/// Runs an interactions statement (`$1 timestamptz`, then text parameters), kept prepared:
+/// `(entity, item, µs)` rows.
 fn run_interactions(sql: &str, args: Vec<DatumWithOid>) -> Vec<(String, String, i64)> {
+    let mut types = vec![PgOid::from(pg_sys::TIMESTAMPTZOID)];
+    types.extend(std::iter::repeat_n(
+        PgOid::from(pg_sys::TEXTOID),
+        args.len() - 1,
+    ));
     Spi::connect(|client| {
-        let table = spi(client.select(sql, None, &args));
+        let stmt = crate::plans::kept(client, sql, &types);
+        let table = spi(client.select(&*stmt, None, &args));
         let mut v = Vec::with_capacity(table.len());
         for row in table {
             if let (Some(e), Some(i), Some(at)) = (
@@ -283,7 +291,8 @@ pub fn train(
         )
     }
     let train_l = sample(train_all, opts.max_train, opts.seed);
-    let val_l = sample(ranking_labels(task, t, "val"), MAX_VAL, opts.seed ^ 1);
+    let max_val = MAX_VAL.min((opts.max_train / 2).max(200));
+    let val_l = sample(ranking_labels(task, t, "val"), max_val, opts.seed ^ 1);
     let upto = train_l
         .iter()
         .chain(&val_l)
@@ -946,6 +955,7 @@ pub fn evaluate(task: &str, split: &str) -> JsonB {
     let mut model_lists: Vec<Vec<String>> = vec![Vec::new(); n];
     let mut pop_lists: Vec<Vec<String>> = vec![Vec::new(); n];
     let mut hist_lists: Vec<Vec<String>> = vec![Vec::new(); n];
+    let mut recent_lists: Vec<Vec<String>> = vec![Vec::new(); n];
     let mut relevant: Vec<Vec<String>> = vec![Vec::new(); n];
     let (mut label_items, mut label_hits) = (0usize, 0usize);
     let mut baseline_stats: HashMap<i64, ItemStats> = HashMap::new();
@@ -1008,6 +1018,7 @@ pub fn evaluate(task: &str, split: &str) -> JsonB {
                 .or_insert_with(|| ItemStats::at(&log, lab.anchor, &rc, false));
             pop_lists[m] = keys(popularity_baseline(bs, k));
             hist_lists[m] = keys(history_baseline(&hist, k));
+            recent_lists[m] = keys(recent_history_baseline(&hist, k));
             relevant[m] = lab.items.clone();
         }
     }
@@ -1036,6 +1047,9 @@ pub fn evaluate(task: &str, split: &str) -> JsonB {
                 "own_history": block(&hist_lists),
             }),
         );
+        // Not a baseline of the task's definition: a reference that shows how much of the
+        // history's signal is recency.
+        o.insert("reference_own_most_recent".into(), block(&recent_lists));
         o.insert("model_id".into(), l.id.into());
         o.insert("model_version".into(), l.version.into());
     }

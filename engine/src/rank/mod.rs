@@ -93,9 +93,9 @@ impl Default for RankConfig {
             neighbors: 100,
             recent: 20,
             transitions_per_item: 50,
-            item_max_tokens: 96,
-            hard_negatives: 12,
-            shared_negatives: 48,
+            item_max_tokens: 64,
+            hard_negatives: 4,
+            shared_negatives: 32,
             repr_dim: 64,
             hidden: 64,
         }
@@ -552,6 +552,11 @@ pub fn history_baseline(h: &History, k: usize) -> Vec<u32> {
             .then(a.item.cmp(&b.item))
     });
     v.into_iter().take(k).map(|x| x.item).collect()
+}
+
+/// A reference, not one of the two baselines: the entity's most recent past items first.
+pub fn recent_history_baseline(h: &History, k: usize) -> Vec<u32> {
+    h.items.iter().take(k).map(|x| x.item).collect()
 }
 
 /// Indices of the `k` largest scores, best first (ties: the earlier index).
