@@ -5,12 +5,17 @@ CREATE EXTENSION rdl;
 \set customers 300
 \set products 100
 \set seed 1
+\set ECHO none
 \ir ../../examples/shop/load.sql
+\set ECHO all
+\set ON_ERROR_STOP 0
+RESET client_min_messages;
+RESET max_parallel_workers_per_gather;
 SELECT (SELECT count(*) FROM customers) AS customers, (SELECT count(*) FROM products) AS products,
        (SELECT count(*) BETWEEN 5000 AND 20000 FROM orders) AS orders_in_range;
 -- A customer there from the start, and the first 40 customers who existed by 2024-03-01.
 SELECT min(customer_id) AS cust FROM customers WHERE created_at = '2023-01-01' \gset
-CREATE TEMP VIEW early AS
+CREATE VIEW early AS
 SELECT customer_id FROM customers WHERE created_at <= '2024-03-01' ORDER BY customer_id LIMIT 40 OFFSET 0;
 
 -- F1: which team a driver drives for next season.
@@ -28,6 +33,7 @@ SELECT rdl_create_task('next', 'PREDICT LIST_DISTINCT(orders.product_id, 0, 30, 
 SET client_min_messages = warning;
 CALL rdl_train('next', '{"max_train": 400, "epochs": 1, "seed": 1}');
 RESET client_min_messages;
+SELECT status, phase, model_version FROM rdl_runs WHERE task = 'next';
 SELECT version, active, config->'ranking'->>'item_table' AS item_table, (config->'ranking'->>'k')::int AS k,
        (metrics->'val'->>'map_at_k')::float8 BETWEEN 0 AND 1 AS val_map_in_range,
        (metrics->'val'->>'candidate_recall')::float8 BETWEEN 0 AND 1 AS candidate_recall_in_range
@@ -57,18 +63,29 @@ SELECT bool_and(NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.custo
 FROM early c CROSS JOIN LATERAL rdl_recommend('next', c.customer_id, 10, '2024-10-01', exclude_owned => true) r;
 
 -- Time-correctness: a product launched later, bought by everyone after the anchor, is never
--- recommended at the anchor — however many items are asked for; once its purchases are in
--- the past it can be.
+-- recommended at the anchor — however many items are asked for — and nothing recommended
+-- at the anchor changes; once its purchases are in the past it can be recommended.
+-- (Custom plans for the exact comparison: the sampler's kept statements may switch to a
+-- generic plan after five executions, which can return rows in another order, and when a
+-- context overflows its caps the kept rows then differ — a sampler matter, not a leak.)
+SET plan_cache_mode = force_custom_plan;
+CREATE TABLE before_future AS
+SELECT c.customer_id, r.* FROM early c CROSS JOIN LATERAL rdl_recommend('next', c.customer_id, 10, '2024-05-31') r;
 INSERT INTO products VALUES (100001, 'Future hit', 'toys', 'toys brand 1', 9.99, '2024-06-01');
 INSERT INTO orders SELECT 1000000 + c, c, 100001, 1, 9.99, '2024-06-02'::timestamp + c * interval '1 minute'
 FROM generate_series(1, 300) c WHERE c IN (SELECT customer_id FROM customers);
+-- A new session: no cached model, item index or embedding survives.
+\c
+SET plan_cache_mode = force_custom_plan;
 SELECT count(*) FILTER (WHERE r.item_id = '100001') AS future_item_at_anchor
 FROM early c CROSS JOIN LATERAL rdl_recommend('next', c.customer_id, 1000, '2024-05-31') r;
+SELECT count(*) AS rows,
+       count(*) FILTER (WHERE b.item_id IS NOT DISTINCT FROM a.item_id AND abs(b.score - a.score) < 1e-4) AS identical
+FROM before_future b
+FULL JOIN (SELECT c.customer_id, r.* FROM early c CROSS JOIN LATERAL rdl_recommend('next', c.customer_id, 10, '2024-05-31') r) a
+  USING (customer_id, rank);
 SELECT count(*) FILTER (WHERE r.item_id = '100001') > 0 AS recommended_once_in_the_past
 FROM early c CROSS JOIN LATERAL rdl_recommend('next', c.customer_id, 1000, '2024-07-01') r;
--- The same rows at the anchor as before the insert: the future never reaches a context.
-SELECT bool_and(rank IS NOT NULL) AND count(*) = 5 AS unchanged_shape
-FROM rdl_recommend('next', :cust, 5, '2024-05-31');
 
 -- Held-out: MAP@k, recall@k, NDCG@k of the model next to the two baselines, same k, same
 -- examples.
