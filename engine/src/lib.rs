@@ -10,6 +10,7 @@ pub mod ident;
 pub mod metrics;
 pub mod model;
 pub mod pql;
+pub mod rank;
 pub mod sampler;
 pub mod schema;
 pub mod threads;

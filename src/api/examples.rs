@@ -137,7 +137,7 @@ pub fn gather_all(
 }
 
 /// A seeded sample of at most `max` examples (Fisher–Yates over splitmix64), repeatable.
-pub fn sample(mut v: Vec<Example>, max: usize, seed: u64) -> Vec<Example> {
+pub fn sample<T>(mut v: Vec<T>, max: usize, seed: u64) -> Vec<T> {
     if v.len() <= max {
         return v;
     }

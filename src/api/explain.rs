@@ -16,7 +16,7 @@ use serde_json::{json, Map};
 
 use crate::api::examples::{gather_all, labeled, seeds_of};
 use crate::api::model::{argmax, predict_rows, task_and_model, train_err, Loaded};
-use crate::api::predict::{gather_one, One};
+use crate::api::predict::{gather_one, not_ranking, One};
 use crate::error::{query_one, RdlError};
 
 /// Shares of one explanation, aggregated per context row and per column.
@@ -268,7 +268,13 @@ fn rdl_explain(
         .raise()
     }
     let assuming = assuming.map(|j| j.0);
-    let one = gather_one(task, |_| {}, &id, as_of, assuming.as_ref());
+    let one = gather_one(
+        task,
+        |t| not_ranking(t, task, "rdl_explain"),
+        &id,
+        as_of,
+        assuming.as_ref(),
+    );
     let mut out = explain_one(&one, top_k as usize);
     out["task"] = json!(task);
     Some(JsonB(out))
@@ -294,7 +300,13 @@ fn rdl_predict_detail(
         .raise()
     }
     let assuming = assuming.map(|j| j.0);
-    let one = gather_one(task, |_| {}, &id, as_of, assuming.as_ref());
+    let one = gather_one(
+        task,
+        |t| not_ranking(t, task, "rdl_predict_detail"),
+        &id,
+        as_of,
+        assuming.as_ref(),
+    );
     let l = &one.model;
     let enc = l.model.encoder.encode(&one.context);
     let p = predict_rows(&l.model, std::slice::from_ref(&enc))
@@ -368,7 +380,7 @@ fn rdl_importance(
     if max_examples < 1 {
         RdlError::new("22023", "max_examples must be at least 1").raise()
     }
-    let (t, l) = task_and_model(task, |_| {});
+    let (t, l) = task_and_model(task, |t| not_ranking(t, task, "rdl_importance"));
     let (mut rows, _) = labeled(task, &t, "val", &l.classes);
     rows.truncate(max_examples as usize);
     let mut total: BTreeMap<(String, String), f64> = BTreeMap::new();

@@ -37,6 +37,9 @@ pub struct StoredConfig {
     /// Their frequencies among the training examples (the baseline a model must beat).
     #[serde(default)]
     pub class_prior: Vec<f64>,
+    /// A ranking model's item table and candidate statistics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<crate::api::recommend::RankingInfo>,
 }
 
 pub fn train_err(e: TrainError) -> RdlError {
@@ -261,7 +264,7 @@ fn check_readable(task: &str, tables: &[String]) {
 
 /// Raises the error for a table a model reads that the caller cannot read: 42P01 when it
 /// is gone (`missing:` prefix), 42501 otherwise.
-fn deny(task: &str, denied: Option<String>) {
+pub(crate) fn deny(task: &str, denied: Option<String>) {
     if let Some(t) = denied.as_deref().and_then(|d| d.strip_prefix("missing:")) {
         RdlError::new("42P01", format!("table {t} no longer exists"))
             .detail(format!(

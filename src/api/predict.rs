@@ -120,6 +120,7 @@ fn predict_one(
 }
 
 pub fn require(t: &Task, task: &str, multiclass: bool, function: &str) {
+    not_ranking(t, task, function);
     let is_multi = t.spec.task_type == TaskType::MulticlassClassification;
     if is_multi != multiclass {
         let hint = if is_multi {
@@ -132,6 +133,18 @@ pub fn require(t: &Task, task: &str, multiclass: bool, function: &str) {
             format!("{function} does not apply to task \"{task}\""),
         )
         .hint(hint)
+        .raise()
+    }
+}
+
+/// 42809 for a ranking task: its model recommends items, it does not predict a value.
+pub fn not_ranking(t: &Task, task: &str, function: &str) {
+    if t.spec.task_type == TaskType::Ranking {
+        RdlError::new(
+            "42809",
+            format!("{function} does not apply to task \"{task}\""),
+        )
+        .hint("The task ranks items: use rdl_recommend(task, id, k) and rdl_evaluate(task).")
         .raise()
     }
 }
@@ -228,7 +241,7 @@ fn rdl_predict_batch(
         name!(class, Option<String>),
     ),
 > {
-    let (t, l) = task_and_model(task, |_| {});
+    let (t, l) = task_and_model(task, |t| not_ranking(t, task, "rdl_predict_batch"));
     let keys = entity::keys_text(&entity_ids, &t.spec.entity.key_type, task);
     let anchor = anchor_of(as_of);
     let seeds: Vec<(String, i64)> = keys.iter().map(|k| (k.clone(), anchor)).collect();
@@ -252,6 +265,9 @@ fn rdl_predict_batch(
 /// Metrics of the active model on a split of the task (default: test).
 #[pg_extern]
 fn rdl_evaluate(task: &str, split: default!(&str, "'test'")) -> JsonB {
+    if load_task(task).spec.task_type == TaskType::Ranking {
+        return crate::api::recommend::evaluate(task, split);
+    }
     let (t, l) = task_and_model(task, |_| {});
     let kind = engine_task(&t, task, &l.classes);
     let (rows, unknown) = labeled(task, &t, split, &l.classes);

@@ -381,7 +381,7 @@ pub fn split_rows(name: &str, task: &Task, split: &str) -> Vec<LabelRow> {
 }
 
 /// The anchors of a task's split (`train`, `val` or `test`).
-fn split_anchors(name: &str, split: &str) -> Vec<TimestampWithTimeZone> {
+pub fn split_anchors(name: &str, split: &str) -> Vec<TimestampWithTimeZone> {
     let column = match split {
         "train" => "train_anchors",
         "val" => "val_anchors",

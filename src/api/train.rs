@@ -124,6 +124,9 @@ fn rdl_train(task: &str, options: Option<JsonB>, fcinfo: pg_sys::FunctionCallInf
         run::call_is_nonatomic(fcinfo),
     );
     run.progress("labels", 0, None);
+    if t.spec.task_type == TaskType::Ranking {
+        return crate::api::recommend::train(task, &t, opts, model_cfg, &run, t0);
+    }
     let classes = match t.spec.task_type {
         TaskType::MulticlassClassification => fit_classes(&class_labels(task, &t, "train")),
         _ => Vec::new(),
@@ -264,6 +267,7 @@ fn rdl_train(task: &str, options: Option<JsonB>, fcinfo: pg_sys::FunctionCallInf
         val_examples: val_ctx.len(),
         classes,
         class_prior,
+        ranking: None,
     };
     run.lock_for_finish();
     let version = crate::storage::as_owner(|| {

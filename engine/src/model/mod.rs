@@ -319,13 +319,42 @@ impl Model {
 
     /// Output `[B, n_out]` at each context's target token. `rng`: dropout (training only).
     pub fn forward(&self, b: &Batch, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+        self.head.forward(&self.forward_repr(b, rng)?)
+    }
+
+    /// The final (normalised) representation `[B, d_model]` of each context's target token,
+    /// before the head: what a ranking model builds its entity and item embeddings from.
+    pub fn forward_repr(&self, b: &Batch, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+        let x = self.forward_states(b, rng)?;
+        self.final_norm.forward(&x.index_select(&b.target, 0)?)
+    }
+
+    /// The model's final normalisation (the one before the head) applied to `x [.., d]`.
+    pub fn normalize(&self, x: &Tensor) -> Result<Tensor> {
+        self.final_norm.forward(x)
+    }
+
+    /// The states `[N, d_model]` of every token after the last block (not normalised).
+    pub fn forward_states(&self, b: &Batch, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         let x = self.embed(b)?;
-        self.forward_embedded(b, x, rng, None)
+        self.states_from(b, x, rng, None)
     }
 
     /// [`Model::forward`] from token embeddings `x` `[N, d]`; with `trace`, the attention
     /// weights `[P, H]` of every attention layer are appended to it, in order.
     pub(crate) fn forward_embedded(
+        &self,
+        b: &Batch,
+        x: Tensor,
+        rng: Option<&mut ChaCha8Rng>,
+        trace: Option<&mut Vec<Tensor>>,
+    ) -> Result<Tensor> {
+        let x = self.states_from(b, x, rng, trace)?;
+        let t = x.index_select(&b.target, 0)?;
+        self.head.forward(&self.final_norm.forward(&t)?)
+    }
+
+    fn states_from(
         &self,
         b: &Batch,
         mut x: Tensor,
@@ -362,8 +391,7 @@ impl Model {
             let y = f.w2.forward(&y)?;
             x = (x + dropout(&y, self.cfg.dropout, rng.as_deref_mut())?)?;
         }
-        let t = x.index_select(&b.target, 0)?;
-        self.head.forward(&self.final_norm.forward(&t)?)
+        Ok(x)
     }
 }
 

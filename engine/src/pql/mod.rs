@@ -92,7 +92,7 @@ mod sql;
 pub use crate::anchors::{splits, Splits, TaskOptions};
 pub use error::PqlError;
 pub use spec::*;
-pub use sql::time_range_sql;
+pub use sql::{interactions_sql, time_range_sql};
 
 use crate::schema::SchemaGraph;
 

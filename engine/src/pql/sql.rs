@@ -459,3 +459,58 @@ pub fn time_range_sql(graph: &SchemaGraph) -> String {
         parts.join("\n  UNION ALL ")
     )
 }
+
+/// The interaction log behind a ranking task's labels: one statement returning
+/// `(entity_id text, item_id text, at int8)` for every row of the LIST_DISTINCT's table
+/// (joined along its foreign-key path, its row filter applied) with a non-NULL item and
+/// entity and a time `<= $1 timestamptz`; `at` is the row time in µs since the epoch (a
+/// `timestamp`/`date` read as UTC, as everywhere). The query's literals are `$2, $3, ...`
+/// as in the label SQL (the returned params). With `one_entity`, only the rows of the
+/// entity whose key is the last parameter (`text`, cast to the key's type). `None` for a
+/// task that is not a ranking task.
+pub fn interactions_sql(spec: &TaskSpec, one_entity: bool) -> Option<(String, Vec<String>)> {
+    let Target::ListDistinct { aggregate: a, .. } = &spec.target else {
+        return None;
+    };
+    let item = a.column.as_ref()?;
+    let mut g = Gen {
+        spec,
+        params: Vec::new(),
+        sources: Vec::new(),
+    };
+    let n = a.path.len();
+    let entity_key = format!("t{}.{}", n - 1, quote_ident(&a.path[n - 1].columns[0]));
+    let time = format!("t0.{}", quote_ident(&a.time_column));
+    let mut sql = format!(
+        "WITH a AS (SELECT $1::timestamptz AS anchor_time)\nSELECT ({entity_key})::text AS entity_id, (t0.{})::text AS item_id, (extract(epoch FROM {time}) * 1000000)::int8 AS at\nFROM a\nJOIN {} t0 ON {time} <= {}\n",
+        quote_ident(&item.column),
+        a.table,
+        anchor_bound(0, super::ast::Unit::Days, &a.time_type),
+    );
+    for h in 1..n {
+        let prev = &a.path[h - 1];
+        sql.push_str(&format!(
+            "JOIN {} t{h} ON t{h}.{} = t{}.{}\n",
+            a.path[h].table,
+            quote_ident(&prev.ref_columns[0]),
+            h - 1,
+            quote_ident(&prev.columns[0]),
+        ));
+    }
+    sql.push_str(&format!(
+        "WHERE t0.{} IS NOT NULL AND {entity_key} IS NOT NULL",
+        quote_ident(&item.column)
+    ));
+    if let Some(f) = &a.row_filter {
+        let cond = g.expr(f, "t0", false);
+        sql.push_str(&format!(" AND {cond}"));
+    }
+    if one_entity {
+        let p = g.params.len() + 2;
+        sql.push_str(&format!(
+            " AND {entity_key} = CAST(${p}::text AS {})",
+            spec.entity.key_type
+        ));
+    }
+    Some((sql, g.params))
+}

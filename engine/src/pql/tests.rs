@@ -882,3 +882,36 @@ fn a_table_the_caller_may_not_read_is_permission_denied_not_missing() {
     .unwrap_err();
     assert_eq!(e.sqlstate, "42P01");
 }
+
+#[test]
+fn ranking_interactions_sql() {
+    let g = shop();
+    let s = ok(&g, "PREDICT LIST_DISTINCT(order_items.product_id VIA order_items.order_id -> orders.customer_id WHERE order_items.amount > 5, 0, 7, days) RANK TOP 10 FOR EACH customers.customer_id");
+    let (sql, params) = crate::pql::interactions_sql(&s, false).unwrap();
+    assert_eq!(params, s.params, "the same literals, in the same order");
+    assert!(
+        sql.contains("(t1.customer_id)::text AS entity_id, (t0.product_id)::text AS item_id"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("JOIN public.orders t1 ON t1.order_id = t0.order_id"),
+        "{sql}"
+    );
+    // only the past: the anchor itself, no window
+    assert!(
+        sql.contains("t0.ts <= ((a.anchor_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"),
+        "{sql}"
+    );
+    assert!(sql.contains("$2::text"), "{sql}");
+    assert!(!sql.contains("$3"), "{sql}");
+    let (one, _) = crate::pql::interactions_sql(&s, true).unwrap();
+    assert!(
+        one.ends_with("AND t1.customer_id = CAST($3::text AS integer)"),
+        "{one}"
+    );
+    let b = ok(
+        &g,
+        "PREDICT COUNT(orders.* VIA orders.customer_id, 0, 7, days) FOR EACH customers.customer_id",
+    );
+    assert!(crate::pql::interactions_sql(&b, false).is_none());
+}

@@ -1,0 +1,578 @@
+//! Training a ranking model, and the trained model's use: embeddings and pair scores.
+//!
+//! Data ([`RankData`]): encoded entity contexts (one per example), encoded item contexts
+//! (one per item and **group** — the anchors that share an item-side time, see
+//! [`super::item_side_time`]), the item features of each item context, and examples.
+//!
+//! A training step takes a batch of examples of one group. Its item set is the union of the
+//! examples' positives and hard negatives, plus `shared_negatives` random items of the
+//! group's pool; every example scores every item of the set (one forward pass per item
+//! context, however many examples use it), and the loss is the sampled softmax of each
+//! positive against the items that are not the example's positives. Early stopping on the
+//! validation MAP@k, which ranks each validation example's full candidate list.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::model::{sampled_softmax, unused_parameter, RankBatch, RankModel};
+use super::{pair_feats, EntityFeat, Feats, ItemFeat, RankConfig, N_ENTITY_FEATS, N_FEATS};
+use crate::encode::{EncodedContext, Encoder};
+use crate::metrics;
+use crate::model::{sorted_vars, ModelConfig, ModelDims};
+use crate::train::{default_device, EpochStats, Progress, TrainError};
+
+/// One (entity, anchor) example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankExample {
+    pub group: usize,
+    /// Index of the entity's context.
+    pub entity: usize,
+    /// Item-context indices: at training the positives and hard negatives, at evaluation
+    /// every candidate (ranked).
+    pub candidates: Vec<usize>,
+    /// The candidates that are in the label set.
+    pub positives: Vec<usize>,
+    /// Size of the label set (positives outside the candidates count against recall).
+    pub n_relevant: usize,
+    /// Entity features by item-context index, sorted; other items have zeros.
+    pub ent_feats: Vec<(usize, EntityFeat)>,
+}
+
+impl RankExample {
+    pub fn feats(&self, item: usize, item_feat: &ItemFeat) -> Feats {
+        let e = match self.ent_feats.binary_search_by_key(&item, |x| x.0) {
+            Ok(p) => self.ent_feats[p].1,
+            Err(_) => [0.0; N_ENTITY_FEATS],
+        };
+        pair_feats(&e, item_feat)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct RankData {
+    pub entities: Vec<EncodedContext>,
+    pub items: Vec<EncodedContext>,
+    /// Parallel to `items`.
+    pub item_feats: Vec<ItemFeat>,
+    /// Per group: item contexts to draw random negatives from.
+    pub shared: Vec<Vec<usize>>,
+    pub train: Vec<RankExample>,
+    pub val: Vec<RankExample>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankTrainConfig {
+    pub max_epochs: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub warmup_steps: usize,
+    pub clip_norm: f64,
+    /// Examples per step.
+    pub batch_examples: usize,
+    pub patience: usize,
+    pub seed: u64,
+    pub time_budget_s: Option<f64>,
+}
+
+impl Default for RankTrainConfig {
+    fn default() -> Self {
+        RankTrainConfig {
+            max_epochs: 20,
+            lr: 2e-3,
+            weight_decay: 0.01,
+            warmup_steps: 20,
+            clip_norm: 1.0,
+            batch_examples: 32,
+            patience: 3,
+            seed: 0,
+            time_budget_s: None,
+        }
+    }
+}
+
+fn lr_at(cfg: &RankTrainConfig, step: usize, total: usize) -> f64 {
+    if step < cfg.warmup_steps {
+        return cfg.lr * (step + 1) as f64 / cfg.warmup_steps as f64;
+    }
+    let span = total.saturating_sub(cfg.warmup_steps).max(1) as f64;
+    let p = ((step - cfg.warmup_steps) as f64 / span).min(1.0);
+    cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
+}
+
+/// Tokens per forward batch when embedding many contexts.
+const EMBED_BATCH_TOKENS: usize = 8192;
+
+/// Embeddings of contexts (entity or item side), in batches.
+fn embed(
+    model: &RankModel,
+    ctxs: &[&EncodedContext],
+    item: bool,
+    dev: &Device,
+) -> Result<Vec<Vec<f32>>, TrainError> {
+    let mut out = Vec::with_capacity(ctxs.len());
+    let mut start = 0;
+    while start < ctxs.len() {
+        let mut tokens = 0;
+        let mut end = start;
+        while end < ctxs.len()
+            && (end == start || tokens + ctxs[end].n_tokens() <= EMBED_BATCH_TOKENS)
+            && end - start < 512
+        {
+            tokens += ctxs[end].n_tokens();
+            end += 1;
+        }
+        crate::threads::use_threads(crate::threads::for_tokens(tokens));
+        let b = RankBatch::new(
+            &ctxs[start..end],
+            &model.tower.cfg,
+            model.tower.dims.n_buckets,
+            dev,
+        )?;
+        let r = if item {
+            model.item_repr(&b, None)?
+        } else {
+            model.entity_repr(&b, None)?
+        };
+        out.extend(r.to_vec2::<f32>()?);
+        start = end;
+    }
+    crate::threads::use_threads(crate::threads::configured());
+    Ok(out)
+}
+
+/// Scores of one entity embedding against item embeddings with their pair features.
+fn score_items(
+    model: &RankModel,
+    e: &[f32],
+    items: &[&[f32]],
+    feats: &[Feats],
+    dev: &Device,
+) -> Result<Vec<f32>, TrainError> {
+    let r = e.len();
+    let c = items.len();
+    if c == 0 {
+        return Ok(Vec::new());
+    }
+    let et = Tensor::from_slice(e, (1, r), dev)?;
+    let vt = Tensor::from_vec(items.concat(), (c, r), dev)?;
+    let ft = Tensor::from_vec(feats.concat(), (c, N_FEATS), dev)?;
+    Ok(model
+        .score_matrix(&et, &vt, &ft)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
+}
+
+/// Ranked candidate lists (item-context indices, best first, at most `k`) of examples.
+fn rank_examples(
+    model: &RankModel,
+    data_entities: &[EncodedContext],
+    data_items: &[EncodedContext],
+    item_feats: &[ItemFeat],
+    examples: &[RankExample],
+    k: usize,
+    dev: &Device,
+) -> Result<Vec<Vec<usize>>, TrainError> {
+    let mut needed: Vec<usize> = examples
+        .iter()
+        .flat_map(|e| e.candidates.iter().copied())
+        .collect();
+    needed.sort_unstable();
+    needed.dedup();
+    let refs: Vec<&EncodedContext> = needed.iter().map(|&i| &data_items[i]).collect();
+    let reprs = embed(model, &refs, true, dev)?;
+    let pos: HashMap<usize, usize> = needed.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+    let erefs: Vec<&EncodedContext> = examples.iter().map(|e| &data_entities[e.entity]).collect();
+    let ereprs = embed(model, &erefs, false, dev)?;
+    crate::threads::use_threads(1);
+    let mut out = Vec::with_capacity(examples.len());
+    for (ex, e) in examples.iter().zip(&ereprs) {
+        let vs: Vec<&[f32]> = ex
+            .candidates
+            .iter()
+            .map(|i| reprs[pos[i]].as_slice())
+            .collect();
+        let fs: Vec<Feats> = ex
+            .candidates
+            .iter()
+            .map(|&i| ex.feats(i, &item_feats[i]))
+            .collect();
+        let s = score_items(model, e, &vs, &fs, dev)?;
+        out.push(
+            super::top_k(&s, k)
+                .into_iter()
+                .map(|j| ex.candidates[j])
+                .collect(),
+        );
+    }
+    crate::threads::use_threads(crate::threads::configured());
+    Ok(out)
+}
+
+/// The label sets of examples as comparable lists: the positives, then one distinct
+/// placeholder per relevant item outside the candidates.
+pub fn relevant_lists(examples: &[RankExample]) -> Vec<Vec<usize>> {
+    examples
+        .iter()
+        .map(|e| {
+            let mut v = e.positives.clone();
+            for m in 0..e.n_relevant.saturating_sub(e.positives.len()) {
+                v.push(usize::MAX - m);
+            }
+            v
+        })
+        .collect()
+}
+
+/// Trains a ranking model; `on_step` as in [`crate::train::train`] (validation metric:
+/// MAP@k).
+pub fn train(
+    cfg: &RankTrainConfig,
+    rc: &RankConfig,
+    model_cfg: &ModelConfig,
+    encoder: &Encoder,
+    data: &RankData,
+    on_step: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<TrainedRanker, TrainError> {
+    let usable: Vec<usize> = (0..data.train.len())
+        .filter(|&i| !data.train[i].positives.is_empty())
+        .collect();
+    if usable.is_empty() {
+        return Err(TrainError::NoTrainingData);
+    }
+    crate::threads::use_threads(crate::threads::configured());
+    let dev = default_device();
+    let start = Instant::now();
+    let budget = cfg.time_budget_s.map(Duration::from_secs_f64);
+    let dims = ModelDims {
+        n_columns: encoder.n_columns(),
+        n_buckets: encoder.config.n_buckets as usize,
+        n_out: 1,
+    };
+    let varmap = VarMap::new();
+    let model = RankModel::new(model_cfg, &dims, rc, &varmap, &dev)?;
+    let vars: Vec<_> = sorted_vars(&varmap)
+        .into_iter()
+        .filter(|(n, _)| !unused_parameter(n))
+        .map(|(_, v)| v)
+        .collect();
+    let mut opt = AdamW::new(
+        vars.clone(),
+        ParamsAdamW {
+            lr: cfg.lr,
+            weight_decay: cfg.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut drop_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x9e37_79b9_7f4a_7c15);
+    let mut by_group: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &i in &usable {
+        by_group.entry(data.train[i].group).or_default().push(i);
+    }
+    let bsz = cfg.batch_examples.max(1);
+    let per_epoch: usize = by_group.values().map(|v| v.len().div_ceil(bsz)).sum();
+    let total_steps = per_epoch * cfg.max_epochs.max(1);
+    let relevant = relevant_lists(&data.val);
+    let k = rc.k.max(1);
+
+    let mut step = 0usize;
+    let mut best: Option<(f64, Vec<Tensor>)> = None;
+    let mut since_best = 0usize;
+    let mut history = Vec::new();
+    'epochs: for epoch in 0..cfg.max_epochs.max(1) {
+        let mut batches: Vec<Vec<usize>> = Vec::new();
+        for v in by_group.values() {
+            let mut v = v.clone();
+            v.shuffle(&mut rng);
+            batches.extend(v.chunks(bsz).map(|c| c.to_vec()));
+        }
+        batches.shuffle(&mut rng);
+        let (mut loss_sum, mut loss_n) = (0.0, 0usize);
+        for batch in batches {
+            let g = data.train[batch[0]].group;
+            let mut items: Vec<usize> = Vec::new();
+            let mut col: HashMap<usize, usize> = HashMap::new();
+            let mut add = |i: usize, items: &mut Vec<usize>| {
+                col.entry(i).or_insert_with(|| {
+                    items.push(i);
+                    items.len() - 1
+                });
+            };
+            for &x in &batch {
+                for &c in &data.train[x].candidates {
+                    add(c, &mut items);
+                }
+            }
+            if let Some(pool) = data.shared.get(g) {
+                for &c in pool.choose_multiple(&mut rng, rc.shared_negatives.min(pool.len())) {
+                    add(c, &mut items);
+                }
+            }
+            let erefs: Vec<&EncodedContext> = batch
+                .iter()
+                .map(|&x| &data.entities[data.train[x].entity])
+                .collect();
+            let irefs: Vec<&EncodedContext> = items.iter().map(|&i| &data.items[i]).collect();
+            let eb = RankBatch::new(&erefs, model_cfg, dims.n_buckets, &dev)?;
+            let ib = RankBatch::new(&irefs, model_cfg, dims.n_buckets, &dev)?;
+            let e = model.entity_repr(&eb, Some(&mut drop_rng))?;
+            let v = model.item_repr(&ib, Some(&mut drop_rng))?;
+            let mut feats = Vec::with_capacity(batch.len() * items.len() * N_FEATS);
+            for &x in &batch {
+                let ex = &data.train[x];
+                for &i in &items {
+                    feats.extend_from_slice(&ex.feats(i, &data.item_feats[i]));
+                }
+            }
+            let ft = Tensor::from_vec(feats, (batch.len() * items.len(), N_FEATS), &dev)?;
+            let s = model.score_matrix(&e, &v, &ft)?;
+            let pos: Vec<Vec<usize>> = batch
+                .iter()
+                .map(|&x| data.train[x].positives.iter().map(|p| col[p]).collect())
+                .collect();
+            let Some(loss) = sampled_softmax(&s, &pos)? else {
+                continue;
+            };
+            let mut grads = loss.backward()?;
+            if cfg.clip_norm > 0.0 {
+                let mut sq = 0f64;
+                for v in &vars {
+                    if let Some(g) = grads.get(v.as_tensor()) {
+                        sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+                    }
+                }
+                let norm = sq.sqrt();
+                if norm.is_finite() && norm > cfg.clip_norm {
+                    let f = cfg.clip_norm / norm;
+                    for v in &vars {
+                        if let Some(g) = grads.remove(v.as_tensor()) {
+                            grads.insert(v.as_tensor(), (g * f)?);
+                        }
+                    }
+                }
+            }
+            let planned = match budget {
+                Some(b) if step > 0 => {
+                    let rate = step as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                    total_steps.min(((rate * b.as_secs_f64()) as usize).max(step + 1))
+                }
+                _ => total_steps,
+            };
+            let lr = lr_at(cfg, step, planned);
+            opt.set_learning_rate(lr);
+            opt.step(&grads)?;
+            let l = loss.to_scalar::<f32>()? as f64;
+            loss_sum += l;
+            loss_n += 1;
+            step += 1;
+            let p = Progress {
+                epoch,
+                step,
+                total_steps,
+                lr,
+                loss: l,
+                epoch_end: false,
+                val_metric: None,
+                elapsed_s: start.elapsed().as_secs_f64(),
+            };
+            if !on_step(&p) {
+                return Err(TrainError::Cancelled);
+            }
+            if budget.is_some_and(|b| start.elapsed() > b) {
+                break;
+            }
+        }
+        let train_loss = loss_sum / loss_n.max(1) as f64;
+        let vm = if data.val.is_empty() {
+            None
+        } else {
+            let ranked = rank_examples(
+                &model,
+                &data.entities,
+                &data.items,
+                &data.item_feats,
+                &data.val,
+                k,
+                &dev,
+            )?;
+            metrics::map_at_k(&ranked, &relevant, k)
+        };
+        history.push(EpochStats {
+            epoch,
+            train_loss,
+            val_metric: vm,
+        });
+        // Without validation data the training loss decides (lower is better).
+        let score = vm.unwrap_or(-train_loss);
+        if best.as_ref().is_none_or(|(b, _)| score > *b) {
+            let snap = vars
+                .iter()
+                .map(|v| v.as_tensor().copy())
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            best = Some((score, snap));
+            since_best = 0;
+        } else {
+            since_best += 1;
+        }
+        let p = Progress {
+            epoch,
+            step,
+            total_steps,
+            lr: lr_at(cfg, step.saturating_sub(1), total_steps),
+            loss: train_loss,
+            epoch_end: true,
+            val_metric: vm,
+            elapsed_s: start.elapsed().as_secs_f64(),
+        };
+        if !on_step(&p) {
+            return Err(TrainError::Cancelled);
+        }
+        if since_best >= cfg.patience.max(1) || budget.is_some_and(|b| start.elapsed() > b) {
+            break 'epochs;
+        }
+    }
+    if let Some((_, snap)) = &best {
+        for (v, t) in vars.iter().zip(snap) {
+            v.set(t)?;
+        }
+    }
+    Ok(TrainedRanker {
+        rank_cfg: rc.clone(),
+        model_cfg: model_cfg.clone(),
+        dims,
+        encoder: encoder.clone(),
+        history,
+        varmap,
+        model,
+        device: dev,
+    })
+}
+
+/// A trained ranking model with everything needed to use it.
+pub struct TrainedRanker {
+    pub rank_cfg: RankConfig,
+    pub model_cfg: ModelConfig,
+    pub dims: ModelDims,
+    /// Fitted on entity and item contexts; entities use it as is.
+    pub encoder: Encoder,
+    pub history: Vec<EpochStats>,
+    varmap: VarMap,
+    model: RankModel,
+    device: Device,
+}
+
+const META_FORMAT: &str = "rdl.format";
+const FORMAT_VERSION: &str = "rank-1";
+
+impl TrainedRanker {
+    /// The encoder for item contexts: the same vocabulary, the item token cap.
+    pub fn item_encoder(&self) -> Encoder {
+        item_encoder(&self.encoder, &self.rank_cfg)
+    }
+
+    pub fn entity_embeddings(&self, ctxs: &[&EncodedContext]) -> Result<Vec<Vec<f32>>, TrainError> {
+        embed(&self.model, ctxs, false, &self.device)
+    }
+
+    pub fn item_embeddings(&self, ctxs: &[&EncodedContext]) -> Result<Vec<Vec<f32>>, TrainError> {
+        embed(&self.model, ctxs, true, &self.device)
+    }
+
+    /// Scores of items (their embeddings and pair features) for one entity embedding.
+    pub fn score(
+        &self,
+        e: &[f32],
+        items: &[&[f32]],
+        feats: &[Feats],
+    ) -> Result<Vec<f32>, TrainError> {
+        crate::threads::use_threads(1);
+        let s = score_items(&self.model, e, items, feats, &self.device);
+        crate::threads::use_threads(crate::threads::configured());
+        s
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>, TrainError> {
+        let j = |v: serde_json::Result<String>| v.map_err(|e| TrainError::Format(e.to_string()));
+        let mut meta = HashMap::new();
+        meta.insert(META_FORMAT.to_string(), FORMAT_VERSION.to_string());
+        meta.insert(
+            "model_config".into(),
+            j(serde_json::to_string(&self.model_cfg))?,
+        );
+        meta.insert("dims".into(), j(serde_json::to_string(&self.dims))?);
+        meta.insert("encoder".into(), j(serde_json::to_string(&self.encoder))?);
+        meta.insert(
+            "rank_config".into(),
+            j(serde_json::to_string(&self.rank_cfg))?,
+        );
+        meta.insert("history".into(), j(serde_json::to_string(&self.history))?);
+        let tensors: Vec<(String, Tensor)> = sorted_vars(&self.varmap)
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect();
+        safetensors::tensor::serialize(tensors, Some(meta))
+            .map_err(|e| TrainError::Format(e.to_string()))
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<TrainedRanker, TrainError> {
+        let bad = |s: String| TrainError::Format(s);
+        let (_, md) =
+            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
+        let meta = md
+            .metadata()
+            .clone()
+            .ok_or_else(|| bad("no metadata".into()))?;
+        if meta.get(META_FORMAT).map(String::as_str) != Some(FORMAT_VERSION) {
+            return Err(bad("not an rdl ranking model (format version)".into()));
+        }
+        fn field<T: serde::de::DeserializeOwned>(
+            meta: &HashMap<String, String>,
+            k: &str,
+        ) -> Result<T, TrainError> {
+            let s = meta
+                .get(k)
+                .ok_or_else(|| TrainError::Format(format!("missing {k}")))?;
+            serde_json::from_str(s).map_err(|e| TrainError::Format(format!("{k}: {e}")))
+        }
+        let model_cfg: ModelConfig = field(&meta, "model_config")?;
+        let dims: ModelDims = field(&meta, "dims")?;
+        let rank_cfg: RankConfig = field(&meta, "rank_config")?;
+        let dev = default_device();
+        let varmap = VarMap::new();
+        let model = RankModel::new(&model_cfg, &dims, &rank_cfg, &varmap, &dev)?;
+        let loaded = candle_core::safetensors::load_buffer(bytes, &dev)?;
+        for (name, var) in sorted_vars(&varmap) {
+            let t = loaded
+                .get(&name)
+                .ok_or_else(|| bad(format!("missing tensor {name}")))?;
+            if t.dims() != var.dims() {
+                return Err(bad(format!("tensor {name} has shape {:?}", t.dims())));
+            }
+            var.set(t)?;
+        }
+        Ok(TrainedRanker {
+            rank_cfg,
+            model_cfg,
+            dims,
+            encoder: field(&meta, "encoder")?,
+            history: field(&meta, "history")?,
+            varmap,
+            model,
+            device: dev,
+        })
+    }
+}
+
+/// The item-context encoder of a ranking model: `encoder` with the item token cap.
+pub fn item_encoder(encoder: &Encoder, rc: &RankConfig) -> Encoder {
+    let mut e = encoder.clone();
+    e.config.max_tokens = rc.item_max_tokens.max(1);
+    e
+}
