@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use candle_core::Device;
+pub use candle_core::Device;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceSpec {

@@ -63,6 +63,17 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         })
     }
 
+    /// The value, mutable, marked as just used.
+    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(k).map(|e| {
+            e.last_used = tick;
+            e.hits += 1;
+            &mut e.value
+        })
+    }
+
     /// Inserts (or replaces) an entry and evicts the least recently used others until the
     /// sizes fit the limit. Returns the evicted keys.
     pub fn insert(&mut self, k: K, v: V, size: usize) -> Vec<K> {
@@ -115,7 +126,7 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     /// Every entry, most recently used first.
     pub fn entries(&self) -> Vec<(&K, &Entry<V>)> {
         let mut v: Vec<_> = self.entries.iter().collect();
-        v.sort_by(|a, b| b.1.last_used.cmp(&a.1.last_used));
+        v.sort_by_key(|e| std::cmp::Reverse(e.1.last_used));
         v
     }
 }
@@ -150,13 +161,9 @@ pub fn plan_batches<K: Eq + Clone>(reqs: &[(K, usize)], max_batch: usize) -> Vec
     passes.into_iter().map(|(k, r, _)| (k, r)).collect()
 }
 
-/// Splits `n` items into consecutive ranges of at most `chunk` (at least one range, empty
-/// when `n` is 0).
+/// Splits `n` items into consecutive ranges of at most `chunk` (none when `n` is 0).
 pub fn chunks(n: usize, chunk: usize) -> Vec<std::ops::Range<usize>> {
     let chunk = chunk.max(1);
-    if n == 0 {
-        return vec![0..0];
-    }
     (0..n.div_ceil(chunk))
         .map(|i| i * chunk..((i + 1) * chunk).min(n))
         .collect()
@@ -194,6 +201,8 @@ mod tests {
         let order: Vec<u8> = c.entries().iter().map(|(k, _)| **k).collect();
         assert_eq!(order, vec![1, 4]);
         assert_eq!(c.entries()[0].1.hits, 1);
+        *c.get_mut(&4).unwrap() = ();
+        assert_eq!(c.entries()[0].0, &4);
     }
 
     #[test]
@@ -226,7 +235,7 @@ mod tests {
 
     #[test]
     fn chunking() {
-        assert_eq!(chunks(0, 4), vec![0..0]);
+        assert!(chunks(0, 4).is_empty());
         assert_eq!(chunks(3, 4), vec![0..3]);
         assert_eq!(chunks(9, 4), vec![0..4, 4..8, 8..9]);
         assert_eq!(chunks(2, 0), vec![0..1, 1..2]);

@@ -297,8 +297,14 @@ fn rdl_activate(task: &str, version: i32) -> bool {
         .hint("List versions with SELECT task, version, metrics FROM rdl.models.")
         .raise()
     }
+    // Two statements: the one-active-version index is checked row by row, so a single
+    // UPDATE that activates one row before deactivating the other can fail.
     spi(Spi::run_with_args(
-        "UPDATE rdl.models SET active = (version = $2) WHERE task = $1",
+        "UPDATE rdl.models SET active = false WHERE task = $1 AND active AND version <> $2",
+        &[task.into(), version.into()],
+    ));
+    spi(Spi::run_with_args(
+        "UPDATE rdl.models SET active = true WHERE task = $1 AND version = $2 AND NOT active",
         &[task.into(), version.into()],
     ));
     true
