@@ -2,7 +2,7 @@
 
 use std::ffi::CString;
 
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
 /// `rdl.threads`: compute threads for training and batch scoring; 0 = one per core.
 pub static THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
@@ -22,6 +22,24 @@ pub static WORKER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 
 /// `rdl.use_worker`: whether this session's predictions go through the worker when one runs.
 pub static USE_WORKER: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// Where `rdl_train` trains when the background worker runs.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TrainOnWorker {
+    /// On the worker when its device is a GPU; else in the calling backend.
+    #[name = c"auto"]
+    Auto,
+    /// Always on the worker (its device, CPU included).
+    #[name = c"on"]
+    On,
+    /// Always in the calling backend, on the CPU.
+    #[name = c"off"]
+    Off,
+}
+
+/// `rdl.train_on_worker`.
+pub static TRAIN_ON_WORKER: GucSetting<TrainOnWorker> =
+    GucSetting::<TrainOnWorker>::new(TrainOnWorker::Auto);
 
 /// `rdl.debug_worker_delay`: a testing aid — the worker holds each of this session's
 /// requests this long before computing (superuser only, not shown). 0: off.
@@ -81,6 +99,14 @@ pub fn init() {
         c"Send this session's predictions to rdl's background worker when it runs.",
         c"Off: compute them in this backend, on the CPU.",
         &USE_WORKER,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"rdl.train_on_worker",
+        c"Where rdl_train trains when the background worker runs: auto, on, off.",
+        c"auto: on the worker's device when it is a GPU, else in the calling backend on the CPU; on: always on the worker; off: always in the backend.",
+        &TRAIN_ON_WORKER,
         GucContext::Userset,
         GucFlags::default(),
     );

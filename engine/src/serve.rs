@@ -131,34 +131,23 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     }
 }
 
-/// Merges requests into forward passes: requests for the same model are packed in arrival
-/// order while their contexts total at most `max_batch` (a larger request is a pass
-/// alone). `reqs` are `(model key, contexts)`; the result lists, per pass, its model key
-/// and the indices of its requests, passes ordered by their first request.
-pub fn plan_batches<K: Eq + Clone>(reqs: &[(K, usize)], max_batch: usize) -> Vec<(K, Vec<usize>)> {
-    let max_batch = max_batch.max(1);
-    // (key, request indices, contexts) of each pass still open for its key
-    let mut passes: Vec<(K, Vec<usize>, usize)> = Vec::new();
-    let mut open: Vec<(K, usize)> = Vec::new(); // key → index into passes
-    for (i, (k, n)) in reqs.iter().enumerate() {
-        let slot = open.iter().position(|(ok, _)| ok == k);
-        match slot {
-            Some(s) if passes[open[s].1].2 + n <= max_batch => {
-                let p = &mut passes[open[s].1];
-                p.1.push(i);
-                p.2 += n;
-            }
-            _ => {
-                passes.push((k.clone(), vec![i], *n));
-                let idx = passes.len() - 1;
-                match slot {
-                    Some(s) => open[s].1 = idx,
-                    None => open.push((k.clone(), idx)),
-                }
-            }
+/// The requests of the next forward pass, as indices into `reqs` (`(model key, contexts)`
+/// in arrival order): the oldest request, then the later ones for the same model, in
+/// order, while the contexts total at most `max_batch` (the oldest always goes, however
+/// large). Requests for other models wait for a later pass.
+pub fn next_batch<K: Eq>(reqs: &[(K, usize)], max_batch: usize) -> Vec<usize> {
+    let Some((key, first)) = reqs.first() else {
+        return Vec::new();
+    };
+    let mut out = vec![0];
+    let mut total = *first;
+    for (i, (k, n)) in reqs.iter().enumerate().skip(1) {
+        if k == key && total + n <= max_batch.max(1) {
+            out.push(i);
+            total += n;
         }
     }
-    passes.into_iter().map(|(k, r, _)| (k, r)).collect()
+    out
 }
 
 /// Splits `n` items into consecutive ranges of at most `chunk` (none when `n` is 0).
@@ -207,7 +196,7 @@ mod tests {
 
     #[test]
     fn batches_merge_per_model_up_to_the_limit() {
-        let reqs = [
+        let mut reqs = vec![
             ("m1", 3),
             ("m2", 1),
             ("m1", 4),
@@ -215,22 +204,25 @@ mod tests {
             ("m2", 9),
             ("m1", 1),
         ];
-        let plan = plan_batches(&reqs, 8);
+        let mut passes = Vec::new();
+        while !reqs.is_empty() {
+            let b = next_batch(&reqs, 8);
+            passes.push(b.iter().map(|&i| reqs[i]).collect::<Vec<_>>());
+            for &i in b.iter().rev() {
+                reqs.remove(i);
+            }
+        }
         assert_eq!(
-            plan,
+            passes,
             vec![
-                ("m1", vec![0, 2]), // 7 contexts; the next (2) would make 9
-                ("m2", vec![1]),    // 1 + 9 > 8
-                ("m1", vec![3, 5]),
-                ("m2", vec![4]), // larger than the limit: alone
+                vec![("m1", 3), ("m1", 4), ("m1", 1)], // 8: the 2 would make 9
+                vec![("m2", 1)],                       // 1 + 9 > 8
+                vec![("m1", 2)],
+                vec![("m2", 9)], // larger than the limit: alone
             ]
         );
-        // Every request lands in exactly one pass.
-        let mut all: Vec<usize> = plan.iter().flat_map(|p| p.1.clone()).collect();
-        all.sort();
-        assert_eq!(all, (0..reqs.len()).collect::<Vec<_>>());
-        assert!(plan_batches::<u8>(&[], 4).is_empty());
-        assert_eq!(plan_batches(&[(1, 5), (1, 5)], 0).len(), 2);
+        assert!(next_batch::<u8>(&[], 4).is_empty());
+        assert_eq!(next_batch(&[(1, 5), (1, 5)], 0), vec![0]);
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use pgrx::pg_sys;
-use rdl_engine::encode::EncodedContext;
+use rdl_engine::encode::{EncodedContext, Encoder};
+use rdl_engine::model::ModelConfig;
+use rdl_engine::train::{Progress, TrainConfig, TrainError, TrainedModel};
 use rdl_engine::{serve, wire};
 
 use super::proto::{self, Header};
@@ -223,4 +225,216 @@ fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> O
     });
     unsafe { pg_sys::dsm_detach(seg) };
     answer
+}
+
+fn f64_bits(a: &std::sync::atomic::AtomicU64) -> f64 {
+    f64::from_bits(a.load(Ordering::Relaxed))
+}
+
+/// Whether `rdl_train` should train on the worker: `rdl.train_on_worker` = on, or auto and
+/// the worker's device is a GPU.
+fn train_here_or_there(sh: &Shared) -> bool {
+    match guc::TRAIN_ON_WORKER.get() {
+        guc::TrainOnWorker::Off => false,
+        guc::TrainOnWorker::On => true,
+        guc::TrainOnWorker::Auto => sh
+            .read_listing(|s| shmem::get_str(&s.device))
+            .starts_with("cuda"),
+    }
+}
+
+/// Trains on the background worker's device, relaying its progress to `on_step` (on this
+/// thread, between waits: NOTICEs, `rdl.runs` rows and cancel checks happen here). `None`
+/// when training stays in this backend (no worker, or `rdl.train_on_worker` says so).
+pub fn train(
+    cfg: &TrainConfig,
+    model_cfg: &ModelConfig,
+    encoder: &Encoder,
+    train: &[EncodedContext],
+    val: &[EncodedContext],
+    on_step: &mut dyn FnMut(&Progress) -> bool,
+) -> Option<Result<TrainedModel, TrainError>> {
+    let sh = shmem::get()?;
+    sh.live_worker()?;
+    if !train_here_or_there(sh) {
+        return None;
+    }
+    let procno = unsafe { (*pg_sys::MyProc).pgprocno };
+    if procno < 0 || procno as usize >= sh.slots().len() {
+        return None;
+    }
+    let config = serde_json::to_vec(&(cfg, model_cfg, encoder)).ok()?;
+    let train_b = wire::encode_batch(train);
+    let val_b = wire::encode_batch(val);
+    let lay = proto::train_layout(config.len(), train_b.len(), val_b.len());
+    let seg =
+        unsafe { pg_sys::dsm_create(lay.total, pg_sys::DSM_CREATE_NULL_IF_MAXSEGMENTS as i32) };
+    if seg.is_null() {
+        return None;
+    }
+    // rdl_train commits its progress rows between steps (in on_step): the segment must not
+    // belong to the transaction's resource owner, which would unmap it at the first
+    // commit. Pinned to the session instead, and detached by the guard on every path —
+    // an ERROR (cancel) unwinds through it.
+    unsafe { pg_sys::dsm_pin_mapping(seg) };
+    let _detach = DetachOnDrop(seg);
+    let device = sh.read_listing(|s| shmem::get_str(&s.device));
+    pgrx::notice!(
+        "rdl_train: training on the background worker ({device}), {} MB sent",
+        lay.total / (1024 * 1024)
+    );
+    let base = unsafe { pg_sys::dsm_segment_address(seg).cast::<u8>() };
+    let hdr = base.cast::<Header>();
+    let seq = next_seq();
+    unsafe {
+        ptr::write_bytes(base, 0, std::mem::size_of::<Header>());
+        ptr::write_bytes(
+            base.add(lay.area_off),
+            0,
+            std::mem::size_of::<proto::TrainArea>(),
+        );
+        let h = &mut *hdr;
+        h.magic = proto::MAGIC;
+        h.backend_pid = pg_sys::MyProcPid;
+        h.backend_procno = procno;
+        h.seq = seq;
+        h.kind = proto::KIND_TRAIN;
+        h.db_oid = pg_sys::MyDatabaseId.to_u32();
+        h.n_ctx = train.len() as u32;
+        h.config_off = lay.config_off as u64;
+        h.config_len = config.len() as u64;
+        h.payload_off = lay.train_off as u64;
+        h.payload_len = train_b.len() as u64;
+        h.val_off = lay.val_off as u64;
+        h.val_len = val_b.len() as u64;
+        h.area_off = lay.area_off as u64;
+        for (off, b) in [
+            (lay.config_off, &config),
+            (lay.train_off, &train_b),
+            (lay.val_off, &val_b),
+        ] {
+            ptr::copy_nonoverlapping(b.as_ptr(), base.add(off), b.len());
+        }
+        pg_sys::on_dsm_detach(seg, Some(mark_gone), pg_sys::Datum::from(hdr as usize));
+    }
+    drop((config, train_b, val_b));
+    let area = unsafe { &*base.add(lay.area_off).cast::<proto::TrainArea>() };
+    let handle = unsafe { pg_sys::dsm_segment_handle(seg) };
+    let word = ((seq as u64) << 32) | handle as u64;
+    let generation = sh.generation.load(Ordering::Acquire);
+    let slot = &sh.slots()[procno as usize];
+    slot.store(word, Ordering::Release);
+    sh.wake_worker();
+
+    let h = unsafe { &*hdr };
+    let (mut seen_epochs, mut seen_steps) = (0u64, 0u64);
+    let status = loop {
+        unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
+        // Relay every epoch report in order, then the latest step.
+        let n = area.n_epochs.load(Ordering::Acquire);
+        seen_epochs = seen_epochs.max(n.saturating_sub(proto::MAX_EPOCH_RECORDS as u64));
+        while seen_epochs < n {
+            let r = &area.epochs[seen_epochs as usize % proto::MAX_EPOCH_RECORDS];
+            let val = f64_bits(&r.val_metric);
+            let p = Progress {
+                epoch: r.epoch.load(Ordering::Relaxed) as usize,
+                step: area.step.load(Ordering::Relaxed) as usize,
+                total_steps: area.total_steps.load(Ordering::Relaxed) as usize,
+                lr: f64_bits(&area.lr),
+                loss: f64_bits(&r.loss),
+                epoch_end: true,
+                val_metric: (!val.is_nan()).then_some(val),
+                elapsed_s: f64_bits(&r.elapsed_s),
+            };
+            if !on_step(&p) {
+                area.cancel.store(1, Ordering::Release);
+            }
+            seen_epochs += 1;
+        }
+        let s = area.steps.load(Ordering::Acquire);
+        // A pending cancel goes through on_step too (as a repeat of the last step report),
+        // so the caller can record it (rdl_train marks its run cancelled) before raising.
+        let interrupt = unsafe {
+            pg_sys::InterruptPending != 0
+                && (pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0)
+        };
+        if s != seen_steps || interrupt {
+            seen_steps = s;
+            let p = Progress {
+                epoch: area.epoch.load(Ordering::Relaxed) as usize,
+                step: area.step.load(Ordering::Relaxed) as usize,
+                total_steps: area.total_steps.load(Ordering::Relaxed) as usize,
+                lr: f64_bits(&area.lr),
+                loss: f64_bits(&area.loss),
+                epoch_end: false,
+                val_metric: None,
+                elapsed_s: f64_bits(&area.elapsed_s),
+            };
+            if !on_step(&p) {
+                area.cancel.store(1, Ordering::Release);
+            }
+        }
+        // Raised here, after on_step had its chance (an ERROR detaches the segment; the
+        // worker sees the backend gone and stops the training).
+        pgrx::check_for_interrupts!();
+        let st = h.status();
+        if st != proto::PENDING && area.n_epochs.load(Ordering::Acquire) == seen_epochs {
+            break st;
+        }
+        if sh.generation.load(Ordering::Acquire) != generation || sh.live_worker().is_none() {
+            let _ = slot.compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
+            RdlError::new(
+                "57P01",
+                "rdl's background worker exited during the training",
+            )
+            .hint("Retry; SET rdl.train_on_worker = off trains in this backend.")
+            .raise()
+        }
+        unsafe {
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                100,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+        }
+    };
+    let result = if status == proto::DONE {
+        let len = area.result_len.load(Ordering::Acquire) as usize;
+        let rh = area.result_handle.load(Ordering::Acquire);
+        let rseg = unsafe { pg_sys::dsm_attach(rh as pg_sys::dsm_handle) };
+        if rseg.is_null() {
+            Err(TrainError::Other(
+                "the trained model's segment is gone".into(),
+            ))
+        } else {
+            let mut bytes = vec![0u8; len];
+            unsafe {
+                let src = pg_sys::dsm_segment_address(rseg).cast::<u8>();
+                ptr::copy_nonoverlapping(src, bytes.as_mut_ptr(), len);
+                pg_sys::dsm_detach(rseg);
+            }
+            area.ack.store(1, Ordering::Release);
+            sh.wake_worker();
+            TrainedModel::from_bytes(&bytes)
+        }
+    } else {
+        let msg = h.error();
+        Err(match h.err_kind {
+            proto::ERR_CANCELLED => TrainError::Cancelled,
+            proto::ERR_NO_DATA => TrainError::NoTrainingData,
+            proto::ERR_BAD_LABEL => TrainError::BadLabel(msg),
+            _ => TrainError::Other(format!("rdl worker: {msg}")),
+        })
+    };
+    Some(result)
+}
+
+/// Detaches a session-pinned segment when dropped (also while an ERROR unwinds).
+struct DetachOnDrop(*mut pg_sys::dsm_segment);
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        unsafe { pg_sys::dsm_detach(self.0) };
+    }
 }

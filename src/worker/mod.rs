@@ -7,16 +7,20 @@
 //! - `proto`: a request — one DSM segment holding the request and its answer (why not
 //!   `shm_mq`: see there).
 //! - `client`: the backend's side ([`predict`]), waiting interruptibly on its latch.
-//! - `server`: the worker's loop, batching concurrent requests into forward passes.
+//! - `server`: the worker's main loop (requests, model cache, settings).
+//! - `pool`: its compute threads, merging concurrent requests into forward passes.
+//! - `training`: trainings on the worker's device (`rdl.train_on_worker`).
 //!
 //! Without preloading nothing here runs: [`predict`] answers `None` and the caller computes
 //! in-process on the CPU. Nothing touches threads or devices in the postmaster: `_PG_init`
 //! only installs shared-memory hooks and registers the worker.
 
 mod client;
+mod pool;
 mod proto;
 mod server;
 mod shmem;
+mod training;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -44,6 +48,19 @@ pub fn register() {
         // crash the postmaster restarts it with the rest of the server.
         .set_restart_time(Some(Duration::from_secs(1)))
         .load();
+}
+
+/// Trains on the background worker's device when `rdl.train_on_worker` says so (by
+/// default: when the worker's device is a GPU); `None`: train in this backend.
+pub fn train(
+    cfg: &rdl_engine::train::TrainConfig,
+    model_cfg: &rdl_engine::model::ModelConfig,
+    encoder: &rdl_engine::encode::Encoder,
+    train: &[EncodedContext],
+    val: &[EncodedContext],
+    on_step: &mut dyn FnMut(&rdl_engine::train::Progress) -> bool,
+) -> Option<Result<rdl_engine::train::TrainedModel, rdl_engine::train::TrainError>> {
+    client::train(cfg, model_cfg, encoder, train, val, on_step)
 }
 
 /// The calibrated outputs per context of `l`'s model computed by the background worker,
@@ -149,7 +166,8 @@ fn rdl_status() -> JsonB {
         "cache_bytes": cache_bytes,
         "cache_limit_bytes": cache_limit,
         "queue_depth": sh.queued(),
-        "in_progress": sh.in_progress.load(Ordering::Relaxed),
+        "in_progress": sh.in_progress.load(Ordering::Relaxed)
+            .saturating_sub(sh.waiting.load(Ordering::Relaxed)),
         "requests_served": requests,
         "contexts_served": contexts,
         "forward_passes": passes,
@@ -159,6 +177,13 @@ fn rdl_status() -> JsonB {
         "model_requests": sh.need_model.load(Ordering::Relaxed),
         "evictions": sh.evictions.load(Ordering::Relaxed),
         "requests_abandoned": sh.abandoned.load(Ordering::Relaxed),
+        "trainings": sh.trainings.load(Ordering::Relaxed),
+        "trainings_running": sh.trainings_running.load(Ordering::Relaxed),
+        "train_on_worker": match crate::guc::TRAIN_ON_WORKER.get() {
+            crate::guc::TrainOnWorker::Auto => "auto",
+            crate::guc::TrainOnWorker::On => "on",
+            crate::guc::TrainOnWorker::Off => "off",
+        },
         "errors": sh.errors.load(Ordering::Relaxed),
     }))
 }

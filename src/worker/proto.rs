@@ -18,10 +18,15 @@
 //! `served_by`, `err` and the outputs before posting; the worker writes those, then
 //! `status` (release), then sets the backend's latch.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub const MAGIC: u64 = 0x3172_6b72_6f77_6c64; // "dlworkr1"
 pub const KIND_PREDICT: u32 = 1;
+/// A training on the worker's device. The segment holds the configuration (JSON), the
+/// training and validation contexts and a [`TrainArea`] where the worker reports progress;
+/// the trained model, whose size is known only at the end, comes back in a segment the
+/// worker creates (`TrainArea::result_handle`), kept until the backend acknowledges it.
+pub const KIND_TRAIN: u32 = 2;
 
 pub const PENDING: u32 = 0;
 pub const DONE: u32 = 1;
@@ -58,7 +63,57 @@ pub struct Header {
     pub out_len: u64,
     /// Generation of the worker that answered.
     pub served_by: u64,
+    /// Training requests: the JSON configuration, the validation contexts (the training
+    /// contexts are the payload) and the progress area.
+    pub config_off: u64,
+    pub config_len: u64,
+    pub val_off: u64,
+    pub val_len: u64,
+    pub area_off: u64,
+    /// What failed (training): one of the `ERR_*` codes.
+    pub err_kind: u32,
     pub err: [u8; ERR_LEN],
+}
+
+pub const ERR_OTHER: u32 = 0;
+pub const ERR_CANCELLED: u32 = 1;
+pub const ERR_NO_DATA: u32 = 2;
+pub const ERR_BAD_LABEL: u32 = 3;
+
+/// Epoch reports a training keeps (a longer training overwrites the oldest; the backend
+/// reads them as they come, 10 times a second).
+pub const MAX_EPOCH_RECORDS: usize = 256;
+
+/// One epoch's report; floats as bits.
+#[repr(C)]
+pub struct EpochRecord {
+    pub epoch: AtomicU64,
+    pub loss: AtomicU64,
+    /// NaN when there is no validation metric.
+    pub val_metric: AtomicU64,
+    pub elapsed_s: AtomicU64,
+}
+
+/// Where a training on the worker reports to its backend.
+#[repr(C)]
+pub struct TrainArea {
+    /// Step reports so far; the latest one's figures follow.
+    pub steps: AtomicU64,
+    pub epoch: AtomicU64,
+    pub step: AtomicU64,
+    pub total_steps: AtomicU64,
+    pub lr: AtomicU64,
+    pub loss: AtomicU64,
+    pub elapsed_s: AtomicU64,
+    /// Epoch records written (each is complete before this count includes it).
+    pub n_epochs: AtomicU64,
+    pub epochs: [EpochRecord; MAX_EPOCH_RECORDS],
+    /// Set by the backend: stop training.
+    pub cancel: AtomicU32,
+    /// Set by the backend once it has copied the result.
+    pub ack: AtomicU32,
+    pub result_handle: AtomicU32,
+    pub result_len: AtomicU64,
 }
 
 pub const fn align8(n: usize) -> usize {
@@ -90,8 +145,17 @@ impl Header {
     /// its counts (the worker checks before reading anything else).
     pub fn valid(&self, len: usize) -> bool {
         let fits = |off: u64, n: u64| off.checked_add(n).is_some_and(|end| end <= len as u64);
-        self.magic == MAGIC
-            && self.kind == KIND_PREDICT
+        if self.magic != MAGIC {
+            return false;
+        }
+        if self.kind == KIND_TRAIN {
+            return fits(self.config_off, self.config_len)
+                && fits(self.payload_off, self.payload_len)
+                && fits(self.val_off, self.val_len)
+                && fits(self.area_off, std::mem::size_of::<TrainArea>() as u64)
+                && self.area_off.is_multiple_of(8);
+        }
+        self.kind == KIND_PREDICT
             && self.n_out >= 1
             && fits(self.model_off, self.model_len)
             && fits(self.payload_off, self.payload_len)
@@ -113,5 +177,28 @@ impl Header {
 
     pub fn status(&self) -> u32 {
         self.status.load(Ordering::Acquire)
+    }
+}
+
+/// Offsets of a training request's sections and its total size.
+pub struct TrainLayout {
+    pub config_off: usize,
+    pub train_off: usize,
+    pub val_off: usize,
+    pub area_off: usize,
+    pub total: usize,
+}
+
+pub fn train_layout(config_len: usize, train_len: usize, val_len: usize) -> TrainLayout {
+    let config_off = align8(std::mem::size_of::<Header>());
+    let train_off = align8(config_off + config_len);
+    let val_off = align8(train_off + train_len);
+    let area_off = align8(val_off + val_len);
+    TrainLayout {
+        config_off,
+        train_off,
+        val_off,
+        area_off,
+        total: area_off + std::mem::size_of::<TrainArea>(),
     }
 }

@@ -7,74 +7,93 @@
 //! backend that needs it. Models are keyed by (database, `rdl.models.id`, fingerprint):
 //! the fingerprint tells two models apart that share an id across a re-created extension.
 //!
-//! Threads: the main thread alone talks to PostgreSQL. candle's compute threads are
-//! created during the first forward pass with every signal blocked, so PostgreSQL's
-//! signal handlers only ever run on the main thread.
+//! Threads: the main thread alone talks to PostgreSQL (requests, segments, settings, the
+//! model cache). Forward passes run on the compute threads of [`super::pool`], trainings
+//! on threads of their own ([`super::training`]); all are created with every signal
+//! blocked, so PostgreSQL's signal handlers only ever run on the main thread, and all are
+//! stopped before the process exits (a thread must not outlive the segments it writes to).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use pgrx::pg_sys;
 use rdl_engine::device::{self, DeviceSpec};
 use rdl_engine::encode::EncodedContext;
-use rdl_engine::serve::{plan_batches, Lru};
+use rdl_engine::serve::Lru;
 use rdl_engine::train::TrainedModel;
 use rdl_engine::wire;
 
+use super::pool::{Job, Pool};
 use super::proto::{self, Header};
-use super::shmem::{self, put_str, set_latch_of, Shared, MAX_LISTED};
+use super::shmem::{self, put_str, Shared, MAX_LISTED};
+use super::training::Trainings;
 use crate::guc;
 
 extern "C-unwind" {
     // PostgreSQL's own handlers, called directly (not through pgrx's wrappers, which
-    // would check the calling thread): they only set a flag and the process latch.
+    // check the calling thread): they only set a flag and the process latch.
     fn SignalHandlerForConfigReload(signal: std::ffi::c_int);
     fn SignalHandlerForShutdownRequest(signal: std::ffi::c_int);
+    // Async-signal-safe, so callable from any thread; pgrx's wrapper is not.
+    #[link_name = "SetLatch"]
+    fn SetLatchRaw(latch: *mut pg_sys::Latch);
+}
+
+/// Sets a latch from any thread.
+///
+/// # Safety
+/// `latch` must point to a latch in shared memory or to this process's own latch.
+pub unsafe fn raw_set_latch(latch: *mut pg_sys::Latch) {
+    unsafe { SetLatchRaw(latch) }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-struct Key {
+pub struct Key {
     db: u32,
     model_id: i64,
     fingerprint: u64,
 }
 
 struct Cached {
-    model: TrainedModel,
+    model: Arc<TrainedModel>,
     version: i32,
     last_used_us: i64,
 }
 
-struct Taken {
-    seg: *mut pg_sys::dsm_segment,
-    hdr: *mut Header,
-    base: *mut u8,
-    key: Key,
-    ctxs: Vec<EncodedContext>,
-    /// The answer, released (status stored, backend woken) once the whole round is done
-    /// and its counters published — so a backend that reads `rdl_status()` right after
-    /// its answer sees its request counted.
+/// A request taken from its slot, its segment attached.
+pub struct Taken {
+    pub seg: *mut pg_sys::dsm_segment,
+    pub hdr: *mut Header,
+    pub base: *mut u8,
+    pub key: Key,
+    pub ctxs: Vec<EncodedContext>,
+    /// The answer, released (status stored, backend woken) once the work for it is done
+    /// and counted — so a backend that reads `rdl_status()` right after its answer sees
+    /// its request counted.
     status: Option<u32>,
 }
 
+// SAFETY: the segment stays mapped (by the main thread) until the request comes back to it.
+unsafe impl Send for Taken {}
+
 impl Taken {
-    fn header(&self) -> &Header {
+    pub fn header(&self) -> &Header {
         unsafe { &*self.hdr }
     }
 
-    fn answer(&mut self, status: u32) {
+    pub fn answer(&mut self, status: u32) {
         self.status = Some(status);
     }
 
-    fn fail(&mut self, sh: &Shared, msg: &str) {
+    pub fn fail(&mut self, sh: &Shared, msg: &str) {
         unsafe { (*self.hdr).set_error(msg) };
         sh.errors.fetch_add(1, Ordering::Relaxed);
         self.answer(proto::FAILED);
     }
 
-    /// Stores the answer's status and wakes the backend.
-    fn release(&self, sh: &Shared, generation: u64) {
+    /// Stores the answer's status and wakes the backend (any thread).
+    pub fn release(&self, sh: &Shared, generation: u64) {
         let Some(status) = self.status else { return };
         let h = unsafe { &mut *self.hdr };
         h.served_by = generation;
@@ -82,9 +101,60 @@ impl Taken {
         if h.backend_gone.load(Ordering::Acquire) != 0 {
             sh.abandoned.fetch_add(1, Ordering::Relaxed);
         }
-        unsafe { set_latch_of(h.backend_procno) };
+        unsafe { latch_of(h.backend_procno).map(|l| raw_set_latch(l)) };
+    }
+
+    fn detach(self) {
+        unsafe { pg_sys::dsm_detach(self.seg) };
     }
 }
+
+/// The latch of the process with PGPROC number `procno` (PGPROCs live in shared memory
+/// for the life of the server; waking a process that has since been replaced is only a
+/// spurious wakeup, which latch users tolerate).
+unsafe fn latch_of(procno: i32) -> Option<*mut pg_sys::Latch> {
+    let n = shmem::get()?.slots().len();
+    if procno < 0 || procno as usize >= n {
+        return None;
+    }
+    unsafe {
+        let procs = (*pg_sys::ProcGlobal).allProcs;
+        Some(&raw mut (*procs.add(procno as usize)).procLatch)
+    }
+}
+
+/// Runs `f` with every signal blocked on this thread, so threads it creates (ours,
+/// candle's, rayon's) never receive signals meant for PostgreSQL's handlers.
+pub fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        let r = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r
+    }
+}
+
+pub fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
+struct Worker {
+    cache: Lru<Key, Cached>,
+    device: device::Device,
+    generation: u64,
+    pool: Pool,
+    trainings: Trainings,
+}
+
+/// The running worker's state, for the exit callback (which runs on the main thread,
+/// inside `proc_exit`, while `rdl_worker_main`'s frame — which owns it — is alive).
+static mut WORKER: *mut Worker = std::ptr::null_mut();
 
 /// The worker's entry point (registered by `super::register`).
 #[pgrx::pg_guard]
@@ -117,28 +187,42 @@ pub extern "C-unwind" fn rdl_worker_main(_arg: pg_sys::Datum) {
     if let Some(n) = &note {
         pgrx::warning!("rdl worker: {n}");
     }
+    guc::apply();
+    // candle's kernels share rayon's pool: size it from rdl.threads now (a first forward
+    // pass on one thread would size it to one for good).
+    with_signals_blocked(rdl_engine::threads::init_pool);
+    let generation = sh.generation.fetch_add(1, Ordering::AcqRel) + 1;
+    let n_threads = rdl_engine::threads::configured();
+    let pool = Pool::start(n_threads, generation, unsafe { pg_sys::MyLatch });
     let mut state = Worker {
         cache: Lru::new(cache_limit()),
-        device: opened.device,
-        generation: sh.generation.fetch_add(1, Ordering::AcqRel) + 1,
+        device: opened.device.clone(),
+        generation,
+        trainings: Trainings::new(opened.device, generation),
+        pool,
     };
+    unsafe {
+        WORKER = &raw mut state;
+        pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0));
+    }
     apply_settings(sh, &mut state);
     sh.write_listing(|s| {
         put_str(&s.device, &opened.name);
         put_str(&s.device_note, note.as_deref().unwrap_or(""));
     });
+    sh.threads
+        .store(state.pool.threads() as u32, Ordering::Relaxed);
     sh.started_at_us.store(shmem::now_us(), Ordering::Relaxed);
-    unsafe {
-        sh.worker_procno
-            .store((*pg_sys::MyProc).pgprocno, Ordering::Release);
-        pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0));
-    }
+    sh.in_progress.store(0, Ordering::Relaxed);
+    sh.worker_procno
+        .store(unsafe { (*pg_sys::MyProc).pgprocno }, Ordering::Release);
     sh.worker_pid
         .store(unsafe { pg_sys::MyProcPid }, Ordering::Release);
     publish(sh, &state);
     pgrx::log!(
-        "rdl worker started: device {}, model cache {} MB, max batch {}",
+        "rdl worker started: device {}, {} compute threads, model cache {} MB, max batch {}",
         opened.name,
+        state.pool.threads(),
         guc::MODEL_CACHE_MB.get(),
         guc::MAX_BATCH.get()
     );
@@ -147,6 +231,7 @@ pub extern "C-unwind" fn rdl_worker_main(_arg: pg_sys::Datum) {
         unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
         if unsafe { pg_sys::ShutdownRequestPending } != 0 {
             // Exit code 1: the postmaster restarts the worker (unless it is shutting down).
+            // The exit callback stops the threads first.
             unsafe { pg_sys::proc_exit(1) };
         }
         if unsafe { pg_sys::ConfigReloadPending } != 0 {
@@ -157,34 +242,58 @@ pub extern "C-unwind" fn rdl_worker_main(_arg: pg_sys::Datum) {
             apply_settings(sh, &mut state);
             publish(sh, &state);
         }
-        let taken = take_requests(sh);
-        if taken.is_empty() {
+        state.trainings.poll(sh);
+        let done = state.pool.take_done();
+        let had_done = !done.is_empty();
+        for t in done {
+            t.detach();
+        }
+        let (trains, predicts): (Vec<Taken>, Vec<Taken>) = take_requests(sh)
+            .into_iter()
+            .partition(|t| t.header().kind == proto::KIND_TRAIN);
+        for t in trains {
+            state.trainings.start(sh, t);
+        }
+        if !predicts.is_empty() {
+            state.dispatch(sh, predicts);
+        } else if had_done {
+            publish(sh, &state); // uses of the cached models
+        } else {
+            // While trainings run, look at them 10 times a second.
+            let timeout = if state.trainings.is_empty() {
+                10_000
+            } else {
+                100
+            };
             unsafe {
                 pg_sys::WaitLatch(
                     pg_sys::MyLatch,
                     (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH)
                         as i32,
-                    10_000,
+                    timeout,
                     pg_sys::PG_WAIT_EXTENSION,
                 );
             }
-            continue;
         }
-        state.serve(sh, taken);
     }
 }
 
 unsafe extern "C-unwind" fn on_exit(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
     if let Some(sh) = shmem::get() {
         sh.worker_pid.store(0, Ordering::Release);
-        sh.in_progress.store(0, Ordering::Relaxed);
     }
-}
-
-struct Worker {
-    cache: Lru<Key, Cached>,
-    device: device::Device,
-    generation: u64,
+    unsafe {
+        if let Some(w) = WORKER.as_mut() {
+            w.pool.stop();
+            w.trainings.stop();
+        }
+        WORKER = std::ptr::null_mut();
+    }
+    if let Some(sh) = shmem::get() {
+        sh.in_progress.store(0, Ordering::Relaxed);
+        sh.waiting.store(0, Ordering::Relaxed);
+        sh.trainings_running.store(0, Ordering::Relaxed);
+    }
 }
 
 fn cache_limit() -> usize {
@@ -196,10 +305,9 @@ fn apply_settings(sh: &Shared, w: &mut Worker) {
     let evicted = w.cache.set_limit(cache_limit());
     sh.evictions
         .fetch_add(evicted.len() as u64, Ordering::Relaxed);
-    sh.threads
-        .store(rdl_engine::threads::configured() as u32, Ordering::Relaxed);
-    sh.max_batch
-        .store(guc::MAX_BATCH.get().max(1) as u32, Ordering::Relaxed);
+    let max_batch = guc::MAX_BATCH.get().max(1) as usize;
+    w.pool.set_max_batch(max_batch);
+    sh.max_batch.store(max_batch as u32, Ordering::Relaxed);
 }
 
 /// Attaches to every posted request and validates it; drops what is not ours or whose
@@ -234,175 +342,100 @@ fn take_requests(sh: &Shared) -> Vec<Taken> {
             continue;
         }
         let h = unsafe { &*hdr };
-        let key = Key {
-            db: h.db_oid,
-            model_id: h.model_id,
-            fingerprint: h.fingerprint,
-        };
-        let t = Taken {
-            seg,
-            hdr,
-            base,
-            key,
-            ctxs: Vec::new(),
-            status: None,
-        };
         if h.backend_gone.load(Ordering::Acquire) != 0 {
             sh.abandoned.fetch_add(1, Ordering::Relaxed);
             unsafe { pg_sys::dsm_detach(seg) };
             continue;
         }
-        out.push(t);
+        out.push(Taken {
+            seg,
+            hdr,
+            base,
+            key: Key {
+                db: h.db_oid,
+                model_id: h.model_id,
+                fingerprint: h.fingerprint,
+            },
+            ctxs: Vec::new(),
+            status: None,
+        });
     }
-    sh.in_progress.store(out.len() as u32, Ordering::Relaxed);
     out
 }
 
-/// Runs `f` with every signal blocked on this thread, so threads it creates (candle's,
-/// rayon's) never receive signals meant for PostgreSQL's handlers.
-fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        let r = f();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        r
-    }
-}
-
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panic".into())
-}
-
 impl Worker {
-    fn serve(&mut self, sh: &Shared, mut taken: Vec<Taken>) {
+    /// Loads the models that were shipped, asks for those that were not, decodes the
+    /// contexts and queues the requests for the compute threads.
+    fn dispatch(&mut self, sh: &Shared, taken: Vec<Taken>) {
         let g = self.generation;
-        // Testing aid: hold the requests (rdl.debug_worker_delay), still answering shutdown.
-        let delay = taken.iter().map(|t| t.header().delay_ms).max().unwrap_or(0);
-        if delay > 0 {
-            let until = Instant::now() + Duration::from_millis(delay.min(60_000) as u64);
-            while Instant::now() < until && unsafe { pg_sys::ShutdownRequestPending } == 0 {
-                unsafe { pg_sys::pg_usleep(10_000) };
-            }
-        }
-        // Decode; load models that were shipped; ask for models that were not.
-        let mut ready: Vec<usize> = Vec::new();
-        for (i, t) in taken.iter_mut().enumerate() {
-            let h = unsafe { &*t.hdr };
-            if h.model_len > 0 && !self.cache.contains(&t.key) {
+        let mut jobs = Vec::new();
+        let mut answered = Vec::new();
+        for mut t in taken {
+            let h = t.header();
+            let (model_off, model_len, version) = (h.model_off, h.model_len, h.version);
+            if model_len > 0 && !self.cache.contains(&t.key) {
                 let bytes = unsafe {
-                    std::slice::from_raw_parts(
-                        t.base.add(h.model_off as usize),
-                        h.model_len as usize,
-                    )
+                    std::slice::from_raw_parts(t.base.add(model_off as usize), model_len as usize)
                 };
-                match self.load(t.key, h.version, bytes) {
+                match self.load(sh, t.key, version, bytes) {
                     Ok(()) => {
                         sh.loads.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
-                        let msg = format!("cannot load model {}: {e}", h.model_id);
+                        let msg = format!("cannot load model {}: {e}", t.key.model_id);
                         t.fail(sh, &msg);
+                        answered.push(t);
                         continue;
                     }
                 }
             }
-            if !self.cache.contains(&t.key) {
+            let now = shmem::now_us();
+            let used = self.cache.get_mut(&t.key).map(|c| {
+                c.last_used_us = now;
+                c.model.clone()
+            });
+            let Some(model) = used else {
                 sh.need_model.fetch_add(1, Ordering::Relaxed);
                 t.answer(proto::NEED_MODEL);
+                answered.push(t);
                 continue;
-            }
+            };
+            let h = t.header();
             let payload = unsafe {
                 std::slice::from_raw_parts(
                     t.base.add(h.payload_off as usize),
                     h.payload_len as usize,
                 )
             };
+            let n_ctx = h.n_ctx as usize;
             match wire::decode_batch(payload) {
-                Ok(c) if c.len() == h.n_ctx as usize => {
+                Ok(c) if c.len() == n_ctx => {
                     t.ctxs = c;
-                    ready.push(i);
+                    jobs.push(Job { taken: t, model });
                 }
                 Ok(c) => {
-                    let msg = format!("{} contexts, {} announced", c.len(), h.n_ctx);
-                    t.fail(sh, &msg)
-                }
-                Err(e) => t.fail(sh, &e.to_string()),
-            }
-        }
-        // Merge requests per model into forward passes of at most rdl.max_batch contexts.
-        let reqs: Vec<(Key, usize)> = ready
-            .iter()
-            .map(|&i| (taken[i].key, taken[i].ctxs.len()))
-            .collect();
-        let max_batch = guc::MAX_BATCH.get().max(1) as usize;
-        for (key, members) in plan_batches(&reqs, max_batch) {
-            let members: Vec<usize> = members.iter().map(|&m| ready[m]).collect();
-            let mut all = Vec::new();
-            let mut sizes = Vec::new();
-            for &m in &members {
-                sizes.push(taken[m].ctxs.len());
-                all.append(&mut taken[m].ctxs);
-            }
-            let Some(c) = self.cache.get_mut(&key) else {
-                continue; // cannot happen: checked above, nothing evicts in between
-            };
-            c.last_used_us = shmem::now_us();
-            let n_out = c.model.task.n_out().max(1);
-            let result =
-                with_signals_blocked(|| catch_unwind(AssertUnwindSafe(|| c.model.predict(&all))));
-            let outputs = match result {
-                Ok(Ok(v)) if v.len() == all.len() * n_out => Ok(v),
-                Ok(Ok(v)) => Err(format!("{} outputs for {} contexts", v.len(), all.len())),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(p) => Err(format!("panic in the model: {}", panic_message(p))),
-            };
-            match outputs {
-                Ok(v) => {
-                    let mut at = 0;
-                    for (&m, &n) in members.iter().zip(&sizes) {
-                        let t = &mut taken[m];
-                        let (want, out_off) = (t.header().n_out as usize, t.header().out_off);
-                        if want != n_out {
-                            t.fail(sh, "the model's output count changed");
-                            at += n * n_out;
-                            continue;
-                        }
-                        let dst = unsafe { t.base.add(out_off as usize) };
-                        for (j, x) in v[at..at + n * n_out].iter().enumerate() {
-                            let b = x.to_le_bytes();
-                            unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), dst.add(j * 4), 4) };
-                        }
-                        at += n * n_out;
-                        t.answer(proto::DONE);
-                    }
-                    sh.passes.fetch_add(1, Ordering::Relaxed);
-                    sh.requests
-                        .fetch_add(members.len() as u64, Ordering::Relaxed);
-                    sh.contexts.fetch_add(all.len() as u64, Ordering::Relaxed);
+                    let msg = format!("{} contexts, {} announced", c.len(), n_ctx);
+                    t.fail(sh, &msg);
+                    answered.push(t);
                 }
                 Err(e) => {
-                    pgrx::log!("rdl worker: forward pass failed: {e}");
-                    for &m in &members {
-                        taken[m].fail(sh, &e);
-                    }
+                    t.fail(sh, &e.to_string());
+                    answered.push(t);
                 }
             }
         }
-        sh.in_progress.store(0, Ordering::Relaxed);
+        // The listing shows newly loaded models before any answer goes out.
         publish(sh, self);
-        for t in taken {
+        for t in answered {
             t.release(sh, g);
-            unsafe { pg_sys::dsm_detach(t.seg) };
+            t.detach();
         }
+        sh.in_progress
+            .fetch_add(jobs.len() as u32, Ordering::Relaxed);
+        self.pool.submit(jobs);
     }
 
-    fn load(&mut self, key: Key, version: i32, bytes: &[u8]) -> Result<(), String> {
+    fn load(&mut self, sh: &Shared, key: Key, version: i32, bytes: &[u8]) -> Result<(), String> {
         let dev = self.device.clone();
         let model = with_signals_blocked(|| {
             catch_unwind(AssertUnwindSafe(|| {
@@ -414,20 +447,17 @@ impl Worker {
         if model.fingerprint() != key.fingerprint {
             return Err("its bytes are not the model the backend holds".into());
         }
-        let size = bytes.len();
         let evicted = self.cache.insert(
             key,
             Cached {
-                model,
+                model: Arc::new(model),
                 version,
                 last_used_us: shmem::now_us(),
             },
-            size,
+            bytes.len(),
         );
-        if let Some(sh) = shmem::get() {
-            sh.evictions
-                .fetch_add(evicted.len() as u64, Ordering::Relaxed);
-        }
+        sh.evictions
+            .fetch_add(evicted.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 }

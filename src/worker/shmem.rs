@@ -49,8 +49,12 @@ pub struct Shared {
     pub need_model: AtomicU64,
     pub loads: AtomicU64,
     pub evictions: AtomicU64,
-    /// Requests taken and not yet answered.
+    /// Requests taken and not yet answered, and of those, waiting for a compute thread.
     pub in_progress: AtomicU32,
+    pub waiting: AtomicU32,
+    /// Trainings started on the worker, and running now.
+    pub trainings: AtomicU64,
+    pub trainings_running: AtomicU32,
     pub seq: AtomicU64,
     pub cache_bytes: AtomicU64,
     pub cache_limit: AtomicU64,
@@ -166,12 +170,15 @@ impl Shared {
         }
     }
 
-    /// Requests posted and not yet taken.
+    /// Requests posted and not yet computed: in their slots, or waiting in the worker
+    /// for a compute thread.
     pub fn queued(&self) -> usize {
-        self.slots()
+        let posted = self
+            .slots()
             .iter()
             .filter(|s| s.load(Ordering::Relaxed) != 0)
-            .count()
+            .count();
+        posted + self.waiting.load(Ordering::Relaxed) as usize
     }
 
     /// Runs `write` as the listing's writer (the worker only).

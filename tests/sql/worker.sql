@@ -107,9 +107,9 @@ SELECT pg_reload_conf();
 SELECT pg_sleep(0.5);
 SHOW rdl.max_batch;
 
--- Concurrent requests share forward passes: while the worker holds one session's request
--- (rdl.debug_worker_delay), three others queue; it then answers all three in one pass
--- (4 requests, 2 forward passes).
+-- Concurrent requests share forward passes: while the worker's queue is held (one
+-- session's rdl.debug_worker_delay), three other sessions' requests queue; then one
+-- forward pass answers all four.
 SELECT (rdl_status()->>'forward_passes')::int AS p0, served() AS s0 \gset
 \! psql -X -At -c "SET rdl.debug_worker_delay = 3000" -c "SELECT rdl_predict('driver-dnf', 1, '2012-01-01+00') >= 0 AS held" > "$RDL_TEST_OUT/worker_held.out" 2>&1 & sleep 0.5; for d in 2 3 4; do psql -X -At -c "SELECT rdl_predict('driver-dnf', $d, '2012-01-01+00') >= 0 AS queued" > "$RDL_TEST_OUT/worker_q$d.out" 2>&1 & done; wait
 \! cat "$RDL_TEST_OUT/worker_held.out" "$RDL_TEST_OUT/worker_q2.out" "$RDL_TEST_OUT/worker_q3.out" "$RDL_TEST_OUT/worker_q4.out"

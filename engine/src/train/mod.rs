@@ -119,6 +119,8 @@ pub enum TrainError {
     BadLabel(String),
     Candle(candle_core::Error),
     Format(String),
+    /// Any other failure, described (e.g. reported by the process that trained).
+    Other(String),
 }
 
 impl fmt::Display for TrainError {
@@ -129,6 +131,7 @@ impl fmt::Display for TrainError {
             TrainError::BadLabel(s) => write!(f, "bad label: {s}"),
             TrainError::Candle(e) => write!(f, "model error: {e}"),
             TrainError::Format(s) => write!(f, "bad model bytes: {s}"),
+            TrainError::Other(s) => write!(f, "{s}"),
         }
     }
 }
