@@ -16,10 +16,11 @@ phase_end() { echo "==> ${PHASE_NAME}: $(( $(date +%s) - PHASE_T0 ))s"; }
 # Servers start without RUST_BACKTRACE: pgrx would append Rust backtraces to error DETAILs.
 as_postgres() { env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE runuser -u postgres -- "$@"; }
 
-# Starts (creating if needed) a throwaway cluster in $1 on port $2, socket in $1 itself.
+# Starts (creating if needed) a throwaway cluster in $1 on port $2, socket in $1 itself;
+# $3 (optional) adds server options, e.g. "-c shared_preload_libraries=rdl".
 # The directory lives under build/ (git-ignored); the postgres OS user owns it.
 cluster_start() {
-    local dir="$1" port="$2"
+    local dir="$1" port="$2" extra="${3:-}"
     mkdir -p "$dir"
     chown postgres "$dir"
     # The postgres user must be able to reach the directory through every parent.
@@ -29,7 +30,7 @@ cluster_start() {
     fi
     if ! as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
         as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -w -l "$dir/log" \
-            -o "-p $port -k $dir -c listen_addresses='' -c fsync=off" start >/dev/null
+            -o "-p $port -k $dir -c listen_addresses='' -c fsync=off $extra" start >/dev/null
     fi
     local i
     for i in $(seq 1 60); do

@@ -1,9 +1,49 @@
 //! rdl's settings (GUCs), defined when the library loads.
 
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
 /// `rdl.threads`: compute threads for training and batch scoring; 0 = one per core.
 pub static THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+/// `rdl.device`: the background worker's compute device (`auto`, `cpu`, `cuda`, `cuda:N`).
+pub static DEVICE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"auto"));
+
+/// `rdl.model_cache_mb`: the background worker's model cache budget, MB.
+pub static MODEL_CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+
+/// `rdl.max_batch`: contexts per request a backend sends, and per forward pass the worker
+/// merges from concurrent requests.
+pub static MAX_BATCH: GucSetting<i32> = GucSetting::<i32>::new(256);
+
+/// `rdl.worker_timeout`: how long a backend waits for the worker's answer, ms (0: no limit).
+pub static WORKER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+
+/// `rdl.use_worker`: whether this session's predictions go through the worker when one runs.
+pub static USE_WORKER: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// Where `rdl_train` trains when the background worker runs.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TrainOnWorker {
+    /// On the worker when its device is a GPU; else in the calling backend.
+    #[name = c"auto"]
+    Auto,
+    /// Always on the worker (its device, CPU included).
+    #[name = c"on"]
+    On,
+    /// Always in the calling backend, on the CPU.
+    #[name = c"off"]
+    Off,
+}
+
+/// `rdl.train_on_worker`.
+pub static TRAIN_ON_WORKER: GucSetting<TrainOnWorker> =
+    GucSetting::<TrainOnWorker>::new(TrainOnWorker::Auto);
+
+/// `rdl.debug_worker_delay`: a testing aid — the worker holds each of this session's
+/// requests this long before computing (superuser only, not shown). 0: off.
+pub static DEBUG_WORKER_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -16,9 +56,81 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"rdl.device",
+        c"Compute device of rdl's background worker: auto, cpu, cuda or cuda:N.",
+        c"Used when rdl is in shared_preload_libraries; auto picks the first GPU when rdl was built with CUDA and one is present, else the CPU. Backends computing in-process always use the CPU.",
+        &DEVICE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rdl.model_cache_mb",
+        c"Memory rdl's background worker keeps loaded models in (least recently used evicted).",
+        c"The most recently used model stays loaded even when it alone is larger.",
+        &MODEL_CACHE_MB,
+        1,
+        1 << 20,
+        GucContext::Sighup,
+        GucFlags::UNIT_MB,
+    );
+    GucRegistry::define_int_guc(
+        c"rdl.max_batch",
+        c"Contexts per forward pass of rdl's background worker.",
+        c"A backend splits a larger request into pieces of this many contexts; the worker merges concurrent requests for one model up to this many contexts into one forward pass.",
+        &MAX_BATCH,
+        1,
+        4096,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rdl.worker_timeout",
+        c"How long a backend waits for rdl's background worker to answer (0: no limit).",
+        c"After it, the prediction fails with an error; cancel and statement_timeout interrupt the wait too.",
+        &WORKER_TIMEOUT_MS,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_bool_guc(
+        c"rdl.use_worker",
+        c"Send this session's predictions to rdl's background worker when it runs.",
+        c"Off: compute them in this backend, on the CPU.",
+        &USE_WORKER,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"rdl.train_on_worker",
+        c"Where rdl_train trains when the background worker runs: auto, on, off.",
+        c"auto: on the worker's device when it is a GPU, else in the calling backend on the CPU; on: always on the worker; off: always in the backend.",
+        &TRAIN_ON_WORKER,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rdl.debug_worker_delay",
+        c"Testing aid: the worker holds this session's requests this long.",
+        c"For tests of cancellation and timeouts only.",
+        &DEBUG_WORKER_DELAY_MS,
+        0,
+        60_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS | GucFlags::NO_SHOW_ALL,
+    );
 }
 
 /// Hands the settings to the engine; called at the start of every computation.
 pub fn apply() {
     rdl_engine::threads::configure(THREADS.get().max(0) as usize);
+}
+
+/// `rdl.device` as set.
+pub fn device_setting() -> String {
+    DEVICE
+        .get()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "auto".into())
 }

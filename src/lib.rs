@@ -16,15 +16,20 @@ mod plans;
 mod run;
 mod sampler;
 mod storage;
+mod worker;
 
 ::pgrx::pg_module_magic!();
 
 /// Runs when the library is loaded (in each backend, or in the postmaster with
-/// `shared_preload_libraries`): defines settings only. No threads, no devices here —
-/// they would not survive the postmaster's fork.
+/// `shared_preload_libraries`): defines settings and, when preloaded, registers the
+/// background worker and its shared memory. No threads, no devices here — they would not
+/// survive the postmaster's fork.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        worker::register();
+    }
 }
 
 // The extension's own storage. `rdl.time_columns` is user configuration, so pg_dump keeps it.

@@ -5,6 +5,7 @@
 //! encoding, the model, training and metrics. Its tests need no database.
 
 pub mod anchors;
+pub mod device;
 pub mod encode;
 pub mod ident;
 pub mod metrics;
@@ -13,6 +14,8 @@ pub mod pql;
 pub mod rank;
 pub mod sampler;
 pub mod schema;
+pub mod serve;
 pub mod threads;
 pub mod train;
 pub mod whatif;
+pub mod wire;

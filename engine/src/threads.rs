@@ -39,6 +39,17 @@ pub fn use_threads(n: usize) {
     }
 }
 
+/// Creates rayon's global pool — candle's CPU kernels run on it — with the configured
+/// thread count, unless it exists already (then `false`). rayon sizes the pool once, from
+/// `RAYON_NUM_THREADS` at its first use: without this, a process whose first forward pass
+/// ran on one thread keeps a one-thread pool for good.
+pub fn init_pool() -> bool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(configured())
+        .build_global()
+        .is_ok()
+}
+
 /// Threads for a forward pass over `tokens` tokens.
 pub fn for_tokens(tokens: usize) -> usize {
     if tokens < SMALL_BATCH_TOKENS {

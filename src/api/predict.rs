@@ -27,7 +27,9 @@ pub fn predict_seeds(t: &Task, l: &Loaded, seeds: &[(String, i64)]) -> Vec<Optio
             .iter()
             .map(|&i| l.model.encoder.encode(&ctxs[i]))
             .collect();
-        for (k, p) in predict_rows(&l.model, &enc).into_iter().enumerate() {
+        // The background worker when one serves this session, else in-process.
+        let preds = crate::worker::predict(l, &enc).unwrap_or_else(|| predict_rows(&l.model, &enc));
+        for (k, p) in preds.into_iter().enumerate() {
             out[start + idx[k]] = Some(p);
         }
     });

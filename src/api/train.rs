@@ -241,7 +241,8 @@ fn rdl_train(task: &str, options: Option<JsonB>, fcinfo: pg_sys::FunctionCallInf
         }
         true
     };
-    let model = train::train(
+    // On the background worker's device when it is a GPU (rdl.train_on_worker), else here.
+    let model = crate::worker::train(
         &cfg,
         &model_cfg,
         &encoder,
@@ -249,6 +250,16 @@ fn rdl_train(task: &str, options: Option<JsonB>, fcinfo: pg_sys::FunctionCallInf
         &val_ctx,
         &mut on_step,
     )
+    .unwrap_or_else(|| {
+        train::train(
+            &cfg,
+            &model_cfg,
+            &encoder,
+            &train_ctx,
+            &val_ctx,
+            &mut on_step,
+        )
+    })
     .unwrap_or_else(|e| train_err(e).raise());
     let val_metrics = score(
         kind,

@@ -4,6 +4,10 @@
 # the output with tests/sql/expected/*.out. Each test gets a fresh database with the F1
 # data loaded. Usage: tests/sql/run.sh [--no-install] [name ...]
 #   RDL_ACCEPT=1 tests/sql/run.sh   rewrites the expected files (review the diff!).
+# A file whose first line is `-- preload` runs after the others, with the cluster restarted
+# with shared_preload_libraries = 'rdl' (the background worker). Scripts may run shell
+# commands (\!) that connect back: PGHOST, PGPORT, PGUSER, PGDATABASE are set, RDL_PG_BIN
+# names the server's binaries and RDL_TEST_OUT a scratch directory.
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/lib.sh"
 
 install=1
@@ -14,8 +18,6 @@ sqldir="$RDL_ROOT/tests/sql"
 mkdir -p "$sqldir/results"
 
 if [ $install = 1 ]; then install_extension >/dev/null; fi
-cluster_start "$dir" "$port"
-trap 'cluster_stop "$dir"' EXIT
 
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
@@ -26,6 +28,18 @@ if [ ${#names[@]} -eq 0 ]; then
         names+=("$n")
     done
 fi
+# Plain scenarios first, then those that need the library preloaded.
+plain=(); preload=()
+for n in "${names[@]}"; do
+    if head -1 "$sqldir/$n.sql" | grep -q '^-- preload'; then preload+=("$n"); else plain+=("$n"); fi
+done
+preload_opts="-c shared_preload_libraries=rdl"
+
+# A cluster left running by an interrupted run may have the other configuration.
+cluster_stop "$dir"
+if [ ${#plain[@]} -gt 0 ]; then cluster_start "$dir" "$port"; else cluster_start "$dir" "$port" "$preload_opts"; fi
+trap 'cluster_stop "$dir"' EXIT
+export PGHOST="$dir" PGPORT="$port" PGUSER=postgres RDL_PG_BIN="$PG_BIN" RDL_TEST_OUT="$sqldir/results"
 
 psql_() { psql -X -h "$dir" -p "$port" -U postgres "$@"; }
 
@@ -36,12 +50,13 @@ if ! psql_ -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'rdl_f1_t
 fi
 
 passed=0; failed=0; failures=()
-for n in "${names[@]}"; do
-    db="rdl_test_${n}"
+run_one() {
+    local n="$1"
+    local db="rdl_test_${n}"
     psql_ -d postgres -qc "DROP DATABASE IF EXISTS ${db}" -qc "CREATE DATABASE ${db} TEMPLATE rdl_f1_template"
-    out="$sqldir/results/$n.out"
+    local out="$sqldir/results/$n.out"
     # -a echoes the statements so the expected file reads as a transcript.
-    (cd "$sqldir" && psql_ -d "$db" -a -q -v VERBOSITY=default -v SHOW_CONTEXT=never \
+    (cd "$sqldir" && PGDATABASE="$db" psql_ -d "$db" -a -q -v VERBOSITY=default -v SHOW_CONTEXT=never \
         -f "$n.sql" >"$out" 2>&1) || true
     if [ "${RDL_ACCEPT:-0}" = 1 ]; then cp "$out" "$sqldir/expected/$n.out"; fi
     if diff -u "$sqldir/expected/$n.out" "$out" >"$sqldir/results/$n.diff" 2>&1; then
@@ -50,6 +65,11 @@ for n in "${names[@]}"; do
         echo "FAIL $n"; cat "$sqldir/results/$n.diff"; failed=$((failed + 1)); failures+=("$n")
     fi
     psql_ -d postgres -qc "DROP DATABASE IF EXISTS ${db}"
-done
+}
+for n in "${plain[@]}"; do run_one "$n"; done
+if [ ${#preload[@]} -gt 0 ]; then
+    if [ ${#plain[@]} -gt 0 ]; then cluster_stop "$dir"; cluster_start "$dir" "$port" "$preload_opts"; fi
+    for n in "${preload[@]}"; do run_one "$n"; done
+fi
 echo "sql scenarios: ${passed} passed, ${failed} failed"
 [ $failed -eq 0 ]

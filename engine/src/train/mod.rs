@@ -120,6 +120,8 @@ pub enum TrainError {
     BadLabel(String),
     Candle(candle_core::Error),
     Format(String),
+    /// Any other failure, described (e.g. reported by the process that trained).
+    Other(String),
 }
 
 impl fmt::Display for TrainError {
@@ -130,6 +132,7 @@ impl fmt::Display for TrainError {
             TrainError::BadLabel(s) => write!(f, "bad label: {s}"),
             TrainError::Candle(e) => write!(f, "model error: {e}"),
             TrainError::Format(s) => write!(f, "bad model bytes: {s}"),
+            TrainError::Other(s) => write!(f, "{s}"),
         }
     }
 }
@@ -150,15 +153,11 @@ pub struct EpochStats {
     pub val_metric: Option<f64>,
 }
 
-/// The device: CPU, or the first GPU when built with `cuda` and one is present.
+/// The device `auto` picks: the first GPU when built with `cuda` and one is present, else
+/// the CPU. Backends never use it (they compute on the CPU, see [`crate::device`]); rdl's
+/// background worker opens the device its `rdl.device` setting names.
 pub fn default_device() -> Device {
-    #[cfg(feature = "cuda")]
-    {
-        if let Ok(d) = Device::new_cuda(0) {
-            return d;
-        }
-    }
-    Device::Cpu
+    crate::device::open(crate::device::DeviceSpec::Auto).device
 }
 
 /// Splits `order` into batches of at most `max_tokens` tokens and `max_ctx` contexts.
@@ -330,9 +329,22 @@ fn val_metric(
     }
 }
 
-/// Trains a model. `on_step` runs on the caller's thread after every step and after every
-/// epoch; returning `false` cancels with [`TrainError::Cancelled`].
+/// Trains a model on the CPU. `on_step` runs on the caller's thread after every step and
+/// after every epoch; returning `false` cancels with [`TrainError::Cancelled`].
 pub fn train(
+    cfg: &TrainConfig,
+    model_cfg: &ModelConfig,
+    encoder: &Encoder,
+    train: &[EncodedContext],
+    val: &[EncodedContext],
+    on_step: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<TrainedModel, TrainError> {
+    train_on(&Device::Cpu, cfg, model_cfg, encoder, train, val, on_step)
+}
+
+/// [`train`] on a given device.
+pub fn train_on(
+    dev: &Device,
     cfg: &TrainConfig,
     model_cfg: &ModelConfig,
     encoder: &Encoder,
@@ -346,7 +358,7 @@ pub fn train(
     check_labels(cfg.task, train, true)?;
     check_labels(cfg.task, val, false)?;
     crate::threads::use_threads(crate::threads::configured());
-    let dev = default_device();
+    let dev = dev.clone();
     let start = Instant::now();
     let budget = cfg.time_budget_s.map(Duration::from_secs_f64);
 
@@ -567,6 +579,24 @@ impl TrainedModel {
         ))
     }
 
+    /// A 64-bit identity of this trained model: a hash of its task, shapes, training
+    /// history (every epoch's loss and validation metric) and calibration. Two training
+    /// runs differ in it unless they computed the very same floats (and so the same
+    /// weights); it distinguishes models that share a database id across a re-created
+    /// extension.
+    pub fn fingerprint(&self) -> u64 {
+        let s = serde_json::to_string(&(
+            &self.task,
+            &self.dims,
+            &self.model_cfg,
+            &self.history,
+            &self.calibration,
+            &self.target_norm,
+        ))
+        .unwrap_or_default();
+        crate::encode::fnv1a(s.as_bytes())
+    }
+
     /// Safetensors bytes: the weights, with the task, configs, encoder, normalisation,
     /// calibration and history as JSON strings in the metadata.
     pub fn to_bytes(&self) -> Result<Vec<u8>, TrainError> {
@@ -597,7 +627,13 @@ impl TrainedModel {
             .map_err(|e| TrainError::Format(e.to_string()))
     }
 
+    /// A model from [`TrainedModel::to_bytes`], on the CPU.
     pub fn from_bytes(bytes: &[u8]) -> Result<TrainedModel, TrainError> {
+        Self::from_bytes_on(bytes, &Device::Cpu)
+    }
+
+    /// A model from [`TrainedModel::to_bytes`], its weights on `dev`.
+    pub fn from_bytes_on(bytes: &[u8], dev: &Device) -> Result<TrainedModel, TrainError> {
         let bad = |s: String| TrainError::Format(s);
         let (_, md) =
             safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
@@ -620,7 +656,7 @@ impl TrainedModel {
         let task: Task = field(&meta, "task")?;
         let model_cfg: ModelConfig = field(&meta, "model_config")?;
         let dims: ModelDims = field(&meta, "dims")?;
-        let dev = default_device();
+        let dev = dev.clone();
         let varmap = VarMap::new();
         let model = Model::new(&model_cfg, &dims, &varmap, &dev)?;
         let loaded = candle_core::safetensors::load_buffer(bytes, &dev)?;

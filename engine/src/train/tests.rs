@@ -114,6 +114,39 @@ fn training_is_deterministic_and_budgeted() {
 }
 
 #[test]
+fn fingerprint_and_batching_invariance() {
+    // What rdl's worker relies on: a model shipped as bytes keeps its identity, another
+    // training run does not share it, and a context's prediction does not depend on the
+    // other contexts of its forward pass (the worker merges many backends' requests).
+    let (enc, tr, va) = dataset(60, 24);
+    let mut t = tcfg();
+    t.max_epochs = 1;
+    let a = train(&t, &small_cfg(), &enc, &tr, &va, &mut |_| true).unwrap();
+    t.seed = 99;
+    let b = train(&t, &small_cfg(), &enc, &tr, &va, &mut |_| true).unwrap();
+    let back =
+        TrainedModel::from_bytes_on(&a.to_bytes().unwrap(), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(back.fingerprint(), a.fingerprint());
+    assert_ne!(a.fingerprint(), b.fingerprint());
+    let all = a.predict(&va).unwrap();
+    for (i, c) in va.iter().enumerate() {
+        let one = a.predict(std::slice::from_ref(c)).unwrap();
+        assert!(
+            (one[0] - all[i]).abs() < 1e-5,
+            "context {i}: {} vs {}",
+            one[0],
+            all[i]
+        );
+    }
+    let mut rev = va.clone();
+    rev.reverse();
+    let back_rev = back.predict(&rev).unwrap();
+    for i in 0..va.len() {
+        assert!((back_rev[va.len() - 1 - i] - all[i]).abs() < 1e-5);
+    }
+}
+
+#[test]
 fn regression_and_multiclass_train_and_round_trip() {
     let (enc, mut tr, mut va) = dataset(80, 30);
     // regression: quantity-free target in odd units; multiclass: 3 classes

@@ -1,0 +1,440 @@
+//! The backend's side: send encoded contexts to the worker and wait for its outputs.
+
+use std::ptr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use pgrx::pg_sys;
+use rdl_engine::encode::{EncodedContext, Encoder};
+use rdl_engine::model::ModelConfig;
+use rdl_engine::train::{Progress, TrainConfig, TrainError, TrainedModel};
+use rdl_engine::{serve, wire};
+
+use super::proto::{self, Header};
+use super::shmem::{self, Shared};
+use crate::api::model::{train_err, Loaded};
+use crate::error::RdlError;
+use crate::guc;
+
+enum Answer {
+    Outputs(Vec<f32>),
+    NeedModel,
+    Failed(String),
+}
+
+struct Request<'a> {
+    model_id: i64,
+    version: i32,
+    fingerprint: u64,
+    n_ctx: usize,
+    n_out: usize,
+    payload: &'a [u8],
+}
+
+/// The model's calibrated outputs per context, computed by the background worker; `None`
+/// when there is no worker to ask (not preloaded, not running, `rdl.use_worker` off) or it
+/// went away while this backend waited — the caller then computes in-process.
+pub fn predict(l: &Loaded, ctxs: &[EncodedContext]) -> Option<Vec<Vec<f64>>> {
+    if ctxs.is_empty() || !guc::USE_WORKER.get() {
+        return None;
+    }
+    let sh = shmem::get()?;
+    sh.live_worker()?;
+    let procno = unsafe { (*pg_sys::MyProc).pgprocno };
+    if procno < 0 || procno as usize >= sh.slots().len() {
+        return None;
+    }
+    let n_out = l.model.task.n_out().max(1);
+    let fingerprint = l.model.fingerprint();
+    let max_batch = guc::MAX_BATCH.get().max(1) as usize;
+    let mut model_bytes: Option<Vec<u8>> = None;
+    let mut out = Vec::with_capacity(ctxs.len());
+    // A request larger than rdl.max_batch is sent in pieces.
+    for r in serve::chunks(ctxs.len(), max_batch) {
+        let payload = wire::encode_batch(&ctxs[r.clone()]);
+        let req = Request {
+            model_id: l.id,
+            version: l.version,
+            fingerprint,
+            n_ctx: r.len(),
+            n_out,
+            payload: &payload,
+        };
+        let mut answer = roundtrip(sh, procno, &req, model_bytes.as_deref())?;
+        if let Answer::NeedModel = answer {
+            // The worker has not loaded this model (first use, evicted, or restarted):
+            // ship it once, with the same request.
+            let bytes = model_bytes
+                .get_or_insert_with(|| l.model.to_bytes().unwrap_or_else(|e| train_err(e).raise()));
+            answer = roundtrip(sh, procno, &req, Some(bytes))?;
+        }
+        match answer {
+            Answer::Outputs(v) => out.extend(
+                v.chunks(n_out)
+                    .map(|c| c.iter().map(|&x| x as f64).collect::<Vec<f64>>()),
+            ),
+            Answer::NeedModel => RdlError::new(
+                "XX000",
+                "rdl's background worker did not load the model it was sent",
+            )
+            .hint("See the server log; SET rdl.use_worker = off computes in this backend.")
+            .raise(),
+            Answer::Failed(msg) => RdlError::new("XX000", format!("rdl worker: {msg}"))
+                .hint("See the server log; SET rdl.use_worker = off computes in this backend.")
+                .raise(),
+        }
+    }
+    Some(out)
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn next_seq() -> u32 {
+    loop {
+        let s = SEQ.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if s != 0 {
+            return s;
+        }
+    }
+}
+
+/// Runs when this backend detaches the segment — after its answer, or when an error or
+/// cancel aborts the transaction (the resource owner detaches) — so the worker knows
+/// nobody will read the answer.
+unsafe extern "C-unwind" fn mark_gone(_seg: *mut pg_sys::dsm_segment, arg: pg_sys::Datum) {
+    let h = arg.value() as *const Header;
+    unsafe { (*h).backend_gone.store(1, Ordering::Release) };
+}
+
+/// Posts one request and waits for its answer; `None` when the worker went away.
+fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> Option<Answer> {
+    let model_len = model.map_or(0, <[u8]>::len);
+    let out_len = req.n_ctx * req.n_out * 4;
+    let lay = proto::layout(model_len, req.payload.len(), out_len);
+    // SAFETY: plain PostgreSQL calls on the main thread; the segment belongs to the
+    // current resource owner, so an ERROR (cancel included) detaches it.
+    let seg =
+        unsafe { pg_sys::dsm_create(lay.total, pg_sys::DSM_CREATE_NULL_IF_MAXSEGMENTS as i32) };
+    if seg.is_null() {
+        return None; // out of segment slots: compute in-process
+    }
+    let base = unsafe { pg_sys::dsm_segment_address(seg).cast::<u8>() };
+    let hdr = base.cast::<Header>();
+    let seq = next_seq();
+    unsafe {
+        ptr::write_bytes(base, 0, std::mem::size_of::<Header>());
+        let h = &mut *hdr;
+        h.magic = proto::MAGIC;
+        h.backend_pid = pg_sys::MyProcPid;
+        h.backend_procno = procno;
+        h.seq = seq;
+        h.kind = proto::KIND_PREDICT;
+        h.db_oid = pg_sys::MyDatabaseId.to_u32();
+        h.version = req.version;
+        h.model_id = req.model_id;
+        h.fingerprint = req.fingerprint;
+        h.n_ctx = req.n_ctx as u32;
+        h.n_out = req.n_out as u32;
+        h.delay_ms = guc::DEBUG_WORKER_DELAY_MS.get().max(0) as u32;
+        h.model_off = lay.model_off as u64;
+        h.model_len = model_len as u64;
+        h.payload_off = lay.payload_off as u64;
+        h.payload_len = req.payload.len() as u64;
+        h.out_off = lay.out_off as u64;
+        h.out_len = out_len as u64;
+        if let Some(m) = model {
+            ptr::copy_nonoverlapping(m.as_ptr(), base.add(lay.model_off), m.len());
+        }
+        ptr::copy_nonoverlapping(
+            req.payload.as_ptr(),
+            base.add(lay.payload_off),
+            req.payload.len(),
+        );
+        pg_sys::on_dsm_detach(seg, Some(mark_gone), pg_sys::Datum::from(hdr as usize));
+    }
+    let handle = unsafe { pg_sys::dsm_segment_handle(seg) };
+    let word = ((seq as u64) << 32) | handle as u64;
+    let generation = sh.generation.load(Ordering::Acquire);
+    let slot = &sh.slots()[procno as usize];
+    slot.store(word, Ordering::Release);
+    sh.wake_worker();
+
+    let timeout_ms = guc::WORKER_TIMEOUT_MS.get().max(0) as u128;
+    let t0 = Instant::now();
+    let h = unsafe { &*hdr };
+    let status = loop {
+        unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
+        let st = h.status();
+        if st != proto::PENDING {
+            break Some(st);
+        }
+        if sh.generation.load(Ordering::Acquire) != generation || sh.live_worker().is_none() {
+            // The worker exited or was restarted: this request is lost (a new worker may
+            // still have taken it; its answer would go unread). Compute in-process.
+            let _ = slot.compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
+            break None;
+        }
+        let waited = t0.elapsed().as_millis();
+        if timeout_ms > 0 && waited >= timeout_ms {
+            let _ = slot.compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
+            unsafe { pg_sys::dsm_detach(seg) };
+            RdlError::new(
+                "57014",
+                format!(
+                    "rdl's background worker did not answer within rdl.worker_timeout ({timeout_ms} ms)"
+                ),
+            )
+            .hint("The worker is overloaded or stuck: see rdl_status(). SET rdl.use_worker = off computes in this backend.")
+            .raise()
+        }
+        let mut wait = 100u128;
+        if timeout_ms > 0 {
+            wait = wait.min(timeout_ms - waited);
+        }
+        unsafe {
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                wait.max(1) as std::ffi::c_long,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+        }
+        // Cancel, statement_timeout, termination: an ERROR here aborts the transaction,
+        // whose resource owner detaches the segment; the worker sees the backend gone.
+        pgrx::check_for_interrupts!();
+    };
+    let answer = status.map(|st| match st {
+        proto::DONE => {
+            let mut v = vec![0f32; req.n_ctx * req.n_out];
+            unsafe {
+                ptr::copy_nonoverlapping(
+                    base.add(lay.out_off),
+                    v.as_mut_ptr().cast::<u8>(),
+                    out_len,
+                );
+            }
+            // Outputs are little-endian f32: the same as the native order here, made
+            // explicit for the day it is not.
+            for x in &mut v {
+                *x = f32::from_bits(u32::from_le(x.to_bits()));
+            }
+            Answer::Outputs(v)
+        }
+        proto::NEED_MODEL => Answer::NeedModel,
+        _ => Answer::Failed(h.error()),
+    });
+    unsafe { pg_sys::dsm_detach(seg) };
+    answer
+}
+
+fn f64_bits(a: &std::sync::atomic::AtomicU64) -> f64 {
+    f64::from_bits(a.load(Ordering::Relaxed))
+}
+
+/// Whether `rdl_train` should train on the worker: `rdl.train_on_worker` = on, or auto and
+/// the worker's device is a GPU.
+fn train_here_or_there(sh: &Shared) -> bool {
+    match guc::TRAIN_ON_WORKER.get() {
+        guc::TrainOnWorker::Off => false,
+        guc::TrainOnWorker::On => true,
+        guc::TrainOnWorker::Auto => sh
+            .read_listing(|s| shmem::get_str(&s.device))
+            .starts_with("cuda"),
+    }
+}
+
+/// Trains on the background worker's device, relaying its progress to `on_step` (on this
+/// thread, between waits: NOTICEs, `rdl.runs` rows and cancel checks happen here). `None`
+/// when training stays in this backend (no worker, or `rdl.train_on_worker` says so).
+pub fn train(
+    cfg: &TrainConfig,
+    model_cfg: &ModelConfig,
+    encoder: &Encoder,
+    train: &[EncodedContext],
+    val: &[EncodedContext],
+    on_step: &mut dyn FnMut(&Progress) -> bool,
+) -> Option<Result<TrainedModel, TrainError>> {
+    let sh = shmem::get()?;
+    sh.live_worker()?;
+    if !train_here_or_there(sh) {
+        return None;
+    }
+    let procno = unsafe { (*pg_sys::MyProc).pgprocno };
+    if procno < 0 || procno as usize >= sh.slots().len() {
+        return None;
+    }
+    let config = serde_json::to_vec(&(cfg, model_cfg, encoder)).ok()?;
+    let train_b = wire::encode_batch(train);
+    let val_b = wire::encode_batch(val);
+    let lay = proto::train_layout(config.len(), train_b.len(), val_b.len());
+    let seg =
+        unsafe { pg_sys::dsm_create(lay.total, pg_sys::DSM_CREATE_NULL_IF_MAXSEGMENTS as i32) };
+    if seg.is_null() {
+        return None;
+    }
+    // rdl_train commits its progress rows between steps (in on_step): the segment must not
+    // belong to the transaction's resource owner, which would unmap it at the first
+    // commit. Pinned to the session instead, and detached by the guard on every path —
+    // an ERROR (cancel) unwinds through it.
+    unsafe { pg_sys::dsm_pin_mapping(seg) };
+    let _detach = DetachOnDrop(seg);
+    let device = sh.read_listing(|s| shmem::get_str(&s.device));
+    pgrx::notice!(
+        "rdl_train: training on the background worker ({device}), {} MB sent",
+        lay.total / (1024 * 1024)
+    );
+    let base = unsafe { pg_sys::dsm_segment_address(seg).cast::<u8>() };
+    let hdr = base.cast::<Header>();
+    let seq = next_seq();
+    unsafe {
+        ptr::write_bytes(base, 0, std::mem::size_of::<Header>());
+        ptr::write_bytes(
+            base.add(lay.area_off),
+            0,
+            std::mem::size_of::<proto::TrainArea>(),
+        );
+        let h = &mut *hdr;
+        h.magic = proto::MAGIC;
+        h.backend_pid = pg_sys::MyProcPid;
+        h.backend_procno = procno;
+        h.seq = seq;
+        h.kind = proto::KIND_TRAIN;
+        h.db_oid = pg_sys::MyDatabaseId.to_u32();
+        h.n_ctx = train.len() as u32;
+        h.config_off = lay.config_off as u64;
+        h.config_len = config.len() as u64;
+        h.payload_off = lay.train_off as u64;
+        h.payload_len = train_b.len() as u64;
+        h.val_off = lay.val_off as u64;
+        h.val_len = val_b.len() as u64;
+        h.area_off = lay.area_off as u64;
+        for (off, b) in [
+            (lay.config_off, &config),
+            (lay.train_off, &train_b),
+            (lay.val_off, &val_b),
+        ] {
+            ptr::copy_nonoverlapping(b.as_ptr(), base.add(off), b.len());
+        }
+        pg_sys::on_dsm_detach(seg, Some(mark_gone), pg_sys::Datum::from(hdr as usize));
+    }
+    drop((config, train_b, val_b));
+    let area = unsafe { &*base.add(lay.area_off).cast::<proto::TrainArea>() };
+    let handle = unsafe { pg_sys::dsm_segment_handle(seg) };
+    let word = ((seq as u64) << 32) | handle as u64;
+    let generation = sh.generation.load(Ordering::Acquire);
+    let slot = &sh.slots()[procno as usize];
+    slot.store(word, Ordering::Release);
+    sh.wake_worker();
+
+    let h = unsafe { &*hdr };
+    let (mut seen_epochs, mut seen_steps) = (0u64, 0u64);
+    let status = loop {
+        unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
+        // Relay every epoch report in order, then the latest step.
+        let n = area.n_epochs.load(Ordering::Acquire);
+        seen_epochs = seen_epochs.max(n.saturating_sub(proto::MAX_EPOCH_RECORDS as u64));
+        while seen_epochs < n {
+            let r = &area.epochs[seen_epochs as usize % proto::MAX_EPOCH_RECORDS];
+            let val = f64_bits(&r.val_metric);
+            let p = Progress {
+                epoch: r.epoch.load(Ordering::Relaxed) as usize,
+                step: area.step.load(Ordering::Relaxed) as usize,
+                total_steps: area.total_steps.load(Ordering::Relaxed) as usize,
+                lr: f64_bits(&area.lr),
+                loss: f64_bits(&r.loss),
+                epoch_end: true,
+                val_metric: (!val.is_nan()).then_some(val),
+                elapsed_s: f64_bits(&r.elapsed_s),
+            };
+            if !on_step(&p) {
+                area.cancel.store(1, Ordering::Release);
+            }
+            seen_epochs += 1;
+        }
+        let s = area.steps.load(Ordering::Acquire);
+        // A pending cancel goes through on_step too (as a repeat of the last step report),
+        // so the caller can record it (rdl_train marks its run cancelled) before raising.
+        let interrupt = unsafe {
+            pg_sys::InterruptPending != 0
+                && (pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0)
+        };
+        if s != seen_steps || interrupt {
+            seen_steps = s;
+            let p = Progress {
+                epoch: area.epoch.load(Ordering::Relaxed) as usize,
+                step: area.step.load(Ordering::Relaxed) as usize,
+                total_steps: area.total_steps.load(Ordering::Relaxed) as usize,
+                lr: f64_bits(&area.lr),
+                loss: f64_bits(&area.loss),
+                epoch_end: false,
+                val_metric: None,
+                elapsed_s: f64_bits(&area.elapsed_s),
+            };
+            if !on_step(&p) {
+                area.cancel.store(1, Ordering::Release);
+            }
+        }
+        // Raised here, after on_step had its chance (an ERROR detaches the segment; the
+        // worker sees the backend gone and stops the training).
+        pgrx::check_for_interrupts!();
+        let st = h.status();
+        if st != proto::PENDING && area.n_epochs.load(Ordering::Acquire) == seen_epochs {
+            break st;
+        }
+        if sh.generation.load(Ordering::Acquire) != generation || sh.live_worker().is_none() {
+            let _ = slot.compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
+            RdlError::new(
+                "57P01",
+                "rdl's background worker exited during the training",
+            )
+            .hint("Retry; SET rdl.train_on_worker = off trains in this backend.")
+            .raise()
+        }
+        unsafe {
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                100,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+        }
+    };
+    let result = if status == proto::DONE {
+        let len = area.result_len.load(Ordering::Acquire) as usize;
+        let rh = area.result_handle.load(Ordering::Acquire);
+        let rseg = unsafe { pg_sys::dsm_attach(rh as pg_sys::dsm_handle) };
+        if rseg.is_null() {
+            Err(TrainError::Other(
+                "the trained model's segment is gone".into(),
+            ))
+        } else {
+            let mut bytes = vec![0u8; len];
+            unsafe {
+                let src = pg_sys::dsm_segment_address(rseg).cast::<u8>();
+                ptr::copy_nonoverlapping(src, bytes.as_mut_ptr(), len);
+                pg_sys::dsm_detach(rseg);
+            }
+            area.ack.store(1, Ordering::Release);
+            sh.wake_worker();
+            TrainedModel::from_bytes(&bytes)
+        }
+    } else {
+        let msg = h.error();
+        Err(match h.err_kind {
+            proto::ERR_CANCELLED => TrainError::Cancelled,
+            proto::ERR_NO_DATA => TrainError::NoTrainingData,
+            proto::ERR_BAD_LABEL => TrainError::BadLabel(msg),
+            _ => TrainError::Other(format!("rdl worker: {msg}")),
+        })
+    };
+    Some(result)
+}
+
+/// Detaches a session-pinned segment when dropped (also while an ERROR unwinds).
+struct DetachOnDrop(*mut pg_sys::dsm_segment);
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        unsafe { pg_sys::dsm_detach(self.0) };
+    }
+}

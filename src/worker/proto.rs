@@ -1,0 +1,204 @@
+//! One request: a dynamic shared memory segment the backend creates, sized for the whole
+//! exchange — header, optional model bytes, the encoded contexts, and room for the outputs.
+//!
+//! Why one segment per request rather than `shm_mq` queues: a backend knows the size of
+//! everything it sends *and* of the answer (contexts × outputs) before it sends, so a
+//! segment sized once holds the request and the answer with each byte copied once; the
+//! single-threaded worker never has to keep partial-message state for many queues (it reads
+//! a complete request, answers in place, sets the backend's latch); and the segment's
+//! lifetime is the request's — a backend that is cancelled detaches (its resource owner
+//! does it) and nothing is left to drain. A request larger than `rdl.max_batch` contexts
+//! is split by the backend into several segments, so no segment grows with the caller's
+//! batch. The cost, one `dsm_create` per request (tens of µs), is small next to a forward
+//! pass (milliseconds).
+//!
+//! Layout: [`Header`] at offset 0, then the model's bytes (only when the worker asked for
+//! them), the contexts ([`rdl_engine::wire`]), and `n_ctx × n_out` little-endian `f32`
+//! outputs, each section 8-byte aligned. The backend writes everything but `status`,
+//! `served_by`, `err` and the outputs before posting; the worker writes those, then
+//! `status` (release), then sets the backend's latch.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+pub const MAGIC: u64 = 0x3172_6b72_6f77_6c64; // "dlworkr1"
+pub const KIND_PREDICT: u32 = 1;
+/// A training on the worker's device. The segment holds the configuration (JSON), the
+/// training and validation contexts and a [`TrainArea`] where the worker reports progress;
+/// the trained model, whose size is known only at the end, comes back in a segment the
+/// worker creates (`TrainArea::result_handle`), kept until the backend acknowledges it.
+pub const KIND_TRAIN: u32 = 2;
+
+pub const PENDING: u32 = 0;
+pub const DONE: u32 = 1;
+pub const NEED_MODEL: u32 = 2;
+pub const FAILED: u32 = 3;
+
+pub const ERR_LEN: usize = 1024;
+
+#[repr(C)]
+pub struct Header {
+    pub magic: u64,
+    pub status: AtomicU32,
+    /// Set (by an `on_dsm_detach` callback) when the backend detaches: it will not read
+    /// the answer.
+    pub backend_gone: AtomicU32,
+    pub backend_pid: i32,
+    pub backend_procno: i32,
+    pub seq: u32,
+    pub kind: u32,
+    pub db_oid: u32,
+    pub version: i32,
+    pub model_id: i64,
+    pub fingerprint: u64,
+    pub n_ctx: u32,
+    pub n_out: u32,
+    /// Testing aid (`rdl.debug_worker_delay`), ms.
+    pub delay_ms: u32,
+    pub err_len: u32,
+    pub model_off: u64,
+    pub model_len: u64,
+    pub payload_off: u64,
+    pub payload_len: u64,
+    pub out_off: u64,
+    pub out_len: u64,
+    /// Generation of the worker that answered.
+    pub served_by: u64,
+    /// Training requests: the JSON configuration, the validation contexts (the training
+    /// contexts are the payload) and the progress area.
+    pub config_off: u64,
+    pub config_len: u64,
+    pub val_off: u64,
+    pub val_len: u64,
+    pub area_off: u64,
+    /// What failed (training): one of the `ERR_*` codes.
+    pub err_kind: u32,
+    pub err: [u8; ERR_LEN],
+}
+
+pub const ERR_OTHER: u32 = 0;
+pub const ERR_CANCELLED: u32 = 1;
+pub const ERR_NO_DATA: u32 = 2;
+pub const ERR_BAD_LABEL: u32 = 3;
+
+/// Epoch reports a training keeps (a longer training overwrites the oldest; the backend
+/// reads them as they come, 10 times a second).
+pub const MAX_EPOCH_RECORDS: usize = 256;
+
+/// One epoch's report; floats as bits.
+#[repr(C)]
+pub struct EpochRecord {
+    pub epoch: AtomicU64,
+    pub loss: AtomicU64,
+    /// NaN when there is no validation metric.
+    pub val_metric: AtomicU64,
+    pub elapsed_s: AtomicU64,
+}
+
+/// Where a training on the worker reports to its backend.
+#[repr(C)]
+pub struct TrainArea {
+    /// Step reports so far; the latest one's figures follow.
+    pub steps: AtomicU64,
+    pub epoch: AtomicU64,
+    pub step: AtomicU64,
+    pub total_steps: AtomicU64,
+    pub lr: AtomicU64,
+    pub loss: AtomicU64,
+    pub elapsed_s: AtomicU64,
+    /// Epoch records written (each is complete before this count includes it).
+    pub n_epochs: AtomicU64,
+    pub epochs: [EpochRecord; MAX_EPOCH_RECORDS],
+    /// Set by the backend: stop training.
+    pub cancel: AtomicU32,
+    /// Set by the backend once it has copied the result.
+    pub ack: AtomicU32,
+    pub result_handle: AtomicU32,
+    pub result_len: AtomicU64,
+}
+
+pub const fn align8(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+/// Offsets of the sections for a request of these sizes, and the segment's total size.
+pub struct Layout {
+    pub model_off: usize,
+    pub payload_off: usize,
+    pub out_off: usize,
+    pub total: usize,
+}
+
+pub fn layout(model_len: usize, payload_len: usize, out_len: usize) -> Layout {
+    let model_off = align8(std::mem::size_of::<Header>());
+    let payload_off = align8(model_off + model_len);
+    let out_off = align8(payload_off + payload_len);
+    Layout {
+        model_off,
+        payload_off,
+        out_off,
+        total: out_off + out_len,
+    }
+}
+
+impl Header {
+    /// Whether the sections the header names fit a segment of `len` bytes and agree with
+    /// its counts (the worker checks before reading anything else).
+    pub fn valid(&self, len: usize) -> bool {
+        let fits = |off: u64, n: u64| off.checked_add(n).is_some_and(|end| end <= len as u64);
+        if self.magic != MAGIC {
+            return false;
+        }
+        if self.kind == KIND_TRAIN {
+            return fits(self.config_off, self.config_len)
+                && fits(self.payload_off, self.payload_len)
+                && fits(self.val_off, self.val_len)
+                && fits(self.area_off, std::mem::size_of::<TrainArea>() as u64)
+                && self.area_off.is_multiple_of(8);
+        }
+        self.kind == KIND_PREDICT
+            && self.n_out >= 1
+            && fits(self.model_off, self.model_len)
+            && fits(self.payload_off, self.payload_len)
+            && fits(self.out_off, self.out_len)
+            && self.out_off.is_multiple_of(4)
+            && self.out_len == self.n_ctx as u64 * self.n_out as u64 * 4
+    }
+
+    pub fn set_error(&mut self, msg: &str) {
+        let b = msg.as_bytes();
+        let n = b.len().min(ERR_LEN);
+        self.err[..n].copy_from_slice(&b[..n]);
+        self.err_len = n as u32;
+    }
+
+    pub fn error(&self) -> String {
+        String::from_utf8_lossy(&self.err[..(self.err_len as usize).min(ERR_LEN)]).into_owned()
+    }
+
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::Acquire)
+    }
+}
+
+/// Offsets of a training request's sections and its total size.
+pub struct TrainLayout {
+    pub config_off: usize,
+    pub train_off: usize,
+    pub val_off: usize,
+    pub area_off: usize,
+    pub total: usize,
+}
+
+pub fn train_layout(config_len: usize, train_len: usize, val_len: usize) -> TrainLayout {
+    let config_off = align8(std::mem::size_of::<Header>());
+    let train_off = align8(config_off + config_len);
+    let val_off = align8(train_off + train_len);
+    let area_off = align8(val_off + val_len);
+    TrainLayout {
+        config_off,
+        train_off,
+        val_off,
+        area_off,
+        total: area_off + std::mem::size_of::<TrainArea>(),
+    }
+}
