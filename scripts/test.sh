@@ -30,3 +30,7 @@ phase_end
 phase_start "SQL scenario tests"
 "$RDL_ROOT/tests/sql/run.sh"
 phase_end
+
+phase_start "upgrade test (tests/upgrade/run.sh: 0.1.0 -> this tree)"
+"$RDL_ROOT/tests/upgrade/run.sh"
+phase_end

@@ -87,3 +87,13 @@ pub fn query_one<T: pgrx::FromDatum + pgrx::IntoDatum>(
         }
     })
 }
+
+/// A required argument of a function that is not STRICT (it has other, optional,
+/// arguments): NULL is a clear error rather than pgrx's internal one.
+pub fn not_null<T>(v: Option<T>, what: &str) -> T {
+    v.unwrap_or_else(|| {
+        RdlError::new("22004", format!("{what} must not be NULL"))
+            .hint("Pass a value; optional arguments may be NULL or left out.")
+            .raise()
+    })
+}

@@ -61,7 +61,13 @@ pub fn init() {
         c"Compute device of rdl's background worker: auto, cpu, cuda or cuda:N.",
         c"Used when rdl is in shared_preload_libraries; auto picks the first GPU when rdl was built with CUDA and one is present, else the CPU. Backends computing in-process always use the CPU.",
         &DEVICE,
-        GucContext::Postmaster,
+        // PostgreSQL refuses (FATAL) a PGC_POSTMASTER variable defined after startup, i.e.
+        // when rdl is loaded by a backend rather than preloaded; there it is informational.
+        if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+            GucContext::Postmaster
+        } else {
+            GucContext::Suset
+        },
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

@@ -17,5 +17,6 @@ pub fn from_pg(ts: TimestampWithTimeZone) -> i64 {
 
 /// From a raw `TimestampTz` (µs since 2000-01-01 UTC).
 pub fn from_pg_raw(ts: pgrx::pg_sys::TimestampTz) -> i64 {
-    ts + PG_EPOCH_OFFSET_US
+    // Saturating: ±infinity stays at the ends of the range instead of overflowing.
+    ts.saturating_add(PG_EPOCH_OFFSET_US)
 }

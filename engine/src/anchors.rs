@@ -254,6 +254,15 @@ impl TaskOptions {
         if v.is_null() {
             return Ok(TaskOptions::default());
         }
+        // serde would read a struct from an array too: `[]` must not mean "defaults".
+        if !v.is_object() {
+            return Err(PqlError::new(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                "task options must be a JSON object",
+            )
+            .detail(format!("got {v}"))
+            .hint("E.g. '{\"val_cutoff\": \"2005-01-01\", \"test_cutoff\": \"2010-01-01\"}'."));
+        }
         let o: TaskOptions = serde_json::from_value(v.clone()).map_err(|e| {
             PqlError::new(sqlstate::INVALID_PARAMETER_VALUE, "invalid task options")
                 .detail(e.to_string())
@@ -594,6 +603,9 @@ mod tests {
             serde_json::json!({"eval_windows": 0}),
             serde_json::json!({"eval_windows": "x"}),
             serde_json::json!({"val_cutoff": "2010-01-01", "test_cutoff": "2005-01-01"}),
+            serde_json::json!([]),
+            serde_json::json!(["2005-01-01"]),
+            serde_json::json!("2005-01-01"),
         ] {
             assert_eq!(TaskOptions::from_json(&bad).unwrap_err().sqlstate, "22023");
         }

@@ -16,7 +16,18 @@ use crate::error::RdlError;
 /// The anchor for a prediction: `as_of`, or the current time.
 pub fn anchor_of(as_of: Option<TimestampWithTimeZone>) -> i64 {
     match as_of {
-        Some(ts) => crate::pgtime::from_pg(ts),
+        Some(ts) => {
+            // ±infinity and far-future times would overflow the time arithmetic
+            // (windows, relative times); no data is stamped after the year 9999.
+            const Y10000: i64 = 252_455_616_000_000_000; // 10000-01-01 in µs since 2000-01-01
+            let raw = ts.into_inner();
+            if raw >= Y10000 || raw == i64::MIN {
+                RdlError::new("22008", format!("as_of {ts} is out of range"))
+                    .hint("Pass a finite time before the year 10000, or NULL for now.")
+                    .raise()
+            }
+            crate::pgtime::from_pg(ts)
+        }
         // now() is the transaction's start time: read it directly, not through SPI, since
         // every rdl_predict call lands here.
         None => {
@@ -30,10 +41,11 @@ pub fn anchor_of(as_of: Option<TimestampWithTimeZone>) -> i64 {
 /// the context and its values. A row newer than `as_of` is never among them.
 #[pg_extern]
 fn rdl_context(
-    task: &str,
+    task: Option<&str>,
     entity_id: Option<AnyElement>,
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) -> Option<JsonB> {
+    let task = crate::error::not_null(task, "task");
     let t = load_task(task);
     let id = entity_id?;
     let key = entity::key_text(&id, &t.spec.entity.key_type, task);
@@ -130,10 +142,12 @@ fn split_gather_plan(
 /// rates. For capacity planning and `bench/sampler.sh`; reads as the calling user.
 #[pg_extern]
 fn rdl_sampler_stats(
-    task: &str,
-    split: default!(&str, "'train'"),
+    task: Option<&str>,
+    split: default!(Option<&str>, "'train'"),
     max_seeds: default!(Option<i32>, "NULL"),
 ) -> JsonB {
+    let task = crate::error::not_null(task, "task");
+    let split = crate::error::not_null(split, "split");
     let (t, plan, seeds) = split_gather_plan(task, split, max_seeds);
     crate::sampler::take_stats();
     let t0 = std::time::Instant::now();
@@ -180,10 +194,12 @@ fn rdl_sampler_stats(
 /// `COPY (...) TO` to compare PostgreSQL's own rate for the same rows (`bench/sampler.sh`).
 #[pg_extern]
 fn rdl_sampler_statements(
-    task: &str,
-    split: default!(&str, "'train'"),
+    task: Option<&str>,
+    split: default!(Option<&str>, "'train'"),
     max_seeds: default!(Option<i32>, "NULL"),
 ) -> SetOfIterator<'static, String> {
+    let task = crate::error::not_null(task, "task");
+    let split = crate::error::not_null(split, "split");
     let (t, plan, seeds) = split_gather_plan(task, split, max_seeds);
     let ((), stmts) = crate::sampler::traced(|| {
         crate::api::examples::gather_all(&plan, &t, &seeds, |_, _, _| {});

@@ -253,12 +253,13 @@ fn explain_one(one: &One, top_k: usize) -> serde_json::Value {
 /// from gradient × input), and a sentence. `assuming` explains a what-if context.
 #[pg_extern]
 fn rdl_explain(
-    task: &str,
+    task: Option<&str>,
     entity_id: Option<AnyElement>,
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
     top_k: default!(i32, 5),
     assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<JsonB> {
+    let task = crate::error::not_null(task, "task");
     let id = entity_id?;
     if !(1..=1000).contains(&top_k) {
         RdlError::new(
@@ -285,12 +286,13 @@ fn rdl_explain(
 /// (regression), the model version, its validation metrics and the context's size.
 #[pg_extern]
 fn rdl_predict_detail(
-    task: &str,
+    task: Option<&str>,
     entity_id: Option<AnyElement>,
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
     coverage: default!(f64, 0.9),
     assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<JsonB> {
+    let task = crate::error::not_null(task, "task");
     let id = entity_id?;
     if !(0.5..=0.99).contains(&coverage) {
         RdlError::new(

@@ -117,7 +117,10 @@ fn predict_one(
         assuming,
     );
     let enc = one.model.model.encoder.encode(&one.context);
-    let p = predict_rows(&one.model.model, std::slice::from_ref(&enc));
+    let encs = std::slice::from_ref(&enc);
+    // The background worker when one serves this session, else in-process.
+    let p = crate::worker::predict(&one.model, encs)
+        .unwrap_or_else(|| predict_rows(&one.model.model, encs));
     (one.model, p.into_iter().next().unwrap_or_default())
 }
 
@@ -155,11 +158,12 @@ pub fn not_ranking(t: &Task, task: &str, function: &str) {
 /// probability of the positive class (binary) or the value (regression).
 #[pg_extern]
 fn rdl_predict(
-    task: &str,
+    task: Option<&str>,
     entity_id: Option<AnyElement>,
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
     assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<f64> {
+    let task = crate::error::not_null(task, "task");
     let Some(id) = entity_id else {
         // Still an error for an unknown task or a wrong kind of task.
         require(&load_task(task), task, false, "rdl_predict");
@@ -172,11 +176,12 @@ fn rdl_predict(
 /// The most likely class of one entity (multiclass tasks).
 #[pg_extern]
 fn rdl_predict_class(
-    task: &str,
+    task: Option<&str>,
     entity_id: Option<AnyElement>,
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
     assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<String> {
+    let task = crate::error::not_null(task, "task");
     let Some(id) = entity_id else {
         require(&load_task(task), task, true, "rdl_predict_class");
         return None;
@@ -197,11 +202,12 @@ fn rdl_predict_class(
 /// `{"class": probability, ...}`, most likely first.
 #[pg_extern]
 fn rdl_predict_proba(
-    task: &str,
+    task: Option<&str>,
     entity_id: Option<AnyElement>,
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
     assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<JsonB> {
+    let task = crate::error::not_null(task, "task");
     let Some(id) = entity_id else {
         require(&load_task(task), task, true, "rdl_predict_proba");
         return None;
@@ -232,8 +238,8 @@ fn rdl_predict_proba(
 /// probability in `prediction` and the class in `class`.
 #[pg_extern]
 fn rdl_predict_batch(
-    task: &str,
-    entity_ids: AnyArray,
+    task: Option<&str>,
+    entity_ids: Option<AnyArray>,
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) -> TableIterator<
     'static,
@@ -243,7 +249,12 @@ fn rdl_predict_batch(
         name!(class, Option<String>),
     ),
 > {
+    let task = crate::error::not_null(task, "task");
     let (t, l) = task_and_model(task, |t| not_ranking(t, task, "rdl_predict_batch"));
+    // A NULL array holds no ids: no rows (the task is still checked).
+    let Some(entity_ids) = entity_ids else {
+        return TableIterator::new(Vec::new());
+    };
     let keys = entity::keys_text(&entity_ids, &t.spec.entity.key_type, task);
     let anchor = anchor_of(as_of);
     let seeds: Vec<(String, i64)> = keys.iter().map(|k| (k.clone(), anchor)).collect();

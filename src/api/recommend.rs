@@ -827,12 +827,13 @@ fn rank_candidates(
 #[pg_extern]
 #[allow(clippy::type_complexity)]
 fn rdl_recommend(
-    task: &str,
+    task: Option<&str>,
     entity_id: Option<AnyElement>,
     k: default!(i32, 10),
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
     exclude_owned: default!(bool, false),
 ) -> TableIterator<'static, (name!(item_id, String), name!(score, f64), name!(rank, i32))> {
+    let task = crate::error::not_null(task, "task");
     if k <= 0 {
         RdlError::new("22023", format!("k must be positive, not {k}"))
             .hint("Ask for the top k items, e.g. rdl_recommend(task, id, 10).")
@@ -901,9 +902,10 @@ fn rdl_recommend(
 /// the item-side time, the pool size, how many items were embedded, and the seconds taken.
 #[pg_extern]
 fn rdl_recommend_prepare(
-    task: &str,
+    task: Option<&str>,
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) -> JsonB {
+    let task = crate::error::not_null(task, "task");
     let t0 = Instant::now();
     let (t, l) = ranker_for(task, "rdl_recommend_prepare");
     let ti = item_side_time(anchor_of(as_of), l.ranker.rank_cfg.window.unit);

@@ -9,7 +9,12 @@ use crate::error::{query_one, spi, RdlError};
 /// The schema graph as the caller sees it: tables with primary keys, typed columns, time
 /// columns, and foreign keys. `schemas` limits it to those schemas.
 #[pg_extern]
-fn rdl_schema_graph(schemas: default!(Option<Vec<String>>, "NULL")) -> JsonB {
+fn rdl_schema_graph(schemas: default!(Option<Vec<Option<String>>>, "NULL")) -> JsonB {
+    let schemas = schemas.map(|v| {
+        v.into_iter()
+            .map(|s| crate::error::not_null(s, "a schema name"))
+            .collect()
+    });
     let graph = catalog::read_graph(schemas);
     match serde_json::to_value(&graph) {
         Ok(v) => JsonB(v),
@@ -20,7 +25,8 @@ fn rdl_schema_graph(schemas: default!(Option<Vec<String>>, "NULL")) -> JsonB {
 /// Sets (or, with `col` NULL, removes) the time column of `tbl`: the moment each row became
 /// known. A table whose time column is NULL is static: always visible to the model.
 #[pg_extern]
-fn rdl_set_time_column(tbl: &str, col: Option<&str>) -> String {
+fn rdl_set_time_column(tbl: Option<&str>, col: Option<&str>) -> String {
+    let tbl = crate::error::not_null(tbl, "tbl");
     let Some(oid) = query_one::<i64>(
         "SELECT pg_catalog.to_regclass($1)::oid::int8",
         &[tbl.into()],

@@ -178,7 +178,13 @@ fn read_task(name: &str) -> Task {
 /// Compiles `query` against the schema graph, derives the anchors of each split from the
 /// data's time range, and stores the task. Returns the compiled spec.
 #[pg_extern]
-fn rdl_create_task(name: &str, query: &str, options: default!(Option<JsonB>, "'{}'")) -> JsonB {
+fn rdl_create_task(
+    name: Option<&str>,
+    query: Option<&str>,
+    options: default!(Option<JsonB>, "'{}'"),
+) -> JsonB {
+    let name = crate::error::not_null(name, "name");
+    let query = crate::error::not_null(query, "query");
     if name.trim().is_empty() {
         RdlError::new("22023", "task name must not be empty").raise()
     }

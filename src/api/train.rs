@@ -65,6 +65,11 @@ impl Default for TrainOptions {
 fn parse_options(options: Option<JsonB>) -> TrainOptions {
     let opts: TrainOptions = match options.map(|j| j.0) {
         None | Some(serde_json::Value::Null) => TrainOptions::default(),
+        // serde would read a struct from an array too: `[]` must not mean "defaults".
+        Some(v) if !v.is_object() => RdlError::new("22023", "training options must be a JSON object")
+            .detail(format!("got {v}"))
+            .hint("E.g. CALL rdl_train('task', '{\"epochs\": 5, \"time_budget_s\": 300}').")
+            .raise(),
         Some(v) => serde_json::from_value(v).unwrap_or_else(|e| {
             RdlError::new("22023", "invalid training options")
                 .detail(e.to_string())
@@ -109,7 +114,8 @@ fn model_config(size: &str) -> ModelConfig {
 #[pg_extern(
     sql = "CREATE PROCEDURE rdl_train(task text, options jsonb DEFAULT '{}') LANGUAGE c AS 'MODULE_PATHNAME', 'rdl_train_wrapper';"
 )]
-fn rdl_train(task: &str, options: Option<JsonB>, fcinfo: pg_sys::FunctionCallInfo) {
+fn rdl_train(task: Option<&str>, options: Option<JsonB>, fcinfo: pg_sys::FunctionCallInfo) {
+    let task = crate::error::not_null(task, "task");
     let t0 = Instant::now();
     crate::guc::apply();
     let t = load_task_to_modify(task);
