@@ -21,6 +21,11 @@ fi
 echo "==> building rdl $old_version from $old_commit"
 rm -rf "$src"; mkdir -p "$src"
 git -C "$RDL_ROOT" archive "$old_commit" | tar -x -C "$src"
+# Both trees build in the same target directory (dependencies built once). Cargo decides
+# freshness by modification times, and the archive's files carry the commit's (older than
+# the last build): touch them so the old release is really rebuilt, and this tree's files
+# afterwards so it is rebuilt in turn.
+find "$src" -type f -exec touch {} +
 # The released install script must be the one kept in tests/upgrade.
 # Same target directory: the dependencies are built once.
 (cd "$src" && CARGO_TARGET_DIR="$RDL_ROOT/target" cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null)
@@ -34,7 +39,7 @@ psql_() { psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres "$@"; }
 psql_ -d postgres -c "CREATE DATABASE up" -c "CREATE DATABASE fresh"
 "$RDL_ROOT/examples/f1/load.sh" -h "$dir" -p "$port" -U postgres -d up >/dev/null
 
-psql_ -d up <<'SQL'
+psql_ -d up -At >/dev/null <<'SQL'
 CREATE EXTENSION rdl;
 SELECT rdl_create_task('dnf',
   'PREDICT COUNT(results.* WHERE results.status_id != 1, 0, 30, days) > 0
@@ -48,6 +53,7 @@ FROM drivers WHERE driver_id IN (1, 2, 3, 4, 8, 13, 17, 18, 20, 30);
 SQL
 
 echo "==> installing this tree over it ($(cargo pkgid 2>/dev/null | sed 's/.*[#@]//'))"
+find "$RDL_ROOT/src" "$RDL_ROOT/engine/src" "$RDL_ROOT/Cargo.toml" "$RDL_ROOT/engine/Cargo.toml" -type f -exec touch {} +
 install_extension >/dev/null
 cluster_stop "$dir"; cluster_start "$dir" "$port"
 

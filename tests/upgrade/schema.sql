@@ -2,7 +2,9 @@
 -- sorted: an upgraded installation must print exactly what a fresh one prints. Column
 -- order inside a table is left out (ALTER TABLE ADD COLUMN appends).
 WITH rels AS (
-    SELECT c.oid, c.relname, c.relkind, c.relacl, c.relrowsecurity, c.reloptions
+    SELECT c.oid, c.relname, c.relkind, c.relrowsecurity, c.reloptions,
+           -- NULL means the owner's default privileges: compare what they amount to.
+           coalesce(c.relacl, acldefault((CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END)::"char", c.relowner)) AS relacl
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = 'rdl' OR (n.nspname = 'public' AND c.relname LIKE 'rdl\_%')
 ), facts AS (
