@@ -76,9 +76,9 @@ fn rollout(b: &Batch, trace: &[candle_core::Tensor], target: usize) -> Result<Ve
         for t in 0..n {
             next[t] += r[t] * 0.5 / row_sum[t];
         }
-        for i in 0..p {
-            let (q, k) = (pairs.q_host[i] as usize, pairs.k_host[i] as usize);
-            next[k] += r[q] * wbar[i] / row_sum[q];
+        for ((&q, &k), &wb) in pairs.q_host.iter().zip(pairs.k_host.iter()).zip(&wbar) {
+            let (q, k) = (q as usize, k as usize);
+            next[k] += r[q] * wb / row_sum[q];
         }
         r = next;
     }
