@@ -169,6 +169,10 @@ pub fn argmax(r: &[f64]) -> usize {
 /// A loaded model, kept per backend and reloaded when the active version changes.
 pub struct Loaded {
     pub id: i64,
+    /// The model row's version (see `TaskState::active_tag`).
+    pub tag: Option<String>,
+    /// The columns of its tables when it was loaded (see `TaskState::columns_tag`).
+    pub columns_tag: Option<String>,
     pub version: i32,
     pub tables: Vec<String>,
     pub classes: Vec<String>,
@@ -202,16 +206,16 @@ pub fn task_and_model(task: &str, check: impl FnOnce(&Task)) -> (Rc<Task>, Rc<Lo
             .raise()
     };
     if let Some(l) = cached {
-        if l.id == id {
+        if l.id == id && l.tag == st.active_tag && l.columns_tag == st.columns_tag {
             // The role may have changed since the model was cached: checked on every call.
             deny(task, st.denied_table);
             return (st.task, l);
         }
     }
-    (st.task, load_model(task, id))
+    (st.task, load_model(task, id, st.active_tag.clone()))
 }
 
-fn load_model(task: &str, id: i64) -> Rc<Loaded> {
+fn load_model(task: &str, id: i64, tag: Option<String>) -> Rc<Loaded> {
     // The row exists: its id was just read in this snapshot.
     let (bytes, cfg, version) = crate::storage::as_owner(|| {
         spi(Spi::get_three_with_args::<Vec<u8>, JsonB, i32>(
@@ -242,8 +246,18 @@ fn load_model(task: &str, id: i64) -> Rc<Loaded> {
         plan.edges
             .retain(|e| plan.tables.contains_key(&e.child) && plan.tables.contains_key(&e.parent));
     }
+    check_columns(task, &model, &plan);
+    let columns_tag = crate::storage::as_owner(|| {
+        spi(Spi::get_two_with_args::<bool, String>(
+            crate::api::task::COLUMNS_TAG_SQL,
+            &[task.into(), stored.tables.clone().into()],
+        ))
+        .1
+    });
     let loaded = Rc::new(Loaded {
         id,
+        tag,
+        columns_tag,
         version,
         tables: stored.tables,
         classes: stored.classes,
@@ -253,6 +267,49 @@ fn load_model(task: &str, id: i64) -> Rc<Loaded> {
     });
     CACHE.with(|c| c.borrow_mut().insert(task.to_string(), loaded.clone()));
     loaded
+}
+
+/// Errors when a column the model was trained on is gone or no longer of the kind it was
+/// (42703 / 42804, HINT retrain) instead of reading something else silently.
+fn check_columns(task: &str, model: &TrainedModel, plan: &Plan) {
+    let retrain = || format!("Retrain: CALL rdl_train('{}');", task.replace('\'', "''"));
+    for name in model.encoder.columns.keys() {
+        let Some((tp, col)) = plan.tables.iter().find_map(|(t, tp)| {
+            let c = name.strip_prefix(t.as_str())?.strip_prefix('.')?;
+            Some((tp, c))
+        }) else {
+            continue;
+        };
+        let Some(v) = tp.values.iter().find(|v| v.name == col) else {
+            RdlError::new(
+                "42703",
+                format!("column {col} of {} no longer exists", tp.table),
+            )
+            .detail(format!(
+                "The model of task \"{task}\" was trained reading it."
+            ))
+            .hint(retrain())
+            .raise()
+        };
+        let was_numeric = model.encoder.num_stats.contains_key(name);
+        if was_numeric != (v.semantic == rdl_engine::schema::SemanticType::Numerical) {
+            RdlError::new(
+                "42804",
+                format!("column {col} of {} changed type", tp.table),
+            )
+            .detail(format!(
+                "The model of task \"{task}\" was trained reading it as {}; it is {:?} now.",
+                if was_numeric {
+                    "a number"
+                } else {
+                    "a category, text or time"
+                },
+                v.semantic
+            ))
+            .hint(retrain())
+            .raise()
+        }
+    }
 }
 
 /// Errors with 42501 when the caller may not read a table the model reads.

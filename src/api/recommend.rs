@@ -624,6 +624,8 @@ pub fn train(
 /// A loaded ranking model, kept per backend.
 pub struct LoadedRanker {
     pub id: i64,
+    /// The model row's version (see `TaskState::active_tag`).
+    pub tag: Option<String>,
     pub version: i32,
     pub tables: Vec<String>,
     pub item_table: String,
@@ -670,7 +672,7 @@ fn ranker_for(task: &str, function: &str) -> (Rc<Task>, Rc<LoadedRanker>) {
             .raise()
     };
     if let Some(l) = cached {
-        if l.id == id {
+        if l.id == id && l.tag == st.active_tag {
             deny(task, st.denied_table);
             return (st.task, l);
         }
@@ -707,6 +709,7 @@ fn ranker_for(task: &str, function: &str) -> (Rc<Task>, Rc<LoadedRanker>) {
     check_item_table(&plan, &item_table, task);
     let loaded = Rc::new(LoadedRanker {
         id,
+        tag: st.active_tag.clone(),
         version: version.unwrap_or(0),
         tables: stored.tables,
         item_encoder: ranker.item_encoder(),
@@ -714,6 +717,8 @@ fn ranker_for(task: &str, function: &str) -> (Rc<Task>, Rc<LoadedRanker>) {
         ranker,
         plan,
     });
+    // Indexes built for an earlier model with this id (a re-created extension) are stale.
+    INDEXES.with(|c| c.borrow_mut().retain(|((m, _), _)| *m != id));
     RANKERS.with(|c| c.borrow_mut().insert(task.to_string(), loaded.clone()));
     (st.task, loaded)
 }

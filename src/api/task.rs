@@ -37,6 +37,10 @@ pub struct Task {
 pub struct TaskState {
     pub task: Rc<Task>,
     pub active_model: Option<i64>,
+    /// The active model row's version (`xmin:ctid`), with `active_model`.
+    pub active_tag: Option<String>,
+    /// A fingerprint of the columns of the tables asked about.
+    pub columns_tag: Option<String>,
     pub denied_table: Option<String>,
 }
 
@@ -54,9 +58,23 @@ thread_local! {
     static TASKS: RefCell<HashMap<String, (String, Rc<Task>)>> = RefCell::new(HashMap::new());
 }
 
+/// A fingerprint of the columns of the tables `$2::text[]`: DDL since a model was loaded
+/// makes it check them again.
+macro_rules! columns_tag_sql {
+    () => {
+        "(SELECT md5(string_agg(a.attrelid::text || '.' || a.attnum || ':' || a.attname || ':' || a.atttypid::text, ','
+                             ORDER BY a.attrelid, a.attnum))
+          FROM unnest($2::text[]) AS x
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = to_regclass(x) AND a.attnum > 0 AND NOT a.attisdropped)"
+    };
+}
+
+/// [`columns_tag_sql`] alone (`$1` unused, so that the same text serves).
+pub const COLUMNS_TAG_SQL: &str = concat!("SELECT $1::text IS NULL, ", columns_tag_sql!());
+
 // Runs as the owner of rdl's tables; `$3` is the caller, whose rights are checked
 // explicitly (has_table_privilege / pg_has_role with the role given).
-const STATE_SQL: &str = "
+const STATE_SQL: &str = concat!("
 SELECT t.xmin::text || ':' || t.ctid::text,
        (SELECT m.id FROM rdl.models m WHERE m.task = t.name AND m.active),
        (SELECT CASE WHEN to_regclass(x) IS NULL THEN 'missing:' ELSE '' END || x
@@ -68,8 +86,14 @@ SELECT t.xmin::text || ':' || t.ctid::text,
        EXISTS (SELECT 1 FROM rdl.task_grants g
                WHERE g.task = t.name
                  AND (g.grantee = 0 OR pg_catalog.pg_has_role($3, g.grantee, 'MEMBER'))),
-       t.owner::text
-FROM rdl.tasks t WHERE t.name = $1";
+       t.owner::text,
+       -- Model ids start again at 1 in a re-created extension: the row version tells a
+       -- cached model from a new one with the same id.
+       (SELECT m.xmin::text || ':' || m.ctid::text FROM rdl.models m WHERE m.task = t.name AND m.active),
+       -- The columns of the tables the cached model reads: DDL since it was loaded makes
+       -- it check them again.
+       ", columns_tag_sql!(), "
+FROM rdl.tasks t WHERE t.name = $1");
 
 /// The task `name`, its active model and the readability of `tables`, in one statement,
 /// after checking that the caller may `access` it (42501 otherwise); the spec is parsed
@@ -103,10 +127,14 @@ pub fn task_state(name: &str, tables: &[String], access: Access) -> TaskState {
                 spi(t.get::<bool>(4)).unwrap_or(false),
                 spi(t.get::<bool>(5)).unwrap_or(false),
                 spi(t.get::<String>(6)).unwrap_or_default(),
+                spi(t.get::<String>(7)),
+                spi(t.get::<String>(8)),
             ))
         })
     });
-    let Some((tag, active_model, denied_table, is_owner, granted, owner)) = row else {
+    let Some((tag, active_model, denied_table, is_owner, granted, owner, active_tag, columns_tag)) =
+        row
+    else {
         RdlError::new("42704", format!("task \"{name}\" does not exist"))
             .hint("Create it with rdl_create_task(name, query); list tasks with SELECT * FROM rdl_tasks.")
             .raise()
@@ -143,6 +171,8 @@ pub fn task_state(name: &str, tables: &[String], access: Access) -> TaskState {
     TaskState {
         task,
         active_model,
+        active_tag,
+        columns_tag,
         denied_table,
     }
 }
