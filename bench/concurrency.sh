@@ -10,7 +10,7 @@
 # Cluster: build/conctest, port ${RDL_CONC_PORT:-25419}. Needs the extension installed.
 # Exits non-zero when a check fails. Not in CI: on 2 cores a training under 16 clients can
 # take longer than the run, and then no swap is observed (it says so).
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/lib.sh"
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/scripts/lib.sh"
 set -euo pipefail
 secs="${RDL_CONC_SECONDS:-60}"
 dir="$RDL_ROOT/build/conctest"; port="${RDL_CONC_PORT:-25419}"
