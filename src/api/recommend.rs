@@ -50,7 +50,7 @@ use crate::api::task::{split_anchors, task_state, Access, Task};
 use crate::api::train::TrainOptions;
 use crate::catalog;
 use crate::entity;
-use crate::error::{query_one, spi, RdlError};
+use crate::error::{spi, RdlError};
 use crate::pgtime;
 use crate::run::Run;
 
@@ -593,32 +593,7 @@ pub fn train(
             item_contexts: data.items.len(),
         }),
     };
-    run.lock_for_finish();
-    let version = crate::storage::as_owner(|| {
-        spi(Spi::run_with_args(
-            "UPDATE rdl.models SET active = false WHERE task = $1 AND active",
-            &[task.into()],
-        ));
-        query_one::<i32>(
-        "INSERT INTO rdl.models (task, version, config, weights, metrics, train_seconds, data_snapshot, active)
-         SELECT $1, coalesce((SELECT max(version) FROM rdl.models WHERE task = $1), 0) + 1,
-                $2, $3, $4, $5, now(), true
-         RETURNING version",
-        &[
-            task.into(),
-            JsonB(serde_json::to_value(&stored).unwrap_or_default()).into(),
-            bytes.into(),
-            JsonB(json!({ "val": val_metrics })).into(),
-            t0.elapsed().as_secs_f64().into(),
-        ],
-    )
-    .unwrap_or(0)
-    });
-    run.finish(version, json!({ "val": val_metrics }));
-    notice(format!(
-        "rdl_train {task}: version {version} active, validation {val_metrics}, {:.0}s in all",
-        t0.elapsed().as_secs_f64()
-    ));
+    crate::api::train::store_model(task, &stored, bytes, val_metrics, run, t0);
 }
 
 /// A loaded ranking model, kept per backend.

@@ -286,6 +286,19 @@ fn rdl_train(task: Option<&str>, options: Option<JsonB>, fcinfo: pg_sys::Functio
         class_prior,
         ranking: None,
     };
+    store_model(task, &stored, bytes, val_metrics, &run, t0);
+}
+
+/// Stores a finished model as the task's new active version (the previous one inactive),
+/// as rdl's owner, and closes the run.
+pub fn store_model(
+    task: &str,
+    stored: &StoredConfig,
+    bytes: Vec<u8>,
+    val_metrics: serde_json::Value,
+    run: &Run,
+    t0: Instant,
+) {
     run.lock_for_finish();
     let version = crate::storage::as_owner(|| {
         // Two statements: a data-modifying CTE would not let the INSERT see the UPDATE, and
@@ -301,7 +314,7 @@ fn rdl_train(task: Option<&str>, options: Option<JsonB>, fcinfo: pg_sys::Functio
              RETURNING version",
             &[
                 task.into(),
-                JsonB(serde_json::to_value(&stored).unwrap_or_default()).into(),
+                JsonB(serde_json::to_value(stored).unwrap_or_default()).into(),
                 bytes.into(),
                 JsonB(json!({ "val": val_metrics })).into(),
                 t0.elapsed().as_secs_f64().into(),
