@@ -97,3 +97,20 @@ pub fn not_null<T>(v: Option<T>, what: &str) -> T {
             .raise()
     })
 }
+
+/// 53200 for a call that would hold more than `rdl.max_memory_mb`.
+pub fn over_memory(what: String, e: rdl_engine::memory::Exceeded, hint: &str) -> RdlError {
+    let mb = |b: usize| b.div_ceil(1 << 20);
+    RdlError::new(
+        "53200",
+        format!(
+            "{what} would need about {} MB, more than rdl.max_memory_mb ({} MB)",
+            mb(e.need),
+            mb(e.limit)
+        ),
+    )
+    .hint(format!(
+        "{hint} Or raise rdl.max_memory_mb (SET rdl.max_memory_mb = '{}MB').",
+        mb(e.need) * 2
+    ))
+}

@@ -41,6 +41,9 @@ pub enum TrainOnWorker {
 pub static TRAIN_ON_WORKER: GucSetting<TrainOnWorker> =
     GucSetting::<TrainOnWorker>::new(TrainOnWorker::Auto);
 
+/// `rdl.max_memory_mb`: what one call may hold in gathered and encoded contexts, MB.
+pub static MAX_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(2048);
+
 /// `rdl.debug_worker_delay`: a testing aid — the worker holds each of this session's
 /// requests this long before computing (superuser only, not shown). 0: off.
 pub static DEBUG_WORKER_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
@@ -117,6 +120,16 @@ pub fn init() {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
+        c"rdl.max_memory_mb",
+        c"Memory one rdl call may hold in contexts (gathered rows, encoded tokens).",
+        c"Training that would need more is refused before it gathers, with a hint; predictions and evaluations gather in pieces small enough to fit. Like work_mem, it bounds one call of one session.",
+        &MAX_MEMORY_MB,
+        1,
+        1 << 20,
+        GucContext::Userset,
+        GucFlags::UNIT_MB,
+    );
+    GucRegistry::define_int_guc(
         c"rdl.debug_worker_delay",
         c"Testing aid: the worker holds this session's requests this long.",
         c"For tests of cancellation and timeouts only.",
@@ -139,4 +152,9 @@ pub fn device_setting() -> String {
         .get()
         .map(|c| c.to_string_lossy().into_owned())
         .unwrap_or_else(|| "auto".into())
+}
+
+/// `rdl.max_memory_mb` in bytes.
+pub fn max_memory_bytes() -> usize {
+    (MAX_MEMORY_MB.get().max(1) as usize) << 20
 }

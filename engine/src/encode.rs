@@ -116,6 +116,11 @@ pub struct Encoder {
     pub tables: BTreeMap<String, u32>,
     /// `table.column` → statistics of numeric columns.
     pub num_stats: BTreeMap<String, NumStats>,
+    /// `table.column` → the semantic type it was read as: a numeric column that was all
+    /// NULL in training has no `num_stats`, so those alone cannot say. Empty in models
+    /// stored before it was recorded.
+    #[serde(default)]
+    pub semantics: BTreeMap<String, SemanticType>,
 }
 
 /// A context ready for the model: flat per-token arrays plus the row structure.
@@ -196,6 +201,7 @@ impl Encoder {
     /// Fits the vocabulary and numeric statistics on training contexts only.
     pub fn fit(config: EncoderConfig, train: &[Subgraph]) -> Encoder {
         let mut columns = BTreeMap::new();
+        let mut semantics = BTreeMap::new();
         let mut tables = BTreeMap::new();
         // Welford per numeric column
         let mut acc: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
@@ -210,6 +216,7 @@ impl Encoder {
                     let name = col_name(&r.table, c);
                     let n = columns.len() as u32 + 2;
                     columns.entry(name.clone()).or_insert(n);
+                    semantics.entry(name.clone()).or_insert(*sem);
                     if let (SemanticType::Numerical, Value::Num(x)) = (sem, v) {
                         if x.is_finite() {
                             let e = acc.entry(name).or_insert((0.0, 0.0, 0.0));
@@ -235,6 +242,15 @@ impl Encoder {
             columns,
             tables,
             num_stats,
+            semantics,
+        }
+    }
+
+    /// Whether column `name` was read as a number (from `num_stats` in older models).
+    pub fn read_as_numeric(&self, name: &str) -> bool {
+        match self.semantics.get(name) {
+            Some(s) => *s == SemanticType::Numerical,
+            None => self.num_stats.contains_key(name),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod anchors;
 pub mod device;
 pub mod encode;
 pub mod ident;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod pql;

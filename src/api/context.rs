@@ -62,6 +62,7 @@ fn rdl_context(
         &[(key.clone(), anchor)],
         hide.as_deref(),
     );
+    crate::api::examples::check_fits(&[(key.clone(), anchor)], &g.contexts);
     if !g.found[0] {
         RdlError::new(
             "42704",

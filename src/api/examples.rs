@@ -2,6 +2,7 @@
 //! multiclass task, and the gathering of their contexts in batches.
 
 use rdl_engine::encode::Subgraph;
+use rdl_engine::memory;
 use rdl_engine::pql::{Target, TaskType};
 use rdl_engine::sampler::Plan;
 use rdl_engine::train;
@@ -129,11 +130,48 @@ pub fn gather_all(
     mut each: impl FnMut(usize, Vec<Subgraph>, Vec<bool>),
 ) {
     let hide = hidden_column(t);
-    for (b, chunk) in seeds.chunks(GATHER_BATCH).enumerate() {
+    let limit = crate::guc::max_memory_bytes();
+    // A piece's subgraphs take at most a quarter of rdl.max_memory_mb (callers hold what
+    // they encoded too); the first piece is small, until the context size is known.
+    let (mut start, mut each_bytes) = (0, 0);
+    while start < seeds.len() {
         pgrx::check_for_interrupts!();
-        let g = crate::sampler::gather(plan, &t.spec.entity.table, chunk, hide.as_deref());
-        each(b * GATHER_BATCH, g.contexts, g.found);
+        let n = if start == 0 {
+            GATHER_BATCH.min(16)
+        } else {
+            memory::chunk_len(limit / 4, each_bytes, GATHER_BATCH)
+        }
+        .min(seeds.len() - start);
+        let piece = &seeds[start..start + n];
+        let g = crate::sampler::gather(plan, &t.spec.entity.table, piece, hide.as_deref());
+        let sizes = check_fits(piece, &g.contexts);
+        each_bytes = sizes.iter().sum::<usize>().div_ceil(n.max(1));
+        each(start, g.contexts, g.found);
+        start += n;
     }
+}
+
+/// The sizes of gathered contexts; 53200 naming the entity when one alone is larger than
+/// rdl.max_memory_mb.
+pub fn check_fits(seeds: &[(String, i64)], contexts: &[Subgraph]) -> Vec<usize> {
+    let limit = crate::guc::max_memory_bytes();
+    let sizes: Vec<usize> = contexts.iter().map(memory::subgraph_bytes).collect();
+    if let Some(i) = (0..sizes.len()).find(|&i| sizes[i] > limit) {
+        crate::error::over_memory(
+            format!(
+                "the context of entity {} at {}",
+                seeds[i].0,
+                rdl_engine::anchors::format_timestamp(seeds[i].1)
+            ),
+            memory::Exceeded {
+                need: sizes[i],
+                limit,
+            },
+            "Train the task with smaller contexts (options max_rows, fanout, depth).",
+        )
+        .raise()
+    }
+    sizes
 }
 
 /// A seeded sample of at most `max` examples (Fisher–Yates over splitmix64), repeatable.

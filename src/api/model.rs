@@ -55,14 +55,21 @@ pub fn train_err(e: TrainError) -> RdlError {
 }
 
 /// The model's calibrated outputs per context: one value, or one probability per class.
+/// In pieces, so that cancel and statement_timeout are heard between them.
 pub fn predict_rows(model: &TrainedModel, ctxs: &[EncodedContext]) -> Vec<Vec<f64>> {
     let n = model.task.n_out().max(1);
-    model
-        .predict(ctxs)
-        .unwrap_or_else(|e| train_err(e).raise())
-        .chunks(n)
-        .map(|c| c.iter().map(|&v| v as f64).collect())
-        .collect()
+    let mut out = Vec::with_capacity(ctxs.len());
+    for piece in ctxs.chunks(256) {
+        pgrx::check_for_interrupts!();
+        let p = model
+            .predict(piece)
+            .unwrap_or_else(|e| train_err(e).raise());
+        out.extend(
+            p.chunks(n)
+                .map(|c| c.iter().map(|&v| v as f64).collect::<Vec<_>>()),
+        );
+    }
+    out
 }
 
 /// Metrics of `model` on labelled encoded contexts (`n_rows` examples were asked for).
@@ -291,8 +298,16 @@ fn check_columns(task: &str, model: &TrainedModel, plan: &Plan) {
             .hint(retrain())
             .raise()
         };
-        let was_numeric = model.encoder.num_stats.contains_key(name);
-        if was_numeric != (v.semantic == rdl_engine::schema::SemanticType::Numerical) {
+        let now_numeric = v.semantic == rdl_engine::schema::SemanticType::Numerical;
+        let was_numeric = model.encoder.read_as_numeric(name);
+        // Older stored models record no semantics: a column all NULL in training
+        // looks non-numeric there, so only numeric → non-numeric is certain.
+        let changed = if model.encoder.semantics.is_empty() {
+            was_numeric && !now_numeric
+        } else {
+            was_numeric != now_numeric
+        };
+        if changed {
             RdlError::new(
                 "42804",
                 format!("column {col} of {} changed type", tp.table),

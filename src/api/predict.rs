@@ -65,6 +65,7 @@ pub fn gather_one(
         &[(key.clone(), anchor)],
         hide.as_deref(),
     );
+    crate::api::examples::check_fits(&[(key.clone(), anchor)], &g.contexts);
     if g.found.first() != Some(&true) {
         RdlError::new(
             "42704",

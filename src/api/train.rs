@@ -8,6 +8,7 @@ use std::time::Instant;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use rdl_engine::encode::{EncodedContext, Encoder};
+use rdl_engine::memory;
 use rdl_engine::model::ModelConfig;
 use rdl_engine::pql::TaskType;
 use rdl_engine::sampler::{Plan, SamplerConfig};
@@ -38,6 +39,8 @@ pub struct TrainOptions {
     pub time_budget_s: f64,
     /// Training examples used at most (a seeded sample of the train split).
     pub max_train: usize,
+    /// Validation examples used at most (a seeded sample of the validation split).
+    pub max_val: usize,
     pub depth: u8,
     pub fanout: u32,
     pub max_rows: usize,
@@ -55,6 +58,7 @@ impl Default for TrainOptions {
             seed: 0,
             time_budget_s: 600.0,
             max_train: 20_000,
+            max_val: 100_000,
             depth: s.depth,
             fanout: s.fanout,
             max_rows: s.max_rows,
@@ -73,16 +77,16 @@ fn parse_options(options: Option<JsonB>) -> TrainOptions {
         Some(v) => serde_json::from_value(v).unwrap_or_else(|e| {
             RdlError::new("22023", "invalid training options")
                 .detail(e.to_string())
-                .hint("Options: size, epochs, lr, batch_size, patience, seed, time_budget_s, max_train, depth, fanout, max_rows.")
+                .hint("Options: size, epochs, lr, batch_size, patience, seed, time_budget_s, max_train, max_val, depth, fanout, max_rows.")
                 .raise()
         }),
     };
     let bad = |what: &str| -> ! {
         RdlError::new("22023", format!("invalid training option: {what}"))
-            .hint("epochs, batch_size and max_train must be at least 1, lr and time_budget_s positive, depth 1 to 6, fanout 1 to 1000, max_rows 1 to 10000.")
+            .hint("epochs, batch_size, max_train and max_val must be at least 1, lr and time_budget_s positive, depth 1 to 6, fanout 1 to 1000, max_rows 1 to 10000.")
             .raise()
     };
-    if opts.epochs == 0 || opts.batch_size == 0 || opts.max_train == 0 {
+    if opts.epochs == 0 || opts.batch_size == 0 || opts.max_train == 0 || opts.max_val == 0 {
         bad("a count is 0")
     }
     if !(opts.lr.is_finite() && opts.lr > 0.0)
@@ -147,6 +151,7 @@ fn rdl_train(task: Option<&str>, options: Option<JsonB>, fcinfo: pg_sys::Functio
     }
     let train_rows = sample(all_train, opts.max_train, opts.seed);
     let (val_rows, _) = labeled(task, &t, "val", &classes);
+    let val_rows = sample(val_rows, opts.max_val, opts.seed ^ 0x5eed);
     if train_rows.is_empty() {
         run.fail(
             RdlError::new("55000", format!("task \"{task}\" has no training examples"))
@@ -171,19 +176,55 @@ fn rdl_train(task: Option<&str>, options: Option<JsonB>, fcinfo: pg_sys::Functio
     // Fit the encoder (vocabulary, numeric statistics) on training contexts only.
     let fit_n = train_rows.len().min(2000);
     let mut fit_sub = Vec::with_capacity(fit_n);
+    // Within a quarter of rdl.max_memory_mb: the vocabulary is fitted on fewer if need be.
+    let (fit_limit, mut fit_bytes) = (crate::guc::max_memory_bytes() / 4, 0);
     gather_all(&plan, &t, &seeds_of(&train_rows[..fit_n]), |_, ctxs, _| {
-        fit_sub.extend(ctxs)
+        for c in ctxs {
+            fit_bytes += memory::subgraph_bytes(&c);
+            if fit_bytes <= fit_limit || fit_sub.is_empty() {
+                fit_sub.push(c);
+            }
+        }
     });
     let encoder = Encoder::fit(model_cfg.encoder_config(4096), &fit_sub);
+    // rdl.max_memory_mb: three quarters for the encoded contexts (gathering pieces take the
+    // rest); refused now, from the fit sample's sizes, rather than after minutes of work.
+    let mut budget = memory::Budget::new(crate::guc::max_memory_bytes() / 4 * 3);
+    let probe = &fit_sub[..fit_sub.len().min(200)];
+    let each = probe
+        .iter()
+        .map(|c| memory::encoded_bytes(&encoder.encode(c)))
+        .sum::<usize>()
+        .div_ceil(probe.len().max(1));
     drop(fit_sub);
+    let too_big = |e: memory::Exceeded| {
+        let fit = e.limit / each.max(1);
+        run.fail(crate::error::over_memory(
+            format!(
+                "training task \"{task}\" on {} training and {} validation contexts of about {} kB each",
+                train_rows.len(),
+                val_rows.len(),
+                each.div_ceil(1024)
+            ),
+            e,
+            &format!("Use fewer examples (options max_train and max_val: about {fit} contexts in all fit) or smaller contexts (max_rows, fanout, depth)."),
+        ))
+    };
+    if let Err(e) = budget.fits(train_rows.len() + val_rows.len(), each) {
+        too_big(e)
+    }
 
-    let encode = |rows: &[Example]| -> Vec<EncodedContext> {
+    let mut encode = |rows: &[Example]| -> Vec<EncodedContext> {
         let mut out = Vec::with_capacity(rows.len());
         gather_all(&plan, &t, &seeds_of(rows), |start, ctxs, found| {
             run.poll();
             for (i, (c, f)) in ctxs.iter().zip(found).enumerate() {
                 if f {
-                    out.push(encoder.encode_labeled(c, rows[start + i].2));
+                    let e = encoder.encode_labeled(c, rows[start + i].2);
+                    if let Err(x) = budget.charge(memory::encoded_bytes(&e)) {
+                        too_big(x)
+                    }
+                    out.push(e);
                 }
             }
         });

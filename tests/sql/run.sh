@@ -71,5 +71,5 @@ if [ ${#preload[@]} -gt 0 ]; then
     if [ ${#plain[@]} -gt 0 ]; then cluster_stop "$dir"; cluster_start "$dir" "$port" "$preload_opts"; fi
     for n in "${preload[@]}"; do run_one "$n"; done
 fi
-echo "sql scenarios: ${passed} passed, ${failed} failed"
+echo "sql scenarios: ${passed} passed, ${failed} failed${failures:+ (${failures[*]})}"
 [ $failed -eq 0 ]

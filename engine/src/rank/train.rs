@@ -109,16 +109,22 @@ fn lr_at(cfg: &RankTrainConfig, step: usize, total: usize) -> f64 {
 /// Tokens per forward batch when embedding many contexts.
 const EMBED_BATCH_TOKENS: usize = 8192;
 
-/// Embeddings of contexts (entity or item side), in batches.
+/// Embeddings of contexts (entity or item side), in batches; `poll` before each batch
+/// (`false`: [`TrainError::Cancelled`]).
 fn embed(
     model: &RankModel,
     ctxs: &[&EncodedContext],
     item: bool,
     dev: &Device,
+    poll: &mut dyn FnMut() -> bool,
 ) -> Result<Vec<Vec<f32>>, TrainError> {
     let mut out = Vec::with_capacity(ctxs.len());
     let mut start = 0;
     while start < ctxs.len() {
+        if !poll() {
+            crate::threads::use_threads(crate::threads::configured());
+            return Err(TrainError::Cancelled);
+        }
         let mut tokens = 0;
         let mut end = start;
         while end < ctxs.len()
@@ -172,12 +178,11 @@ fn score_items(
 /// Ranked candidate lists (item-context indices, best first, at most `k`) of examples.
 fn rank_examples(
     model: &RankModel,
-    data_entities: &[EncodedContext],
-    data_items: &[EncodedContext],
-    item_feats: &[ItemFeat],
+    data: &RankData,
     examples: &[RankExample],
     k: usize,
     dev: &Device,
+    poll: &mut dyn FnMut() -> bool,
 ) -> Result<Vec<Vec<usize>>, TrainError> {
     let mut needed: Vec<usize> = examples
         .iter()
@@ -185,14 +190,18 @@ fn rank_examples(
         .collect();
     needed.sort_unstable();
     needed.dedup();
-    let refs: Vec<&EncodedContext> = needed.iter().map(|&i| &data_items[i]).collect();
-    let reprs = embed(model, &refs, true, dev)?;
+    let refs: Vec<&EncodedContext> = needed.iter().map(|&i| &data.items[i]).collect();
+    let reprs = embed(model, &refs, true, dev, poll)?;
     let pos: HashMap<usize, usize> = needed.iter().enumerate().map(|(p, &i)| (i, p)).collect();
-    let erefs: Vec<&EncodedContext> = examples.iter().map(|e| &data_entities[e.entity]).collect();
-    let ereprs = embed(model, &erefs, false, dev)?;
+    let erefs: Vec<&EncodedContext> = examples.iter().map(|e| &data.entities[e.entity]).collect();
+    let ereprs = embed(model, &erefs, false, dev, poll)?;
     crate::threads::use_threads(1);
     let mut out = Vec::with_capacity(examples.len());
-    for (ex, e) in examples.iter().zip(&ereprs) {
+    for (n, (ex, e)) in examples.iter().zip(&ereprs).enumerate() {
+        if n % 64 == 0 && !poll() {
+            crate::threads::use_threads(crate::threads::configured());
+            return Err(TrainError::Cancelled);
+        }
         let vs: Vec<&[f32]> = ex
             .candidates
             .iter()
@@ -201,7 +210,7 @@ fn rank_examples(
         let fs: Vec<Feats> = ex
             .candidates
             .iter()
-            .map(|&i| ex.feats(i, &item_feats[i]))
+            .map(|&i| ex.feats(i, &data.item_feats[i]))
             .collect();
         let s = score_items(model, e, &vs, &fs, dev)?;
         out.push(
@@ -393,15 +402,9 @@ pub fn train(
         let vm = if data.val.is_empty() {
             None
         } else {
-            let ranked = rank_examples(
-                &model,
-                &data.entities,
-                &data.items,
-                &data.item_feats,
-                &data.val,
-                k,
-                &dev,
-            )?;
+            let mut poll =
+                crate::train::poller(on_step, epoch, step, total_steps, train_loss, start);
+            let ranked = rank_examples(&model, data, &data.val, k, &dev, &mut poll)?;
             metrics::map_at_k(&ranked, &relevant, k)
         };
         history.push(EpochStats {
@@ -478,11 +481,11 @@ impl TrainedRanker {
     }
 
     pub fn entity_embeddings(&self, ctxs: &[&EncodedContext]) -> Result<Vec<Vec<f32>>, TrainError> {
-        embed(&self.model, ctxs, false, &self.device)
+        embed(&self.model, ctxs, false, &self.device, &mut || true)
     }
 
     pub fn item_embeddings(&self, ctxs: &[&EncodedContext]) -> Result<Vec<Vec<f32>>, TrainError> {
-        embed(&self.model, ctxs, true, &self.device)
+        embed(&self.model, ctxs, true, &self.device, &mut || true)
     }
 
     /// Scores of items (their embeddings and pair features) for one entity embedding.

@@ -269,16 +269,22 @@ fn check_labels(task: Task, ctxs: &[EncodedContext], need: bool) -> Result<(), T
     Ok(())
 }
 
-/// Raw model outputs (`[n_out]` per context) in batches of `batch_tokens`.
+/// Raw model outputs (`[n_out]` per context) in batches of `batch_tokens`. `poll` runs
+/// before every batch; `false` stops with [`TrainError::Cancelled`].
 fn raw_outputs(
     model: &Model,
     ctxs: &[EncodedContext],
     batch_tokens: usize,
     dev: &Device,
+    poll: &mut dyn FnMut() -> bool,
 ) -> Result<Vec<Vec<f32>>, TrainError> {
     let order: Vec<usize> = (0..ctxs.len()).collect();
     let mut out = Vec::with_capacity(ctxs.len());
     for b in make_batches(ctxs, &order, batch_tokens, 256) {
+        if !poll() {
+            crate::threads::use_threads(crate::threads::configured());
+            return Err(TrainError::Cancelled);
+        }
         let refs: Vec<&EncodedContext> = b.iter().map(|&i| &ctxs[i]).collect();
         crate::threads::use_threads(crate::threads::for_tokens(
             refs.iter().map(|c| c.n_tokens()).sum(),
@@ -326,6 +332,30 @@ fn val_metric(
             let t: Vec<usize> = ys.iter().map(|&y| y as usize).collect();
             metrics::log_loss_multiclass(&p, &t).map(|v| (v, false))
         }
+    }
+}
+
+/// Scoring a large validation split takes a while: cancel is heard there too, through
+/// `on_step` as repeats of the last step's report.
+pub(crate) fn poller<'a>(
+    on_step: &'a mut dyn FnMut(&Progress) -> bool,
+    epoch: usize,
+    step: usize,
+    total_steps: usize,
+    loss: f64,
+    start: Instant,
+) -> impl FnMut() -> bool + 'a {
+    move || {
+        on_step(&Progress {
+            epoch,
+            step,
+            total_steps,
+            lr: 0.0,
+            loss,
+            epoch_end: false,
+            val_metric: None,
+            elapsed_s: start.elapsed().as_secs_f64(),
+        })
     }
 }
 
@@ -470,7 +500,8 @@ pub fn train_on(
         let vm = if val.is_empty() {
             None
         } else {
-            let raw = raw_outputs(&model, val, cfg.batch_tokens * 4, &dev)?;
+            let mut poll = poller(on_step, epoch, step, total_steps, train_loss, start);
+            let raw = raw_outputs(&model, val, cfg.batch_tokens * 4, &dev, &mut poll)?;
             val_metric(cfg.task, &raw, val, target_norm)
         };
         // without a usable validation metric, the training loss decides
@@ -536,7 +567,18 @@ pub fn train_on(
         device: dev,
     };
     if !val.is_empty() && val.iter().all(|c| c.label.is_some()) {
-        let raw = raw_outputs(&tm.model, val, tm.predict_batch_tokens, &tm.device)?;
+        let last = tm
+            .history
+            .last()
+            .map_or((0, 0.0), |h| (h.epoch, h.train_loss));
+        let mut poll = poller(on_step, last.0, step, total_steps, last.1, start);
+        let raw = raw_outputs(
+            &tm.model,
+            val,
+            tm.predict_batch_tokens,
+            &tm.device,
+            &mut poll,
+        )?;
         let ys: Vec<f32> = val.iter().map(|c| c.label.unwrap_or(0.0)).collect();
         tm.calibration = Calibration::fit(cfg.task, &raw, &ys, target_norm);
     }
@@ -549,7 +591,13 @@ const FORMAT_VERSION: &str = "1";
 impl TrainedModel {
     /// Raw outputs (logits, or normalised regression values) per context.
     pub fn raw(&self, ctxs: &[EncodedContext]) -> Result<Vec<Vec<f32>>, TrainError> {
-        raw_outputs(&self.model, ctxs, self.predict_batch_tokens, &self.device)
+        raw_outputs(
+            &self.model,
+            ctxs,
+            self.predict_batch_tokens,
+            &self.device,
+            &mut || true,
+        )
     }
 
     /// Calibrated predictions: the probability of the positive class (binary), the value

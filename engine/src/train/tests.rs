@@ -97,6 +97,27 @@ fn cancel_is_a_distinct_error() {
     assert_eq!(n, 2);
 }
 
+/// Validation scoring polls too: a cancel that arrives after an epoch's last step, while
+/// the validation split is scored (many batches), stops the training there.
+#[test]
+fn cancel_is_heard_while_validation_is_scored() {
+    let (enc, tr, va) = dataset(64, 600);
+    let mut cfg = tcfg();
+    cfg.max_epochs = 1;
+    cfg.batch_tokens = 64; // validation then takes many batches of 256 tokens
+    let steps = make_batches(&tr, &(0..tr.len()).collect::<Vec<_>>(), 64, 32).len();
+    let (mut calls, mut epoch_end_seen) = (0, false);
+    let r = train(&cfg, &small_cfg(), &enc, &tr, &va, &mut |p| {
+        calls += 1;
+        epoch_end_seen |= p.epoch_end;
+        // The first report past the last step is a poll from validation scoring.
+        calls <= steps
+    });
+    assert!(matches!(r, Err(TrainError::Cancelled)), "{:?}", r.err());
+    assert_eq!(calls, steps + 1);
+    assert!(!epoch_end_seen, "cancelled before the epoch's report");
+}
+
 #[test]
 fn training_is_deterministic_and_budgeted() {
     let (enc, tr, va) = dataset(60, 20);
