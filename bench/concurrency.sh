@@ -52,7 +52,7 @@ SQL
 trainer_loop() {
     local n=0 s=1
     while [ ! -f "$work/stop" ]; do
-        if psql_ -c "SET client_min_messages = warning" -c "CALL rdl_train('a', '{\"max_train\": 100, \"epochs\": 1, \"seed\": $s}')" >>"$work/trainer.out" 2>&1; then n=$((n + 1)); else echo "trainer: a call failed" >>"$work/trainer.out"; fi
+        if psql_ -c "SET client_min_messages = warning" -c "CALL rdl_train('a', '{\"max_train\": 100, \"max_val\": 50, \"epochs\": 1, \"seed\": $s}')" >>"$work/trainer.out" 2>&1; then n=$((n + 1)); else echo "trainer: a call failed" >>"$work/trainer.out"; fi
         s=$((s + 1))
     done
     echo "$n" >"$work/trainer.count"
@@ -64,7 +64,7 @@ churn_loop() {
 SET client_min_messages = warning;
 SELECT rdl_drop_task('b') FROM rdl_tasks WHERE name = 'b';
 SELECT rdl_create_task('b', :'qb', :'opts') IS NOT NULL;
-CALL rdl_train('b', '{"max_train": 100, "epochs": 1}');
+CALL rdl_train('b', '{"max_train": 100, "max_val": 50, "epochs": 1}');
 SQL
     done
     echo "$n" >"$work/churn.count"
@@ -91,7 +91,7 @@ trainer_loop & tp=$!
 churn_loop & cp=$!
 b_loop & bp=$!
 # The clients predict for $secs s; then, until a version trained meanwhile has served
-# predictions too (a swap under load, which is the point), 20 s more at a time (3 at most).
+# predictions too (a swap under load, which is the point), 20 s more at a time (9 at most).
 rounds=0; tx=0; failed=0; aborted=0; tps_all=""
 while :; do
     t=$secs; [ $rounds = 0 ] || t=20
@@ -104,7 +104,7 @@ while :; do
     tps_all="$tps_all $(grep -oP 'tps = \K[0-9.]+' "$o" | head -1)"
     rounds=$((rounds + 1))
     seen=$(psql_ -Atc "SELECT count(DISTINCT version) FROM plog")
-    [ "$seen" -ge 2 ] || [ $rounds -ge 4 ] && break
+    [ "$seen" -ge 2 ] || [ $rounds -ge 10 ] && break
 done
 touch "$work/stop"
 wait $tp $cp $bp

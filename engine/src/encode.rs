@@ -508,6 +508,23 @@ mod tests {
         assert_eq!(e.num[age], 1.0);
     }
 
+    /// A numeric column that is NULL in every training context has no statistics, but it
+    /// was still read as a number: a later type check must not call it changed.
+    #[test]
+    fn semantics_are_recorded_even_without_statistics() {
+        let enc = Encoder::fit(EncoderConfig::default(), &[sg(f64::NAN)]);
+        assert!(!enc.num_stats.contains_key("public.c.age"));
+        assert!(enc.read_as_numeric("public.c.age"));
+        assert!(!enc.read_as_numeric("public.o.kind"));
+        assert_eq!(enc.semantics["public.o.note"], S::Text);
+        // Stored before semantics were recorded: the statistics are all there is.
+        let mut json =
+            serde_json::to_value(Encoder::fit(EncoderConfig::default(), &[sg(3.0)])).unwrap();
+        assert!(json.as_object_mut().unwrap().remove("semantics").is_some());
+        let old: Encoder = serde_json::from_value(json).unwrap();
+        assert!(old.semantics.is_empty() && old.read_as_numeric("public.c.age"));
+    }
+
     #[test]
     fn keys_are_not_encoded_and_target_is_in_seed_row() {
         let enc = Encoder::fit(EncoderConfig::default(), &[sg(1.0)]);

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use rdl_engine::encode::EncodedContext;
+use rdl_engine::encode::{EncodedContext, Encoder};
 use rdl_engine::metrics;
 use rdl_engine::sampler::{Plan, SamplerConfig};
 use rdl_engine::train::{self, TrainError, TrainedModel};
@@ -222,7 +222,18 @@ pub fn task_and_model(task: &str, check: impl FnOnce(&Task)) -> (Rc<Task>, Rc<Lo
     (st.task, load_model(task, id, st.active_tag.clone()))
 }
 
-fn load_model(task: &str, id: i64, tag: Option<String>) -> Rc<Loaded> {
+/// A model row read for use: weights, config, version, the plan restricted to the tables
+/// it was trained on, and the column fingerprint of those tables (see
+/// `TaskState::columns_tag`). 42501 when the caller may not read one of them.
+pub struct StoredModel {
+    pub bytes: Vec<u8>,
+    pub stored: StoredConfig,
+    pub version: i32,
+    pub plan: Plan,
+    pub columns_tag: Option<String>,
+}
+
+pub fn read_stored(task: &str, id: i64) -> StoredModel {
     // The row exists: its id was just read in this snapshot.
     let (bytes, cfg, version) = crate::storage::as_owner(|| {
         spi(Spi::get_three_with_args::<Vec<u8>, JsonB, i32>(
@@ -230,8 +241,6 @@ fn load_model(task: &str, id: i64, tag: Option<String>) -> Rc<Loaded> {
             &[id.into()],
         ))
     });
-    let version = version.unwrap_or(0);
-    let bytes = bytes.unwrap_or_default();
     let cfg = cfg.map(|j| j.0).unwrap_or(serde_json::Value::Null);
     let stored: StoredConfig = serde_json::from_value(cfg).unwrap_or_else(|e| {
         RdlError::new(
@@ -245,7 +254,6 @@ fn load_model(task: &str, id: i64, tag: Option<String>) -> Rc<Loaded> {
         .raise()
     });
     check_readable(task, &stored.tables);
-    let model = TrainedModel::from_bytes(&bytes).unwrap_or_else(|e| train_err(e).raise());
     let mut plan = Plan::new(&catalog::read_graph(None), stored.sampler);
     // Read what the model was trained on, nothing more (a table added since is unknown to it).
     if !stored.tables.is_empty() {
@@ -253,7 +261,6 @@ fn load_model(task: &str, id: i64, tag: Option<String>) -> Rc<Loaded> {
         plan.edges
             .retain(|e| plan.tables.contains_key(&e.child) && plan.tables.contains_key(&e.parent));
     }
-    check_columns(task, &model, &plan);
     let columns_tag = crate::storage::as_owner(|| {
         spi(Spi::get_two_with_args::<bool, String>(
             crate::api::task::COLUMNS_TAG_SQL,
@@ -261,6 +268,25 @@ fn load_model(task: &str, id: i64, tag: Option<String>) -> Rc<Loaded> {
         ))
         .1
     });
+    StoredModel {
+        bytes: bytes.unwrap_or_default(),
+        stored,
+        version: version.unwrap_or(0),
+        plan,
+        columns_tag,
+    }
+}
+
+fn load_model(task: &str, id: i64, tag: Option<String>) -> Rc<Loaded> {
+    let StoredModel {
+        bytes,
+        stored,
+        version,
+        plan,
+        columns_tag,
+    } = read_stored(task, id);
+    let model = TrainedModel::from_bytes(&bytes).unwrap_or_else(|e| train_err(e).raise());
+    check_columns(task, &model.encoder, &plan);
     let loaded = Rc::new(Loaded {
         id,
         tag,
@@ -278,9 +304,9 @@ fn load_model(task: &str, id: i64, tag: Option<String>) -> Rc<Loaded> {
 
 /// Errors when a column the model was trained on is gone or no longer of the kind it was
 /// (42703 / 42804, HINT retrain) instead of reading something else silently.
-fn check_columns(task: &str, model: &TrainedModel, plan: &Plan) {
+pub fn check_columns(task: &str, encoder: &Encoder, plan: &Plan) {
     let retrain = || format!("Retrain: CALL rdl_train('{}');", task.replace('\'', "''"));
-    for name in model.encoder.columns.keys() {
+    for name in encoder.columns.keys() {
         let Some((tp, col)) = plan.tables.iter().find_map(|(t, tp)| {
             let c = name.strip_prefix(t.as_str())?.strip_prefix('.')?;
             Some((tp, c))
@@ -299,10 +325,10 @@ fn check_columns(task: &str, model: &TrainedModel, plan: &Plan) {
             .raise()
         };
         let now_numeric = v.semantic == rdl_engine::schema::SemanticType::Numerical;
-        let was_numeric = model.encoder.read_as_numeric(name);
+        let was_numeric = encoder.read_as_numeric(name);
         // Older stored models record no semantics: a column all NULL in training
         // looks non-numeric there, so only numeric → non-numeric is certain.
-        let changed = if model.encoder.semantics.is_empty() {
+        let changed = if encoder.semantics.is_empty() {
             was_numeric && !now_numeric
         } else {
             was_numeric != now_numeric

@@ -45,7 +45,7 @@ use serde_json::json;
 
 use crate::api::context::anchor_of;
 use crate::api::examples::{gather_all, sample, GATHER_BATCH};
-use crate::api::model::{deny, train_err, StoredConfig};
+use crate::api::model::{check_columns, deny, read_stored, train_err, StoredConfig, StoredModel};
 use crate::api::task::{split_anchors, task_state, Access, Task};
 use crate::api::train::TrainOptions;
 use crate::catalog;
@@ -601,6 +601,8 @@ pub struct LoadedRanker {
     pub id: i64,
     /// The model row's version (see `TaskState::active_tag`).
     pub tag: Option<String>,
+    /// The columns of its tables when it was loaded (see `TaskState::columns_tag`).
+    pub columns_tag: Option<String>,
     pub version: i32,
     pub tables: Vec<String>,
     pub item_table: String,
@@ -647,45 +649,27 @@ fn ranker_for(task: &str, function: &str) -> (Rc<Task>, Rc<LoadedRanker>) {
             .raise()
     };
     if let Some(l) = cached {
-        if l.id == id && l.tag == st.active_tag {
+        if l.id == id && l.tag == st.active_tag && l.columns_tag == st.columns_tag {
             deny(task, st.denied_table);
             return (st.task, l);
         }
     }
-    let (bytes, cfg, version) = crate::storage::as_owner(|| {
-        spi(Spi::get_three_with_args::<Vec<u8>, JsonB, i32>(
-            "SELECT weights, config, version FROM rdl.models WHERE id = $1",
-            &[id.into()],
-        ))
-    });
-    let cfg = cfg.map(|j| j.0).unwrap_or(serde_json::Value::Null);
-    let stored: StoredConfig = serde_json::from_value(cfg).unwrap_or_else(|e| {
-        RdlError::new(
-            "XX000",
-            format!("model {id} of task \"{task}\" has an unreadable config: {e}"),
-        )
-        .raise()
-    });
-    if !stored.tables.is_empty() {
-        deny(
-            task,
-            task_state(task, &stored.tables, Access::Use).denied_table,
-        );
-    }
-    let ranker = TrainedRanker::from_bytes(&bytes.unwrap_or_default())
-        .unwrap_or_else(|e| train_err(e).raise());
-    let mut plan = Plan::new(&catalog::read_graph(None), stored.sampler);
-    if !stored.tables.is_empty() {
-        plan.tables.retain(|t, _| stored.tables.contains(t));
-        plan.edges
-            .retain(|e| plan.tables.contains_key(&e.child) && plan.tables.contains_key(&e.parent));
-    }
+    let StoredModel {
+        bytes,
+        stored,
+        version,
+        plan,
+        columns_tag,
+    } = read_stored(task, id);
+    let ranker = TrainedRanker::from_bytes(&bytes).unwrap_or_else(|e| train_err(e).raise());
+    check_columns(task, &ranker.encoder, &plan);
     let (item_table, _, _) = target_of(&st.task);
     check_item_table(&plan, &item_table, task);
     let loaded = Rc::new(LoadedRanker {
         id,
         tag: st.active_tag.clone(),
-        version: version.unwrap_or(0),
+        columns_tag,
+        version,
         tables: stored.tables,
         item_encoder: ranker.item_encoder(),
         item_table,

@@ -120,3 +120,9 @@ SELECT rdl_predict('next', :cust);
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM rdl_predict_batch('next', ARRAY[:cust]);
 \echo :LAST_ERROR_SQLSTATE
+-- DDL after training: a column the ranking model reads, changed or dropped, is a clear
+-- error with a hint to retrain, as for the other models.
+ALTER TABLE products ALTER COLUMN price TYPE text;
+SELECT * FROM rdl_recommend('next', :cust, 3, '2024-10-01');
+ALTER TABLE products DROP COLUMN price;
+SELECT * FROM rdl_recommend('next', :cust, 3, '2024-10-01');
