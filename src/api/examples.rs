@@ -132,16 +132,12 @@ pub fn gather_all(
     let hide = hidden_column(t);
     let limit = crate::guc::max_memory_bytes();
     // A piece's subgraphs take at most a quarter of rdl.max_memory_mb (callers hold what
-    // they encoded too); the first piece is small, until the context size is known.
-    let (mut start, mut each_bytes) = (0, 0);
+    // they encoded too). Until the size of a context is measured, a row is taken to be
+    // large (2 kB: several texts of 200 characters, the most the sampler reads of one).
+    let (mut start, mut each_bytes) = (0, plan.config.max_rows.max(1) * 2048);
     while start < seeds.len() {
         pgrx::check_for_interrupts!();
-        let n = if start == 0 {
-            GATHER_BATCH.min(16)
-        } else {
-            memory::chunk_len(limit / 4, each_bytes, GATHER_BATCH)
-        }
-        .min(seeds.len() - start);
+        let n = memory::chunk_len(limit / 4, each_bytes, GATHER_BATCH).min(seeds.len() - start);
         let piece = &seeds[start..start + n];
         let g = crate::sampler::gather(plan, &t.spec.entity.table, piece, hide.as_deref());
         let sizes = check_fits(piece, &g.contexts);
