@@ -234,13 +234,32 @@ pub struct StoredModel {
 }
 
 pub fn read_stored(task: &str, id: i64) -> StoredModel {
-    // The row exists: its id was just read in this snapshot.
-    let (bytes, cfg, version) = crate::storage::as_owner(|| {
-        spi(Spi::get_three_with_args::<Vec<u8>, JsonB, i32>(
-            "SELECT weights, config, version FROM rdl.models WHERE id = $1",
-            &[id.into()],
-        ))
+    // Its id was just read, but each statement has its own snapshot (READ COMMITTED): a
+    // concurrent rdl_drop_task may have removed the row since.
+    let row = crate::storage::as_owner(|| {
+        Spi::connect(|client| {
+            let t = spi(client.select(
+                "SELECT weights, config, version FROM rdl.models WHERE id = $1",
+                Some(1),
+                &[id.into()],
+            ));
+            if t.is_empty() {
+                return None;
+            }
+            let r = t.first();
+            Some((
+                spi(r.get::<Vec<u8>>(1)),
+                spi(r.get::<JsonB>(2)),
+                spi(r.get::<i32>(3)),
+            ))
+        })
     });
+    let Some((bytes, cfg, version)) = row else {
+        RdlError::new("42704", format!("task \"{task}\" does not exist"))
+            .detail("It was dropped while this call ran.")
+            .hint("Create it again with rdl_create_task, or retry.")
+            .raise()
+    };
     let cfg = cfg.map(|j| j.0).unwrap_or(serde_json::Value::Null);
     let stored: StoredConfig = serde_json::from_value(cfg).unwrap_or_else(|e| {
         RdlError::new(
