@@ -70,14 +70,8 @@ impl Budget {
 
     /// Counts `bytes` more, or says by how much the limit would be exceeded.
     pub fn charge(&mut self, bytes: usize) -> Result<(), Exceeded> {
-        let need = self.used.saturating_add(bytes);
-        if need > self.limit {
-            return Err(Exceeded {
-                need,
-                limit: self.limit,
-            });
-        }
-        self.used = need;
+        self.fits(1, bytes)?;
+        self.used += bytes;
         Ok(())
     }
 

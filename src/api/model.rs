@@ -15,7 +15,7 @@ use rdl_engine::train::{self, TrainError, TrainedModel};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::task::{load_task_to_modify, task_state, Access, Task};
+use crate::api::task::{load_task_to_modify, task_state, Access, Task, TaskState};
 use crate::api::train::TrainOptions;
 use crate::catalog;
 use crate::error::{query_one, spi, RdlError};
@@ -204,16 +204,9 @@ pub fn task_and_model(task: &str, check: impl FnOnce(&Task)) -> (Rc<Task>, Rc<Lo
         .unwrap_or_default();
     let st = task_state(task, &tables, Access::Use);
     check(&st.task);
-    let Some(id) = st.active_model else {
-        RdlError::new("55000", format!("task \"{task}\" has no trained model"))
-            .hint(format!(
-                "Train one with CALL rdl_train('{}');",
-                task.replace('\'', "''")
-            ))
-            .raise()
-    };
+    let id = active_id(task, &st);
     if let Some(l) = cached {
-        if l.id == id && l.tag == st.active_tag && l.columns_tag == st.columns_tag {
+        if is_current(&st, l.id, &l.tag, &l.columns_tag) {
             // The role may have changed since the model was cached: checked on every call.
             deny(task, st.denied_table);
             return (st.task, l);
@@ -222,18 +215,47 @@ pub fn task_and_model(task: &str, check: impl FnOnce(&Task)) -> (Rc<Task>, Rc<Lo
     (st.task, load_model(task, id, st.active_tag.clone()))
 }
 
-/// A model row read for use: weights, config, version, the plan restricted to the tables
-/// it was trained on, and the column fingerprint of those tables (see
-/// `TaskState::columns_tag`). 42501 when the caller may not read one of them.
-pub struct StoredModel {
-    pub bytes: Vec<u8>,
+/// The task's active model id; 55000 with a hint to train when it has none.
+pub fn active_id(task: &str, st: &TaskState) -> i64 {
+    st.active_model.unwrap_or_else(|| {
+        RdlError::new("55000", format!("task \"{task}\" has no trained model"))
+            .hint(format!(
+                "Train one with CALL rdl_train('{}');",
+                task.replace('\'', "''")
+            ))
+            .raise()
+    })
+}
+
+/// Whether a model cached as `(id, tag, columns_tag)` is still the active one, read over
+/// the same columns.
+pub fn is_current(
+    st: &TaskState,
+    id: i64,
+    tag: &Option<String>,
+    columns_tag: &Option<String>,
+) -> bool {
+    st.active_model == Some(id) && *tag == st.active_tag && *columns_tag == st.columns_tag
+}
+
+/// A model row read for use: the model decoded, config, version, the plan restricted to
+/// the tables it was trained on, and the column fingerprint of those tables (see
+/// `TaskState::columns_tag`). 42501 when the caller may not read one of them; 42703 or
+/// 42804 when a column the model reads is gone or changed kind.
+pub struct StoredModel<M> {
+    pub model: M,
     pub stored: StoredConfig,
     pub version: i32,
     pub plan: Plan,
     pub columns_tag: Option<String>,
 }
 
-pub fn read_stored(task: &str, id: i64) -> StoredModel {
+pub fn read_stored<M>(
+    task: &str,
+    id: i64,
+    decode: impl FnOnce(&[u8]) -> Result<M, TrainError>,
+    encoder: impl FnOnce(&M) -> &Encoder,
+) -> StoredModel<M> {
     // Its id was just read, but each statement has its own snapshot (READ COMMITTED): a
     // concurrent rdl_drop_task may have removed the row since.
     let row = crate::storage::as_owner(|| {
@@ -287,8 +309,10 @@ pub fn read_stored(task: &str, id: i64) -> StoredModel {
         ))
         .1
     });
+    let model = decode(&bytes.unwrap_or_default()).unwrap_or_else(|e| train_err(e).raise());
+    check_columns(task, encoder(&model), &plan);
     StoredModel {
-        bytes: bytes.unwrap_or_default(),
+        model,
         stored,
         version: version.unwrap_or(0),
         plan,
@@ -298,14 +322,12 @@ pub fn read_stored(task: &str, id: i64) -> StoredModel {
 
 fn load_model(task: &str, id: i64, tag: Option<String>) -> Rc<Loaded> {
     let StoredModel {
-        bytes,
+        model,
         stored,
         version,
         plan,
         columns_tag,
-    } = read_stored(task, id);
-    let model = TrainedModel::from_bytes(&bytes).unwrap_or_else(|e| train_err(e).raise());
-    check_columns(task, &model.encoder, &plan);
+    } = read_stored(task, id, TrainedModel::from_bytes, |m| &m.encoder);
     let loaded = Rc::new(Loaded {
         id,
         tag,

@@ -45,7 +45,9 @@ use serde_json::json;
 
 use crate::api::context::anchor_of;
 use crate::api::examples::{gather_all, sample, GATHER_BATCH};
-use crate::api::model::{check_columns, deny, read_stored, train_err, StoredConfig, StoredModel};
+use crate::api::model::{
+    active_id, deny, is_current, read_stored, train_err, StoredConfig, StoredModel,
+};
 use crate::api::task::{split_anchors, task_state, Access, Task};
 use crate::api::train::TrainOptions;
 use crate::catalog;
@@ -640,29 +642,20 @@ fn ranker_for(task: &str, function: &str) -> (Rc<Task>, Rc<LoadedRanker>) {
         .unwrap_or_default();
     let st = task_state(task, &tables, Access::Use);
     require_ranking(&st.task, task, function);
-    let Some(id) = st.active_model else {
-        RdlError::new("55000", format!("task \"{task}\" has no trained model"))
-            .hint(format!(
-                "Train one with CALL rdl_train('{}');",
-                task.replace('\'', "''")
-            ))
-            .raise()
-    };
+    let id = active_id(task, &st);
     if let Some(l) = cached {
-        if l.id == id && l.tag == st.active_tag && l.columns_tag == st.columns_tag {
+        if is_current(&st, l.id, &l.tag, &l.columns_tag) {
             deny(task, st.denied_table);
             return (st.task, l);
         }
     }
     let StoredModel {
-        bytes,
+        model: ranker,
         stored,
         version,
         plan,
         columns_tag,
-    } = read_stored(task, id);
-    let ranker = TrainedRanker::from_bytes(&bytes).unwrap_or_else(|e| train_err(e).raise());
-    check_columns(task, &ranker.encoder, &plan);
+    } = read_stored(task, id, TrainedRanker::from_bytes, |r| &r.encoder);
     let (item_table, _, _) = target_of(&st.task);
     check_item_table(&plan, &item_table, task);
     let loaded = Rc::new(LoadedRanker {
