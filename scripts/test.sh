@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test rdl has: formatting and lints, the engine's unit tests, the pgrx tests
-# against a real PostgreSQL, and the SQL scenario tests against the installed extension.
+# against a real PostgreSQL, the SQL scenario tests against the installed extension, the
+# concurrency test and the upgrade test.
 # Expects the toolchain from scripts/install-deps.sh (run as root, like CI).
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$RDL_ROOT"
@@ -29,6 +30,10 @@ phase_end
 
 phase_start "SQL scenario tests"
 "$RDL_ROOT/tests/sql/run.sh"
+phase_end
+
+phase_start "concurrency test (tests/concurrency/run.sh: 16 clients while models swap)"
+"$RDL_ROOT/tests/concurrency/run.sh"
 phase_end
 
 phase_start "upgrade test (tests/upgrade/run.sh: 0.1.0 -> this tree)"
