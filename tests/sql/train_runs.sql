@@ -94,3 +94,10 @@ SELECT task, status, message FROM rdl_runs WHERE task = 'never';
 -- Dropping a task drops its runs.
 SELECT rdl_drop_task('never');
 SELECT count(*) AS runs_of_never FROM rdl.runs WHERE task = 'never';
+
+-- A run still marked running by a backend that no longer holds its lock (it was cancelled
+-- outside a training step, errored past rdl's handler, or died) reads 'aborted'. Here the
+-- row is written by hand, so the state does not depend on when an interrupt lands.
+INSERT INTO rdl.runs (task, started_by) VALUES ('driver-dnf', current_user) RETURNING id AS stale_run \gset
+SELECT status, finished_at IS NULL AS unfinished FROM rdl_runs WHERE id = :stale_run;
+DELETE FROM rdl.runs WHERE id = :stale_run;
