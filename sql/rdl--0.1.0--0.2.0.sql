@@ -6,12 +6,21 @@
 
 \echo Use "ALTER EXTENSION rdl UPDATE TO '0.2.0'" to load this file. \quit
 
--- Ownership: the role named by created_by, or the extension's owner when that role is gone.
+-- Ownership: every task goes to the extension's owner. 0.1.0 let any role write
+-- created_by, so the name there proves nothing: it is reported, and the superuser hands
+-- each task to its creator (SELECT rdl_set_task_owner(task, role), from 0.3.0 on).
 DROP VIEW rdl_tasks;
-ALTER TABLE rdl.tasks ADD COLUMN owner regrole;
-UPDATE rdl.tasks SET owner = coalesce(
-    (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = tasks.created_by),
-    (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'rdl'))::regrole;
+DO $$
+DECLARE t record;
+BEGIN
+    FOR t IN SELECT name, created_by FROM rdl.tasks ORDER BY name LOOP
+        RAISE NOTICE 'rdl: task "%" (created_by says "%") now belongs to the extension''s owner; to hand it over: SELECT rdl_set_task_owner(%, %);',
+            t.name, t.created_by, pg_catalog.quote_literal(t.name), pg_catalog.quote_literal(t.created_by);
+    END LOOP;
+END $$;
+ALTER TABLE rdl.tasks ADD COLUMN owner pg_catalog.regrole;
+UPDATE rdl.tasks SET owner = (SELECT e.extowner FROM pg_catalog.pg_extension e
+                              WHERE e.extname OPERATOR(pg_catalog.=) 'rdl')::pg_catalog.regrole;
 ALTER TABLE rdl.tasks ALTER COLUMN owner SET NOT NULL;
 ALTER TABLE rdl.tasks DROP COLUMN created_by;
 

@@ -1,83 +1,119 @@
 //! Reads the schema graph from `pg_catalog` (never information_schema): tables the caller may
 //! SELECT, their primary keys, columns and types, foreign keys, and time columns (user
 //! overrides from `rdl.time_columns`, else detection by the engine).
+//!
+//! The statements run with the search path locked (`sql.rs`), so `format_type` qualifies
+//! every type outside `pg_catalog`; whether a table is visible without a schema (how a
+//! predictive query may name it) is computed against the caller's own path, read before.
 
 use std::collections::HashMap;
 
-use pgrx::prelude::*;
 use rdl_engine::ident::quote_qualified;
 use rdl_engine::schema::{
     detect_time_column, infer_semantic, Column, ForeignKey, SchemaGraph, Table, TimeSource,
 };
 
-use crate::error::{query_one, spi, RdlError};
+use crate::error::{spi, RdlError};
+use crate::sql::query_one;
 
-const TABLES_SQL: &str = r#"
-SELECT c.oid::int8, n.nspname::text, c.relname::text,
-       CASE c.relkind WHEN 'p' THEN 'partitioned table' ELSE 'table' END,
-       pg_catalog.pg_table_is_visible(c.oid), greatest(c.reltuples, 0)::float8
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p')
+// Whether a relation is visible on the caller's path ($2, namespace oids in search
+// order): its schema is on the path and no schema before it holds a relation of that
+// name — pg_table_is_visible, but for the caller's path rather than the locked one.
+macro_rules! visible_sql {
+    () => {
+        "(SELECT p.ord FROM pg_catalog.unnest($2::pg_catalog.oid[]) WITH ORDINALITY p(ns, ord)
+           WHERE p.ns OPERATOR(pg_catalog.=) c.relnamespace)
+         OPERATOR(pg_catalog.=)
+         (SELECT pg_catalog.min(p.ord) FROM pg_catalog.unnest($2::pg_catalog.oid[]) WITH ORDINALITY p(ns, ord)
+           JOIN pg_catalog.pg_class c2 ON c2.relnamespace OPERATOR(pg_catalog.=) p.ns
+          WHERE c2.relname OPERATOR(pg_catalog.=) c.relname)"
+    };
+}
+
+// User schemas only; `$1` an optional list of schema names.
+macro_rules! user_tables_sql {
+    () => {
+        "FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+WHERE c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p']::pg_catalog.\"char\"[])
   AND NOT c.relispartition
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'rdl')
-  AND n.nspname !~ '^pg_(toast|temp_)'
-  AND ($1::text[] IS NULL OR n.nspname = ANY ($1::text[]))
+  AND NOT n.nspname OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog', 'information_schema', 'rdl']::pg_catalog.name[])
+  AND NOT n.nspname OPERATOR(pg_catalog.~) '^pg_(toast|temp_)'
+  AND ($1::pg_catalog.text[] IS NULL OR n.nspname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]))"
+    };
+}
+
+const TABLES_SQL: &str = concat!(
+    "SELECT c.oid::pg_catalog.int8, n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
+       CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'p' THEN 'partitioned table' ELSE 'table' END,
+       ",
+    visible_sql!(),
+    ", GREATEST(c.reltuples, 0)::pg_catalog.float8
+",
+    user_tables_sql!(),
+    "
   AND pg_catalog.has_table_privilege(c.oid, 'SELECT')
-ORDER BY n.nspname, c.relname
-"#;
+ORDER BY n.nspname, c.relname"
+);
 
 // Tables of the same schemas the caller may not read: named in "permission denied" errors.
-const UNREADABLE_SQL: &str = r#"
-SELECT n.nspname::text, c.relname::text, pg_catalog.pg_table_is_visible(c.oid)
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p')
-  AND NOT c.relispartition
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'rdl')
-  AND n.nspname !~ '^pg_(toast|temp_)'
-  AND ($1::text[] IS NULL OR n.nspname = ANY ($1::text[]))
-  AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')
-"#;
+const UNREADABLE_SQL: &str = concat!(
+    "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, ",
+    visible_sql!(),
+    "\n",
+    user_tables_sql!(),
+    "
+  AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')"
+);
 
 // Domains are read as their base type; string statistics decide categorical vs text.
 const COLUMNS_SQL: &str = r#"
-SELECT a.attrelid::int8, a.attname::text,
+SELECT a.attrelid::pg_catalog.int8, a.attname::pg_catalog.text,
        pg_catalog.format_type(a.atttypid, a.atttypmod),
        NOT a.attnotnull,
-       coalesce(bt.typcategory, t.typcategory)::text,
-       coalesce(bt.typname, t.typname)::text,
-       (SELECT s.n_distinct::float8 FROM pg_catalog.pg_stats s
-         WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = a.attname
+       COALESCE(bt.typcategory, t.typcategory)::pg_catalog.text,
+       COALESCE(bt.typname, t.typname)::pg_catalog.text,
+       (SELECT s.n_distinct::pg_catalog.float8 FROM pg_catalog.pg_stats s
+         WHERE s.schemaname OPERATOR(pg_catalog.=) n.nspname
+           AND s.tablename OPERATOR(pg_catalog.=) c.relname
+           AND s.attname OPERATOR(pg_catalog.=) a.attname
          ORDER BY s.inherited DESC LIMIT 1)
 FROM pg_catalog.pg_attribute a
-JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-LEFT JOIN pg_catalog.pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
-WHERE a.attrelid = ANY ($1::int8[]::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+LEFT JOIN pg_catalog.pg_type bt ON t.typtype OPERATOR(pg_catalog.=) 'd'
+                              AND bt.oid OPERATOR(pg_catalog.=) t.typbasetype
+WHERE a.attrelid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]::pg_catalog.oid[])
+  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
 "#;
 
 // Top-level constraints only: partitions inherit clones of their parent's (conparentid <> 0).
 const CONSTRAINTS_SQL: &str = r#"
-SELECT con.contype::text, con.conname::text, con.conrelid::int8, con.confrelid::int8,
-       ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(num, ord)
-             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num
+SELECT con.contype::pg_catalog.text, con.conname::pg_catalog.text,
+       con.conrelid::pg_catalog.int8, con.confrelid::pg_catalog.int8,
+       ARRAY(SELECT a.attname::pg_catalog.text
+             FROM pg_catalog.unnest(con.conkey) WITH ORDINALITY k(num, ord)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) con.conrelid
+                                           AND a.attnum OPERATOR(pg_catalog.=) k.num
              ORDER BY k.ord),
-       ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(num, ord)
-             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num
+       ARRAY(SELECT a.attname::pg_catalog.text
+             FROM pg_catalog.unnest(con.confkey) WITH ORDINALITY k(num, ord)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) con.confrelid
+                                           AND a.attnum OPERATOR(pg_catalog.=) k.num
              ORDER BY k.ord)
 FROM pg_catalog.pg_constraint con
-WHERE con.contype IN ('p', 'f')
-  AND con.conrelid = ANY ($1::int8[]::oid[])
-  AND con.conparentid = 0
+WHERE con.contype OPERATOR(pg_catalog.=) ANY (ARRAY['p', 'f']::pg_catalog."char"[])
+  AND con.conrelid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]::pg_catalog.oid[])
+  AND con.conparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid
 ORDER BY con.conrelid, con.conname
 "#;
 
 const OVERRIDES_SQL: &str = r#"
-SELECT table_oid::oid::int8, column_name::text FROM rdl.time_columns
-WHERE table_oid::oid = ANY ($1::int8[]::oid[])
+SELECT o.table_oid::pg_catalog.oid::pg_catalog.int8, o.column_name::pg_catalog.text
+FROM rdl.time_columns o
+WHERE o.table_oid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]::pg_catalog.oid[])
 "#;
 
 // Tables reachable from an entity table through foreign keys (either direction) within a
@@ -85,18 +121,19 @@ WHERE table_oid::oid = ANY ($1::int8[]::oid[])
 const UNREADABLE_LINKED_SQL: &str = r#"
 WITH RECURSIVE fk AS (
     SELECT conrelid AS a, confrelid AS b FROM pg_catalog.pg_constraint
-    WHERE contype = 'f' AND conparentid = 0
+    WHERE contype OPERATOR(pg_catalog.=) 'f' AND conparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid
 ), reach (rel, d) AS (
-    SELECT $1::regclass::oid, 0
+    SELECT $1::pg_catalog.regclass::pg_catalog.oid, 0
     UNION
-    SELECT CASE WHEN fk.a = r.rel THEN fk.b ELSE fk.a END, r.d + 1
-    FROM reach r JOIN fk ON r.rel IN (fk.a, fk.b)
-    WHERE r.d < $2
+    SELECT CASE WHEN fk.a OPERATOR(pg_catalog.=) r.rel THEN fk.b ELSE fk.a END,
+           r.d OPERATOR(pg_catalog.+) 1
+    FROM reach r JOIN fk ON r.rel OPERATOR(pg_catalog.=) fk.a OR r.rel OPERATOR(pg_catalog.=) fk.b
+    WHERE r.d OPERATOR(pg_catalog.<) $2
 )
-SELECT format('%I.%I', n.nspname, c.relname) FROM reach r
-JOIN pg_catalog.pg_class c ON c.oid = r.rel
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'rdl')
+SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM reach r
+JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.rel
+JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+WHERE NOT n.nspname OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog', 'information_schema', 'rdl']::pg_catalog.name[])
   AND NOT pg_catalog.has_table_privilege(r.rel, 'SELECT')
 ORDER BY r.d, 1
 LIMIT 1
@@ -122,12 +159,14 @@ pub fn check_linked_readable(entity_table: &str, depth: u8, task: &str) {
 /// The schema graph of the given schemas (all non-system schemas when `None`), as the
 /// calling user sees it.
 pub fn read_graph(schemas: Option<Vec<String>>) -> SchemaGraph {
-    Spi::connect(|client| {
+    let path = crate::sql::caller_path();
+    crate::sql::connect(|client| {
         let mut oids: Vec<i64> = Vec::new();
         let mut tables: Vec<Table> = Vec::new();
         let mut rows_est: Vec<f64> = Vec::new();
         let schemas_arg = schemas.clone();
-        for row in spi(client.select(TABLES_SQL, None, &[schemas.into()])) {
+        let path_arg = path.clone();
+        for row in spi(client.select(TABLES_SQL, None, &[schemas.into(), path.into()])) {
             let oid: i64 = spi(row.get(1)).unwrap_or_default();
             let schema: String = spi(row.get(2)).unwrap_or_default();
             let name: String = spi(row.get(3)).unwrap_or_default();
@@ -223,15 +262,16 @@ pub fn read_graph(schemas: Option<Vec<String>>) -> SchemaGraph {
             }
         }
 
-        let unreadable = spi(client.select(UNREADABLE_SQL, None, &[schemas_arg.into()]))
-            .map(|row| {
-                (
-                    spi(row.get::<String>(1)).unwrap_or_default(),
-                    spi(row.get::<String>(2)).unwrap_or_default(),
-                    spi(row.get::<bool>(3)).unwrap_or(false),
-                )
-            })
-            .collect();
+        let unreadable =
+            spi(client.select(UNREADABLE_SQL, None, &[schemas_arg.into(), path_arg.into()]))
+                .map(|row| {
+                    (
+                        spi(row.get::<String>(1)).unwrap_or_default(),
+                        spi(row.get::<String>(2)).unwrap_or_default(),
+                        spi(row.get::<bool>(3)).unwrap_or(false),
+                    )
+                })
+                .collect();
         let mut graph = SchemaGraph {
             tables,
             foreign_keys,

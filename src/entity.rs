@@ -28,9 +28,9 @@ pub fn keys_text(ids: &AnyArray, key_type: &str, task: &str) -> Vec<String> {
     let elem = unsafe { pg_sys::get_element_type(ids.oid()) };
     check_type(elem, key_type, task);
     let arg = unsafe { DatumWithOid::new(ids.datum(), ids.oid()) };
-    Spi::connect(|client| {
+    crate::sql::connect(|client| {
         let table = spi(client.select(
-            "SELECT x::text FROM unnest($1) AS x WHERE x IS NOT NULL",
+            "SELECT x::pg_catalog.text FROM pg_catalog.unnest($1) AS x WHERE x IS NOT NULL",
             None,
             &[arg],
         ));
@@ -42,12 +42,13 @@ pub fn keys_text(ids: &AnyArray, key_type: &str, task: &str) -> Vec<String> {
 fn check_type(oid: pg_sys::Oid, key_type: &str, task: &str) {
     // format_type_be directly: this runs on every rdl_predict call.
     // SAFETY: format_type_be returns a palloc'd C string for any type OID.
-    let arg_type = unsafe {
+    // Under the locked path, as the catalog reader names the key's type.
+    let arg_type = crate::sql::locked(|| unsafe {
         let c = pg_sys::format_type_be(oid);
         let s = std::ffi::CStr::from_ptr(c).to_string_lossy().into_owned();
         pg_sys::pfree(c.cast());
         s
-    };
+    });
     let ints = ["smallint", "integer", "bigint", "numeric"];
     let ok = arg_type == key_type
         || (ints.contains(&arg_type.as_str()) && ints.contains(&key_type))

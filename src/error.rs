@@ -31,7 +31,6 @@ impl RdlError {
         self
     }
 
-    #[allow(dead_code)] // used by later API modules
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
@@ -70,22 +69,6 @@ fn sqlstate_code(s: &str) -> PgSqlErrorCode {
     let code =
         six(b[0]) + (six(b[1]) << 6) + (six(b[2]) << 12) + (six(b[3]) << 18) + (six(b[4]) << 24);
     PgSqlErrorCode::from(code)
-}
-
-/// The first column of the first row of `sql`, or `None` when there is no row or it is
-/// NULL. (pgrx's `Spi::get_one` treats "no row" as an error.)
-pub fn query_one<T: pgrx::FromDatum + pgrx::IntoDatum>(
-    sql: &str,
-    args: &[pgrx::datum::DatumWithOid<'_>],
-) -> Option<T> {
-    pgrx::Spi::connect_mut(|client| {
-        let table = spi(client.update(sql, Some(1), args));
-        if table.is_empty() {
-            None
-        } else {
-            spi(table.first().get_one::<T>())
-        }
-    })
 }
 
 /// A required argument of a function that is not STRICT (it has other, optional,

@@ -44,6 +44,14 @@ pub static TRAIN_ON_WORKER: GucSetting<TrainOnWorker> =
 /// `rdl.max_memory_mb`: what one call may hold in gathered and encoded contexts, MB.
 pub static MAX_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(2048);
 
+/// `rdl.max_memory_ceiling_mb` (superuser): how high an ordinary role may set
+/// `rdl.max_memory_mb`. Rust aborts the process when an allocation fails, and an abort of
+/// one backend restarts the whole cluster: what a call may hold is the server's decision.
+pub static MAX_MEMORY_CEILING_MB: GucSetting<i32> = GucSetting::<i32>::new(4096);
+
+/// `rdl.worker_max_trainings`: trainings the background worker runs at once.
+pub static WORKER_MAX_TRAININGS: GucSetting<i32> = GucSetting::<i32>::new(1);
+
 /// `rdl.debug_worker_delay`: a testing aid — the worker holds each of this session's
 /// requests this long before computing (superuser only, not shown). 0: off.
 pub static DEBUG_WORKER_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
@@ -119,15 +127,42 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    // Defined before rdl.max_memory_mb, whose check reads it.
     GucRegistry::define_int_guc(
-        c"rdl.max_memory_mb",
-        c"Memory one rdl call may hold in contexts (gathered rows, encoded tokens).",
-        c"Training that would need more is refused before it gathers, with a hint; predictions and evaluations gather in pieces small enough to fit. Like work_mem, it bounds one call of one session.",
-        &MAX_MEMORY_MB,
+        c"rdl.max_memory_ceiling_mb",
+        c"The highest rdl.max_memory_mb a role that is not a superuser may set.",
+        c"An allocation that fails aborts the backend, which restarts the whole cluster: the server decides what one call may hold.",
+        &MAX_MEMORY_CEILING_MB,
         1,
         1 << 20,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::UNIT_MB,
+    );
+    // SAFETY: the check hook is pg_guard'ed and only reads settings.
+    unsafe {
+        GucRegistry::define_int_guc_with_hooks(
+            c"rdl.max_memory_mb",
+            c"Memory one rdl call may hold in contexts (gathered rows, encoded tokens).",
+            c"Training that would need more is refused before it gathers, with a hint; predictions and evaluations gather in pieces small enough to fit. Like work_mem, it bounds one call of one session; roles that are not superusers may set it up to rdl.max_memory_ceiling_mb.",
+            &MAX_MEMORY_MB,
+            1,
+            1 << 20,
+            GucContext::Userset,
+            GucFlags::UNIT_MB,
+            Some(check_max_memory),
+            None,
+            None,
+        );
+    }
+    GucRegistry::define_int_guc(
+        c"rdl.worker_max_trainings",
+        c"Trainings rdl's background worker runs at once.",
+        c"A training asked of the worker beyond this runs in the calling backend instead. Each holds its contexts in the worker's memory.",
+        &WORKER_MAX_TRAININGS,
+        0,
+        64,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"rdl.debug_worker_delay",
@@ -154,7 +189,40 @@ pub fn device_setting() -> String {
         .unwrap_or_else(|| "auto".into())
 }
 
-/// `rdl.max_memory_mb` in bytes.
+/// Refuses an `rdl.max_memory_mb` above the ceiling unless a superuser (or the server's
+/// own configuration) sets it.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_max_memory(
+    newval: *mut std::ffi::c_int,
+    _extra: *mut *mut std::ffi::c_void,
+    source: pgrx::pg_sys::GucSource::Type,
+) -> bool {
+    use pgrx::pg_sys;
+    // SAFETY: PostgreSQL passes a valid pointer to the proposed value.
+    let v = unsafe { *newval };
+    let ceiling = MAX_MEMORY_CEILING_MB.get();
+    if v <= ceiling || source <= pg_sys::GucSource::PGC_S_ARGV || unsafe { pg_sys::superuser() } {
+        return true;
+    }
+    let detail = format!(
+        "rdl.max_memory_ceiling_mb is {ceiling} MB; only a superuser may set rdl.max_memory_mb above it."
+    );
+    // SAFETY: the message strings are palloc'd in the current context, as GUC_check_errdetail does.
+    unsafe {
+        pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32);
+        let c = std::ffi::CString::new(detail).unwrap_or_default();
+        pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(c.as_ptr());
+    }
+    false
+}
+
+/// `rdl.max_memory_mb` in bytes; never above the ceiling for a role that is not a
+/// superuser (a ceiling lowered after a session set its value still holds).
 pub fn max_memory_bytes() -> usize {
-    (MAX_MEMORY_MB.get().max(1) as usize) << 20
+    let mut mb = MAX_MEMORY_MB.get().max(1);
+    let ceiling = MAX_MEMORY_CEILING_MB.get().max(1);
+    if mb > ceiling && !unsafe { pgrx::pg_sys::superuser() } {
+        mb = ceiling;
+    }
+    (mb as usize) << 20
 }

@@ -18,7 +18,8 @@ use std::cell::Cell;
 use pgrx::prelude::*;
 use pgrx::{register_xact_callback, JsonB, PgXactCallbackEvent};
 
-use crate::error::{query_one, spi, RdlError};
+use crate::error::RdlError;
+use crate::sql::{execute, query_one};
 use crate::storage::as_owner;
 
 /// First key of the advisory locks of runs ('rdl\0'); the second is the run id.
@@ -28,6 +29,23 @@ thread_local! {
     /// The run whose session lock this backend holds, if any.
     static HELD: Cell<Option<i32>> = const { Cell::new(None) };
 }
+
+/// The pid of a live run of task `$1`: marked running and its backend still holding the
+/// run's session lock (the same rule as the `rdl_runs` view, written out: rdl's own
+/// statements never read a view through the search path).
+const RUNNING_SQL: &str = "
+SELECT r.pid FROM rdl.runs r
+WHERE r.task OPERATOR(pg_catalog.=) $1 AND r.status OPERATOR(pg_catalog.=) 'running'
+  AND EXISTS (
+    SELECT 1 FROM pg_catalog.pg_locks l
+    WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted
+      AND l.pid OPERATOR(pg_catalog.=) r.pid
+      AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                         WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+      AND l.classid OPERATOR(pg_catalog.=) 1919183872::pg_catalog.oid
+      AND l.objid OPERATOR(pg_catalog.=) r.id::pg_catalog.oid
+      AND l.objsubid OPERATOR(pg_catalog.=) 2)
+LIMIT 1";
 
 pub struct Run {
     pub id: i64,
@@ -49,11 +67,17 @@ pub fn call_is_nonatomic(fcinfo: pg_sys::FunctionCallInfo) -> bool {
     }
 }
 
+/// Locks the task's row until the end of the transaction, as rdl's owner. A row lock
+/// rather than an advisory lock on a key anyone could compute: taking a conflicting lock on
+/// a row of `rdl.tasks` needs UPDATE on it, which no ordinary role has, so no other role
+/// can stall a training by holding the lock first.
 fn task_lock(task: &str) {
-    spi(Spi::run_with_args(
-        "SELECT pg_advisory_xact_lock(hashtext('rdl_train:' || $1))",
-        &[task.into()],
-    ));
+    as_owner(|| {
+        execute(
+            "SELECT 1 FROM rdl.tasks t WHERE t.name OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
+            &[task.into()],
+        )
+    });
 }
 
 impl Run {
@@ -62,12 +86,7 @@ impl Run {
         // Serialises the check below with other starters; in atomic mode it is held to the
         // end, so a second atomic call simply waits.
         task_lock(task);
-        let busy = as_owner(|| {
-            query_one::<i32>(
-                "SELECT pid FROM rdl_runs WHERE task = $1 AND status = 'running' LIMIT 1",
-                &[task.into()],
-            )
-        });
+        let busy = as_owner(|| query_one::<i32>(RUNNING_SQL, &[task.into()]));
         if let Some(pid) = busy {
             RdlError::new(
                 "55006",
@@ -83,7 +102,8 @@ impl Run {
         let id = as_owner(|| {
             query_one::<i64>(
                 "INSERT INTO rdl.runs (task, options, started_by)
-                 VALUES ($1, $2, (SELECT rolname FROM pg_catalog.pg_roles WHERE oid = $3))
+                 VALUES ($1, $2, (SELECT r.rolname FROM pg_catalog.pg_roles r
+                                  WHERE r.oid OPERATOR(pg_catalog.=) $3))
                  RETURNING id",
                 &[task.into(), JsonB(options).into(), caller.into()],
             )
@@ -95,10 +115,10 @@ impl Run {
             task: task.to_string(),
         };
         if nonatomic {
-            spi(Spi::run_with_args(
-                "SELECT pg_advisory_lock($1, $2)",
+            execute(
+                "SELECT pg_catalog.pg_advisory_lock($1, $2)",
                 &[RUN_LOCK_CLASS.into(), (id as i32).into()],
-            ));
+            );
             HELD.with(|h| h.set(Some(id as i32)));
             run.commit();
         }
@@ -108,17 +128,18 @@ impl Run {
     /// Records progress (and commits it, when allowed).
     pub fn progress(&self, phase: &str, epoch: usize, entry: Option<serde_json::Value>) {
         as_owner(|| {
-            spi(Spi::run_with_args(
-                "UPDATE rdl.runs SET phase = $2, epoch = $3, updated_at = clock_timestamp(),
-                    history = CASE WHEN $4::jsonb IS NULL THEN history ELSE history || $4 END
-             WHERE id = $1",
+            execute(
+                "UPDATE rdl.runs SET phase = $2, epoch = $3, updated_at = pg_catalog.clock_timestamp(),
+                    history = CASE WHEN $4::pg_catalog.jsonb IS NULL THEN history
+                                   ELSE history OPERATOR(pg_catalog.||) $4 END
+                 WHERE id OPERATOR(pg_catalog.=) $1",
                 &[
                     self.id.into(),
                     phase.into(),
                     (epoch as i32).into(),
                     entry.map(JsonB).into(),
                 ],
-            ))
+            )
         });
         if self.nonatomic {
             self.commit();
@@ -136,11 +157,12 @@ impl Run {
             // Hold interrupts so the bookkeeping itself is not what gets cancelled.
             unsafe { pg_sys::InterruptHoldoffCount += 1 };
             as_owner(|| {
-                spi(Spi::run_with_args(
-                    "UPDATE rdl.runs SET status = 'cancelled', finished_at = clock_timestamp(),
-                        updated_at = clock_timestamp(), message = 'cancelled' WHERE id = $1",
+                execute(
+                    "UPDATE rdl.runs SET status = 'cancelled', finished_at = pg_catalog.clock_timestamp(),
+                        updated_at = pg_catalog.clock_timestamp(), message = 'cancelled'
+                     WHERE id OPERATOR(pg_catalog.=) $1",
                     &[self.id.into()],
-                ))
+                )
             });
             self.commit();
             unsafe { pg_sys::InterruptHoldoffCount -= 1 };
@@ -152,11 +174,12 @@ impl Run {
     pub fn fail(&self, e: RdlError) -> ! {
         if self.nonatomic {
             as_owner(|| {
-                spi(Spi::run_with_args(
-                    "UPDATE rdl.runs SET status = 'failed', finished_at = clock_timestamp(),
-                        updated_at = clock_timestamp(), message = $2 WHERE id = $1",
+                execute(
+                    "UPDATE rdl.runs SET status = 'failed', finished_at = pg_catalog.clock_timestamp(),
+                        updated_at = pg_catalog.clock_timestamp(), message = $2
+                     WHERE id OPERATOR(pg_catalog.=) $1",
                     &[self.id.into(), e.message.clone().into()],
-                ))
+                )
             });
             self.commit();
             release_run_lock();
@@ -174,12 +197,13 @@ impl Run {
     /// (the procedure's last) commits it together with the model.
     pub fn finish(&self, version: i32, metrics: serde_json::Value) {
         as_owner(|| {
-            spi(Spi::run_with_args(
+            execute(
                 "UPDATE rdl.runs SET status = 'finished', phase = 'done', model_version = $2,
-                    metrics = $3, finished_at = clock_timestamp(), updated_at = clock_timestamp()
-             WHERE id = $1",
+                    metrics = $3, finished_at = pg_catalog.clock_timestamp(),
+                    updated_at = pg_catalog.clock_timestamp()
+                 WHERE id OPERATOR(pg_catalog.=) $1",
                 &[self.id.into(), version.into(), JsonB(metrics).into()],
-            ))
+            )
         });
         // Released when this last transaction commits (or aborts), not before: until then
         // the run must still look alive to other sessions.

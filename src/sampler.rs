@@ -82,6 +82,9 @@ pub fn gather(
     }
 }
 
+/// Rows fetched from a statement's portal at a time: what PostgreSQL holds of a result.
+const FETCH_ROWS: i64 = 4096;
+
 fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Vec<FetchedRow> {
     if reqs.is_empty() {
         return Vec::new();
@@ -94,14 +97,17 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Vec<FetchedRow> {
         let col: Vec<String> = reqs.iter().map(|r| r.keys[c].clone()).collect();
         args.push(col.into());
     }
-    let ns = tp.structural.len();
     let n_keys = reqs[0].keys.len();
     TRACE.with(|t| {
         if let Some(v) = t.borrow_mut().as_mut() {
             v.push(rdl_engine::sampler::inline_statement(sql, reqs));
         }
     });
-    Spi::connect(|client| {
+    // What one statement's rows may hold (gathering pieces take a quarter of the budget):
+    // counted as they are converted, so a result too large is refused while it is read,
+    // never after it was all held.
+    let limit = crate::guc::max_memory_bytes() / 4;
+    crate::sql::connect(|client| {
         let mut types = vec![
             PgOid::from(pg_sys::INT4ARRAYOID),
             PgOid::from(pg_sys::TIMESTAMPTZARRAYOID),
@@ -112,109 +118,143 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Vec<FetchedRow> {
         ));
         let stmt = crate::plans::kept(client, sql, &types);
         let t0 = std::time::Instant::now();
-        let table = spi(client.select(&*stmt, None, &args));
-        let t1 = std::time::Instant::now();
-        let mut out = Vec::with_capacity(table.len());
-        // SAFETY: `select` just ran on this connection, so SPI_tuptable is its result, valid
-        // until the connection's next statement; every datum is read by the type its column
-        // was checked to have.
-        unsafe {
-            let tt = pg_sys::SPI_tuptable;
-            if tt.is_null() || table.is_empty() {
-                record(0, t0, t1);
-                return out;
+        let (mut out, mut bytes, mut exec) = (Vec::new(), 0usize, std::time::Duration::ZERO);
+        let mut cursor = spi(client.try_open_cursor(&*stmt, &args));
+        loop {
+            let f0 = std::time::Instant::now();
+            let table = spi(cursor.fetch(FETCH_ROWS));
+            exec += f0.elapsed();
+            if table.is_empty() {
+                break;
             }
-            let desc = (*tt).tupdesc;
-            let natts = (*desc).natts as usize;
-            // Expected type per column: ord, key, time, structural columns, values.
-            let time_kinds = std::iter::once(tp.time_out().unwrap_or(OutKind::Micros));
-            let mut want: Vec<Option<OutKind>> = vec![None, Some(OutKind::Text)];
-            want.extend(time_kinds.map(Some));
-            want.extend(std::iter::repeat_n(Some(OutKind::Text), ns));
-            want.extend(tp.values.iter().map(|v| Some(v.out)));
-            let type_ok = |k: Option<OutKind>, oid: pg_sys::Oid| match k {
-                None => oid == pg_sys::INT4OID,
-                Some(OutKind::Text) => oid == pg_sys::TEXTOID,
-                Some(OutKind::Float) => oid == pg_sys::FLOAT8OID,
-                Some(OutKind::Micros) => oid == pg_sys::INT8OID,
-                Some(OutKind::Bool) => oid == pg_sys::BOOLOID,
-                Some(OutKind::Timestamp) => {
-                    oid == pg_sys::TIMESTAMPTZOID || oid == pg_sys::TIMESTAMPOID
-                }
-                Some(OutKind::Date) => oid == pg_sys::DATEOID,
-            };
-            let types_match = natts == want.len()
-                && (0..natts).all(|i| type_ok(want[i], (*(*desc).attrs.as_ptr().add(i)).atttypid));
-            if !types_match {
-                crate::error::RdlError::new(
-                    "XX000",
-                    format!(
-                        "rdl: sampler statement returned unexpected column types for {}",
-                        tp.table
-                    ),
+            // SAFETY: `fetch` just filled SPI_tuptable, valid until the next fetch.
+            unsafe { decode(tp, &mut out, &mut bytes) };
+            if bytes > limit {
+                crate::error::over_memory(
+                    format!("the rows of {} gathered for one step", tp.table),
+                    rdl_engine::memory::Exceeded { need: bytes, limit },
+                    "Gather fewer entities at once, or smaller contexts (options max_rows, fanout, depth).",
                 )
                 .raise()
             }
-            let mut vals = vec![pg_sys::Datum::from(0usize); natts];
-            let mut nulls = vec![false; natts];
-            let text = |d: pg_sys::Datum| -> String {
-                <&str as FromDatum>::from_polymorphic_datum(d, false, pg_sys::TEXTOID)
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            for i in 0..(*tt).numvals as usize {
-                let tup = *(*tt).vals.add(i);
-                pg_sys::heap_deform_tuple(tup, desc, vals.as_mut_ptr(), nulls.as_mut_ptr());
-                if nulls[0] {
-                    continue;
-                }
-                let get = |n: usize| (!nulls[n]).then(|| vals[n]);
-                let ord = vals[0].value() as i32;
-                if ord < 0 {
-                    continue;
-                }
-                let key = get(1).map(text).unwrap_or_default();
-                let time = get(2).map(|d| match tp.time_out() {
-                    Some(OutKind::Timestamp) => pg_timestamp(d).unwrap_or(i64::MIN),
-                    Some(OutKind::Date) => pg_date(d).unwrap_or(i64::MIN),
-                    _ => d.value() as i64,
-                });
-                let structural = (0..ns).map(|k| get(3 + k).map(text)).collect();
-                let values = tp
-                    .values
-                    .iter()
-                    .enumerate()
-                    .map(|(k, v)| match get(3 + ns + k) {
-                        None => Value::Null,
-                        Some(d) => match v.out {
-                            OutKind::Text => Value::Text(text(d)),
-                            OutKind::Float => {
-                                let x = f64::from_bits(d.value() as u64);
-                                if x.is_finite() {
-                                    Value::Num(x)
-                                } else {
-                                    Value::Null
-                                }
-                            }
-                            OutKind::Micros => Value::Time(d.value() as i64),
-                            OutKind::Timestamp => pg_timestamp(d).map_or(Value::Null, Value::Time),
-                            OutKind::Date => pg_date(d).map_or(Value::Null, Value::Time),
-                            OutKind::Bool => Value::Bool(d.value() != 0),
-                        },
-                    })
-                    .collect();
-                out.push(FetchedRow {
-                    ord: ord as usize,
-                    key,
-                    time,
-                    structural,
-                    values,
-                });
-            }
         }
-        record(out.len(), t0, t1);
+        record(out.len(), t0, t0 + exec);
         out
     })
+}
+
+/// Converts the rows of `SPI_tuptable` (a statement over `tp`) and appends them to `out`,
+/// adding their size to `bytes`.
+///
+/// # Safety
+/// `SPI_tuptable` must hold the result just fetched from a statement over `tp`.
+unsafe fn decode(tp: &TablePlan, out: &mut Vec<FetchedRow>, bytes: &mut usize) {
+    let ns = tp.structural.len();
+    // SAFETY: every datum is read by the type its column was checked to have.
+    unsafe {
+        let tt = pg_sys::SPI_tuptable;
+        if tt.is_null() {
+            return;
+        }
+        let desc = (*tt).tupdesc;
+        let natts = (*desc).natts as usize;
+        // Expected type per column: ord, key, time, structural columns, values.
+        let time_kinds = std::iter::once(tp.time_out().unwrap_or(OutKind::Micros));
+        let mut want: Vec<Option<OutKind>> = vec![None, Some(OutKind::Text)];
+        want.extend(time_kinds.map(Some));
+        want.extend(std::iter::repeat_n(Some(OutKind::Text), ns));
+        want.extend(tp.values.iter().map(|v| Some(v.out)));
+        let type_ok = |k: Option<OutKind>, oid: pg_sys::Oid| match k {
+            None => oid == pg_sys::INT4OID,
+            Some(OutKind::Text) => oid == pg_sys::TEXTOID,
+            Some(OutKind::Float) => oid == pg_sys::FLOAT8OID,
+            Some(OutKind::Micros) => oid == pg_sys::INT8OID,
+            Some(OutKind::Bool) => oid == pg_sys::BOOLOID,
+            Some(OutKind::Timestamp) => {
+                oid == pg_sys::TIMESTAMPTZOID || oid == pg_sys::TIMESTAMPOID
+            }
+            Some(OutKind::Date) => oid == pg_sys::DATEOID,
+        };
+        let types_match = natts == want.len()
+            && (0..natts).all(|i| type_ok(want[i], (*(*desc).attrs.as_ptr().add(i)).atttypid));
+        if !types_match {
+            crate::error::RdlError::new(
+                "XX000",
+                format!(
+                    "rdl: sampler statement returned unexpected column types for {}",
+                    tp.table
+                ),
+            )
+            .raise()
+        }
+        let mut vals = vec![pg_sys::Datum::from(0usize); natts];
+        let mut nulls = vec![false; natts];
+        let text = |d: pg_sys::Datum| -> String {
+            <&str as FromDatum>::from_polymorphic_datum(d, false, pg_sys::TEXTOID)
+                .unwrap_or_default()
+                .to_string()
+        };
+        out.reserve((*tt).numvals as usize);
+        for i in 0..(*tt).numvals as usize {
+            let tup = *(*tt).vals.add(i);
+            pg_sys::heap_deform_tuple(tup, desc, vals.as_mut_ptr(), nulls.as_mut_ptr());
+            if nulls[0] {
+                continue;
+            }
+            let get = |n: usize| (!nulls[n]).then(|| vals[n]);
+            let ord = vals[0].value() as i32;
+            if ord < 0 {
+                continue;
+            }
+            let key = get(1).map(text).unwrap_or_default();
+            let time = get(2).map(|d| match tp.time_out() {
+                Some(OutKind::Timestamp) => pg_timestamp(d).unwrap_or(i64::MIN),
+                Some(OutKind::Date) => pg_date(d).unwrap_or(i64::MIN),
+                _ => d.value() as i64,
+            });
+            let structural: Vec<Option<String>> = (0..ns).map(|k| get(3 + k).map(text)).collect();
+            let values: Vec<Value> = tp
+                .values
+                .iter()
+                .enumerate()
+                .map(|(k, v)| match get(3 + ns + k) {
+                    None => Value::Null,
+                    Some(d) => match v.out {
+                        OutKind::Text => Value::Text(text(d)),
+                        OutKind::Float => {
+                            let x = f64::from_bits(d.value() as u64);
+                            if x.is_finite() {
+                                Value::Num(x)
+                            } else {
+                                Value::Null
+                            }
+                        }
+                        OutKind::Micros => Value::Time(d.value() as i64),
+                        OutKind::Timestamp => pg_timestamp(d).map_or(Value::Null, Value::Time),
+                        OutKind::Date => pg_date(d).map_or(Value::Null, Value::Time),
+                        OutKind::Bool => Value::Bool(d.value() != 0),
+                    },
+                })
+                .collect();
+            *bytes += 96
+                + key.len()
+                + structural
+                    .iter()
+                    .map(|s| 24 + s.as_ref().map_or(0, String::len))
+                    .sum::<usize>()
+                + values
+                    .iter()
+                    .map(|v| 32 + if let Value::Text(t) = v { t.len() } else { 0 })
+                    .sum::<usize>();
+            out.push(FetchedRow {
+                ord: ord as usize,
+                key,
+                time,
+                structural,
+                values,
+            });
+        }
+    }
 }
 
 /// A `timestamp`/`timestamptz` datum as µs since the Unix epoch; `None` for ±infinity.

@@ -1,14 +1,19 @@
 //! rdl's own tables (`rdl.tasks`, `rdl.models`, `rdl.runs`, `rdl.task_grants`,
 //! `rdl.time_columns`) are written only by rdl's functions, on behalf of the role that owns
-//! them (the one that ran `CREATE EXTENSION`). Ordinary roles may read them (row-level
-//! security shows each role the tasks it may use) but not write them: a model cannot be
-//! swapped or a task altered behind its owner's back.
+//! them (the one that ran `CREATE EXTENSION`). Ordinary roles may read what row-level
+//! security and column privileges show them, but not write: a model cannot be swapped or a
+//! task altered behind its owner's back.
 //!
-//! The switch is the one PostgreSQL itself makes for maintenance commands:
-//! `SetUserIdAndSecContext(owner, SECURITY_LOCAL_USERID_CHANGE)` around the storage
-//! statement only — never around a statement that reads user data, which always runs as
-//! the calling user. The previous identity is restored when the closure returns or unwinds
-//! (and by PostgreSQL itself on transaction or subtransaction abort).
+//! The switch is the one PostgreSQL makes for maintenance commands (`VACUUM`, `REFRESH
+//! MATERIALIZED VIEW`): `SetUserIdAndSecContext(owner, SECURITY_LOCAL_USERID_CHANGE |
+//! SECURITY_RESTRICTED_OPERATION)` with `search_path` locked to `pg_catalog, pg_temp`
+//! (see `sql.rs`), around statements on rdl's tables only — never around a statement that
+//! reads user data, which always runs as the calling user. Inside, every name is
+//! schema-qualified as well, so nothing the caller can create (functions, operators,
+//! types, temporary views) is ever resolved while the owner's rights are held; the
+//! restricted context also refuses temporary objects, `SET ROLE` and the like. The
+//! previous identity is restored when the closure returns or unwinds (and by PostgreSQL
+//! itself on transaction or subtransaction abort).
 //!
 //! The access rule (see README, "Who may use a task"): a task belongs to the role that
 //! created it. Its owner (and members of the owner role, and superusers) may train it,
@@ -19,9 +24,8 @@
 use std::cell::Cell;
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
-use crate::error::{spi, RdlError};
+use crate::error::RdlError;
 
 thread_local! {
     /// (oid of rdl.tasks, its owner): re-read when the extension is re-created.
@@ -55,10 +59,10 @@ fn owner() -> pg_sys::Oid {
     if cached_rel == tasks {
         return cached_owner;
     }
-    let owner = spi(Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
+    let owner = crate::sql::query_one::<pg_sys::Oid>(
+        "SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
         &[tasks.into()],
-    ))
+    )
     .unwrap_or(pg_sys::InvalidOid);
     OWNER.with(|o| o.set((tasks, owner)));
     owner
@@ -74,17 +78,21 @@ impl Drop for Restore {
     }
 }
 
-/// Runs `f` (statements on rdl's own tables) as the owner of rdl's tables.
+/// Runs `f` (statements on rdl's own tables) as the owner of rdl's tables, in a restricted
+/// security context, with the search path locked.
 pub fn as_owner<T>(f: impl FnOnce() -> T) -> T {
     let owner = owner();
-    let (mut uid, mut ctx) = (pg_sys::InvalidOid, 0i32);
-    // SAFETY: the standard save/switch/restore of the current user id.
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut uid, &mut ctx);
-    }
-    let _restore = Restore(uid, ctx);
-    unsafe {
-        pg_sys::SetUserIdAndSecContext(owner, ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
-    }
-    f()
+    crate::sql::locked(|| {
+        let (mut uid, mut ctx) = (pg_sys::InvalidOid, 0i32);
+        // SAFETY: the standard save/switch/restore of the current user id.
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut uid, &mut ctx);
+        }
+        let _restore = Restore(uid, ctx);
+        let flags = pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION;
+        unsafe {
+            pg_sys::SetUserIdAndSecContext(owner, ctx | flags as i32);
+        }
+        f()
+    })
 }

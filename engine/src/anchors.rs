@@ -248,6 +248,11 @@ pub struct TaskOptions {
 
 pub const DEFAULT_EVAL_WINDOWS: u32 = 40;
 
+/// Anchors one split may have at most. Every anchor is a label statement's worth of work
+/// for every entity: a tiny step over a long history (or one stray row stamped in year 1)
+/// must be refused, not computed.
+pub const MAX_ANCHORS: usize = 10_000;
+
 impl TaskOptions {
     /// Reads and validates options from jsonb (`null` means all defaults).
     pub fn from_json(v: &serde_json::Value) -> Result<TaskOptions, PqlError> {
@@ -278,6 +283,13 @@ impl TaskOptions {
         self.step()?;
         if self.eval_windows == Some(0) {
             return Err(bad("eval_windows must be at least 1"));
+        }
+        if let Some(n) = self.eval_windows.filter(|&n| n as usize > MAX_ANCHORS) {
+            return Err(PqlError::new(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                format!("eval_windows {n} is more than {MAX_ANCHORS}"),
+            )
+            .hint("Use fewer validation and test windows."));
         }
         if let (Some(v), Some(t)) = (self.val_cutoff_us()?, self.test_cutoff_us()?) {
             if v >= t {
@@ -407,7 +419,8 @@ fn make(
     let mut train = Vec::new();
     let base = horizon.add_to(val_cutoff, -1);
     let mut k = 0;
-    loop {
+    // One more than allowed, so that `check` can tell the split is too long.
+    while train.len() <= MAX_ANCHORS {
         let t = step.add_to(base, -k);
         if t < min_time {
             break;
@@ -445,6 +458,14 @@ fn check(s: Splits, min_time: i64, max_time: i64, horizon: Span) -> Result<Split
         horizon.sql_interval()
     );
     let hint = "Give val_cutoff and test_cutoff (and eval_windows) in the task options.";
+    if s.train.len() > MAX_ANCHORS {
+        return Err(PqlError::new(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            format!("the training split would have more than {MAX_ANCHORS} anchors"),
+        )
+        .detail(range)
+        .hint("Use a longer anchor_step (e.g. \"30 days\"), or check the data for rows stamped long before the rest."));
+    }
     if s.val_cutoff >= s.test_cutoff {
         return Err(bad("val_cutoff must be before test_cutoff")
             .detail(range)

@@ -11,11 +11,13 @@
 //!
 //! Each (hop, edge, direction) is **one statement for the whole batch**:
 //! ```sql
-//! SELECT u.ord, s.* FROM unnest($1::int4[], $2::timestamptz[], $3::text[] ...) u(ord, anchor, k1 ...)
+//! SELECT u.ord, s.* FROM pg_catalog.unnest($1::pg_catalog.int4[], $2::pg_catalog.timestamptz[], $3::pg_catalog.text[] ...) u(ord, anchor, k1 ...)
 //! CROSS JOIN LATERAL (SELECT <row> FROM <table> t
-//!                     WHERE t.fk = u.k1::<type> AND t.time <= <anchor>
+//!                     WHERE t.fk OPERATOR(pg_catalog.=) u.k1::<type> AND t.time OPERATOR(pg_catalog.<=) <anchor>
 //!                     ORDER BY t.time DESC LIMIT <fanout>) s
 //! ```
+//! Every function, operator and type is schema-qualified: the statements run as the
+//! calling user, and nothing on their search path may stand in for a built-in.
 //! `LATERAL ... LIMIT` rather than a window function over all children: with an index on
 //! `(fk, time)` each request reads only the rows it keeps, where `row_number()` would read
 //! every child of every parent before discarding most of them.
@@ -32,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::anchors::format_timestamp;
 use crate::encode::{RawRow, Subgraph, Value};
-use crate::ident::{quote_ident, quote_literal};
+use crate::ident::{op, qualify_type, quote_ident, quote_literal};
 use crate::schema::{SchemaGraph, SemanticType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,9 +154,13 @@ pub enum Direction {
 
 fn time_cmp(col: &str, ty: &str) -> String {
     if is_timestamptz(ty) {
-        format!("t.{} <= u.anchor", quote_ident(col))
+        format!("t.{} {} u.anchor", quote_ident(col), op("<="))
     } else {
-        format!("t.{} <= (u.anchor AT TIME ZONE 'UTC')", quote_ident(col))
+        format!(
+            "t.{} {} (u.anchor AT TIME ZONE 'UTC')",
+            quote_ident(col),
+            op("<=")
+        )
     }
 }
 
@@ -163,26 +169,30 @@ fn value_expr(c: &str, ty: &str, semantic: SemanticType) -> Option<(String, OutK
     Some(match semantic {
         SemanticType::Numerical => {
             let e = if ty == "interval" || ty.starts_with("time") {
-                format!("extract(epoch FROM {q})::float8")
+                format!("extract(epoch FROM {q})::pg_catalog.float8")
             } else if ty == "money" {
-                format!("{q}::numeric::float8")
+                format!("{q}::pg_catalog.numeric::pg_catalog.float8")
             } else {
-                format!("{q}::float8")
+                format!("{q}::pg_catalog.float8")
             };
             (e, OutKind::Float)
         }
-        SemanticType::Boolean => (format!("{q}::bool"), OutKind::Bool),
+        SemanticType::Boolean => (format!("{q}::pg_catalog.bool"), OutKind::Bool),
         SemanticType::Timestamp => match raw_time(ty) {
             Some(k) => (q, k),
             None => (
-                format!("(extract(epoch FROM {q}) * 1000000)::int8"),
+                format!(
+                    "(extract(epoch FROM {q}) {} 1000000)::pg_catalog.int8",
+                    op("*")
+                ),
                 OutKind::Micros,
             ),
         },
         // Long texts are cut: the encoder hashes whole strings anyway.
-        SemanticType::Categorical | SemanticType::Text => {
-            (format!("left({q}::text, 200)"), OutKind::Text)
-        }
+        SemanticType::Categorical | SemanticType::Text => (
+            format!("pg_catalog.left({q}::pg_catalog.text, 200)"),
+            OutKind::Text,
+        ),
         SemanticType::Key | SemanticType::Unsupported => return None,
     })
 }
@@ -261,27 +271,29 @@ impl Plan {
     /// The columns a statement over `table` returns after `ord`.
     fn select_list(&self, tp: &TablePlan) -> String {
         let key = if tp.key_columns.is_empty() {
-            "t.ctid::text".to_string()
+            "t.ctid::pg_catalog.text".to_string()
         } else if tp.key_columns.len() == 1 {
-            format!("t.{}::text", quote_ident(&tp.key_columns[0]))
+            format!("t.{}::pg_catalog.text", quote_ident(&tp.key_columns[0]))
         } else {
             let cols: Vec<String> = tp
                 .key_columns
                 .iter()
                 .map(|c| format!("t.{}", quote_ident(c)))
                 .collect();
-            format!("ROW({})::text", cols.join(", "))
+            format!("ROW({})::pg_catalog.text", cols.join(", "))
         };
         let time = match (&tp.time_column, tp.time_out()) {
-            (Some(c), Some(OutKind::Micros)) => {
-                format!("(extract(epoch FROM t.{}) * 1000000)::int8", quote_ident(c))
-            }
+            (Some(c), Some(OutKind::Micros)) => format!(
+                "(extract(epoch FROM t.{}) {} 1000000)::pg_catalog.int8",
+                quote_ident(c),
+                op("*")
+            ),
             (Some(c), Some(_)) => format!("t.{}", quote_ident(c)),
-            _ => "NULL::int8".to_string(),
+            _ => "NULL::pg_catalog.int8".to_string(),
         };
         let mut parts = vec![format!("{key} AS rdl_key"), format!("{time} AS rdl_time")];
         for (i, c) in tp.structural.iter().enumerate() {
-            parts.push(format!("t.{}::text AS rdl_s{i}", quote_ident(c)));
+            parts.push(format!("t.{}::pg_catalog.text AS rdl_s{i}", quote_ident(c)));
         }
         for (i, v) in tp.values.iter().enumerate() {
             parts.push(format!("{} AS rdl_v{i}", v.expr));
@@ -294,14 +306,22 @@ impl Plan {
     /// keeps the newest `fanout` per request (children); timed rows only up to the anchor.
     fn lookup_sql(&self, table: &str, columns: &[String], newest: bool) -> String {
         let tp = &self.tables[table];
-        let mut unnest = vec!["$1::int4[]".to_string(), "$2::timestamptz[]".to_string()];
+        let mut unnest = vec![
+            format!("$1::{}", PARAM_TYPES[0]),
+            format!("$2::{}", PARAM_TYPES[1]),
+        ];
         let mut names = vec!["ord".to_string(), "anchor".to_string()];
         let mut conds = Vec::new();
         for (i, c) in columns.iter().enumerate() {
-            unnest.push(format!("${}::text[]", i + 3));
+            unnest.push(format!("${}::{}", i + 3, PARAM_TYPES[2]));
             names.push(format!("k{i}"));
             let ty = tp.types.get(c).map(String::as_str).unwrap_or("text");
-            conds.push(format!("t.{} = u.k{i}::{ty}", quote_ident(c)));
+            conds.push(format!(
+                "t.{} {} u.k{i}::{}",
+                quote_ident(c),
+                op("="),
+                qualify_type(ty)
+            ));
         }
         if let (Some(c), Some(ty)) = (&tp.time_column, &tp.time_type) {
             conds.push(time_cmp(c, ty));
@@ -324,7 +344,7 @@ impl Plan {
             String::new()
         };
         format!(
-            "SELECT u.ord, s.* FROM unnest({}) AS u({}) CROSS JOIN LATERAL (SELECT {} FROM {} AS t WHERE {}{}) AS s",
+            "SELECT u.ord, s.* FROM pg_catalog.unnest({}) AS u({}) CROSS JOIN LATERAL (SELECT {} FROM {} AS t WHERE {}{}) AS s",
             unnest.join(", "),
             names.join(", "),
             self.select_list(tp),
@@ -347,6 +367,13 @@ impl Plan {
         }
     }
 }
+
+/// Types of a statement's parameters: request ids, anchors, then one array per key column.
+pub const PARAM_TYPES: [&str; 3] = [
+    "pg_catalog.int4[]",
+    "pg_catalog.timestamptz[]",
+    "pg_catalog.text[]",
+];
 
 /// A row as returned by a statement, decoded by the extension.
 #[derive(Debug, Clone, PartialEq)]
@@ -387,17 +414,17 @@ pub fn inline_statement(sql: &str, reqs: &[Request]) -> String {
     let n_keys = reqs.first().map_or(0, |r| r.keys.len());
     let mut params = vec![
         (
-            "int4[]",
+            PARAM_TYPES[0],
             array_literal((0..reqs.len()).map(|i| i.to_string())),
         ),
         (
-            "timestamptz[]",
+            PARAM_TYPES[1],
             array_literal(reqs.iter().map(|r| format_timestamp(r.anchor))),
         ),
     ];
     for c in 0..n_keys {
         params.push((
-            "text[]",
+            PARAM_TYPES[2],
             array_literal(reqs.iter().map(|r| r.keys[c].as_str())),
         ));
     }
@@ -720,7 +747,7 @@ mod tests {
                 keys: vec![format!("k\"{i}'"), i.to_string()],
             })
             .collect();
-        let sql = "SELECT * FROM unnest($1::int4[], $2::timestamptz[], $3::text[], $4::text[])";
+        let sql = "SELECT * FROM unnest($1::pg_catalog.int4[], $2::pg_catalog.timestamptz[], $3::pg_catalog.text[], $4::pg_catalog.text[])";
         let s = inline_statement(sql, &reqs);
         assert!(!s.contains('$'), "{s}");
         assert!(s.starts_with("SELECT * FROM unnest('{\"0\",\"1\","), "{s}");
@@ -789,14 +816,16 @@ mod tests {
     fn child_sql_is_one_lateral_statement_with_time_bound_and_fanout() {
         let plan = Plan::new(&graph(), SamplerConfig::default());
         let sql = plan.step_sql(&plan.edges[0], Direction::ToChildren);
-        assert!(sql.contains("FROM unnest($1::int4[], $2::timestamptz[], $3::text[])"));
-        assert!(sql.contains("t.driver_id = u.k0::integer"));
-        assert!(sql.contains("t.date <= (u.anchor AT TIME ZONE 'UTC')"));
+        assert!(sql.contains("FROM pg_catalog.unnest($1::pg_catalog.int4[], $2::pg_catalog.timestamptz[], $3::pg_catalog.text[])"));
+        assert!(sql.contains("t.driver_id OPERATOR(pg_catalog.=) u.k0::integer"));
+        assert!(sql.contains("t.date OPERATOR(pg_catalog.<=) (u.anchor AT TIME ZONE 'UTC')"));
         assert!(sql.contains("ORDER BY t.date DESC, t.result_id DESC LIMIT 12"));
         // Keys are structure, not values.
-        assert!(!sql.contains("rdl_v0") || sql.contains("t.points::float8 AS rdl_v0"));
+        assert!(!sql.contains("rdl_v0") || sql.contains("t.points::pg_catalog.float8 AS rdl_v0"));
         let parent = plan.step_sql(&plan.edges[0], Direction::ToParent);
-        assert!(parent.contains("FROM public.drivers AS t WHERE t.driver_id = u.k0::integer) AS s"));
+        assert!(parent.contains(
+            "FROM public.drivers AS t WHERE t.driver_id OPERATOR(pg_catalog.=) u.k0::integer) AS s"
+        ));
         assert!(!parent.contains("LIMIT"));
     }
 

@@ -17,7 +17,8 @@ use serde_json::{json, Map};
 use crate::api::examples::{gather_all, labeled, seeds_of};
 use crate::api::model::{argmax, predict_rows, task_and_model, train_err, Loaded};
 use crate::api::predict::{gather_one, not_ranking, One};
-use crate::error::{query_one, RdlError};
+use crate::error::RdlError;
+use crate::sql::query_one;
 
 /// Shares of one explanation, aggregated per context row and per column.
 struct Shares {
@@ -355,7 +356,8 @@ fn rdl_predict_detail(
 fn validation_metrics(l: &Loaded) -> serde_json::Value {
     crate::storage::as_owner(|| {
         query_one::<JsonB>(
-            "SELECT metrics->'val' FROM rdl.models WHERE id = $1",
+            "SELECT m.metrics OPERATOR(pg_catalog.->) 'val' FROM rdl.models m
+             WHERE m.id OPERATOR(pg_catalog.=) $1",
             &[l.id.into()],
         )
     })

@@ -18,7 +18,8 @@ use serde_json::json;
 use crate::api::task::{load_task_to_modify, task_state, Access, Task, TaskState};
 use crate::api::train::TrainOptions;
 use crate::catalog;
-use crate::error::{query_one, spi, RdlError};
+use crate::error::{spi, RdlError};
+use crate::sql::{execute, query_one, query_two};
 
 /// What is stored in `rdl.models.config` besides the weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,7 +190,10 @@ pub struct Loaded {
 }
 
 thread_local! {
-    static CACHE: RefCell<HashMap<String, Rc<Loaded>>> = RefCell::new(HashMap::new());
+    /// By (role, task): what a model holds does not depend on the role, but the plan it
+    /// reads with was built from that role's view of the catalog, and a cache never serves
+    /// one role what was built for another.
+    static CACHE: RefCell<HashMap<(pg_sys::Oid, String), Rc<Loaded>>> = RefCell::new(HashMap::new());
 }
 
 /// The task and its active model, from the per-backend caches while they are current:
@@ -197,7 +201,8 @@ thread_local! {
 /// `check` runs on the task first (e.g. that it is the right kind for the function).
 pub fn task_and_model(task: &str, check: impl FnOnce(&Task)) -> (Rc<Task>, Rc<Loaded>) {
     crate::guc::apply();
-    let cached = CACHE.with(|c| c.borrow().get(task).cloned());
+    let key = (crate::storage::caller(), task.to_string());
+    let cached = CACHE.with(|c| c.borrow().get(&key).cloned());
     let tables = cached
         .as_ref()
         .map(|l| l.tables.clone())
@@ -259,9 +264,10 @@ pub fn read_stored<M>(
     // Its id was just read, but each statement has its own snapshot (READ COMMITTED): a
     // concurrent rdl_drop_task may have removed the row since.
     let row = crate::storage::as_owner(|| {
-        Spi::connect(|client| {
+        crate::sql::connect(|client| {
             let t = spi(client.select(
-                "SELECT weights, config, version FROM rdl.models WHERE id = $1",
+                "SELECT m.weights, m.config, m.version FROM rdl.models m
+                 WHERE m.id OPERATOR(pg_catalog.=) $1",
                 Some(1),
                 &[id.into()],
             ));
@@ -294,6 +300,21 @@ pub fn read_stored<M>(
         ))
         .raise()
     });
+    let sc = stored.sampler;
+    if !(1..=6).contains(&sc.depth)
+        || !(1..=1000).contains(&sc.fanout)
+        || !(1..=10_000).contains(&sc.max_rows)
+    {
+        RdlError::new(
+            "XX000",
+            format!("model {id} of task \"{task}\" has an out-of-range sampler configuration"),
+        )
+        .hint(format!(
+            "Retrain: CALL rdl_train('{}');",
+            task.replace('\'', "''")
+        ))
+        .raise()
+    }
     check_readable(task, &stored.tables);
     let mut plan = Plan::new(&catalog::read_graph(None), stored.sampler);
     // Read what the model was trained on, nothing more (a table added since is unknown to it).
@@ -303,10 +324,10 @@ pub fn read_stored<M>(
             .retain(|e| plan.tables.contains_key(&e.child) && plan.tables.contains_key(&e.parent));
     }
     let columns_tag = crate::storage::as_owner(|| {
-        spi(Spi::get_two_with_args::<bool, String>(
+        query_two::<bool, String>(
             crate::api::task::COLUMNS_TAG_SQL,
             &[task.into(), stored.tables.clone().into()],
-        ))
+        )
         .1
     });
     let model = decode(&bytes.unwrap_or_default()).unwrap_or_else(|e| train_err(e).raise());
@@ -339,7 +360,13 @@ fn load_model(task: &str, id: i64, tag: Option<String>) -> Rc<Loaded> {
         model,
         plan,
     });
-    CACHE.with(|c| c.borrow_mut().insert(task.to_string(), loaded.clone()));
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 256 {
+            c.clear(); // bounded: models are large
+        }
+        c.insert((crate::storage::caller(), task.to_string()), loaded.clone())
+    });
     loaded
 }
 
@@ -431,7 +458,8 @@ fn rdl_activate(task: &str, version: i32) -> bool {
     load_task_to_modify(task);
     let found = crate::storage::as_owner(|| {
         query_one::<i64>(
-            "SELECT id FROM rdl.models WHERE task = $1 AND version = $2",
+            "SELECT m.id FROM rdl.models m
+             WHERE m.task OPERATOR(pg_catalog.=) $1 AND m.version OPERATOR(pg_catalog.=) $2",
             &[task.into(), version.into()],
         )
     });
@@ -445,14 +473,16 @@ fn rdl_activate(task: &str, version: i32) -> bool {
     }
     crate::storage::as_owner(|| {
         // Two statements: the one-active-version index is checked row by row.
-        spi(Spi::run_with_args(
-            "UPDATE rdl.models SET active = false WHERE task = $1 AND active AND version <> $2",
+        execute(
+            "UPDATE rdl.models SET active = false
+             WHERE task OPERATOR(pg_catalog.=) $1 AND active AND version OPERATOR(pg_catalog.<>) $2",
             &[task.into(), version.into()],
-        ));
-        spi(Spi::run_with_args(
-            "UPDATE rdl.models SET active = true WHERE task = $1 AND version = $2",
+        );
+        execute(
+            "UPDATE rdl.models SET active = true
+             WHERE task OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
             &[task.into(), version.into()],
-        ))
+        )
     });
     true
 }

@@ -125,7 +125,7 @@ fn ranking_labels(name: &str, t: &Task, split: &str) -> Vec<Labeled> {
     for p in &t.spec.params {
         args.push(p.clone().into());
     }
-    Spi::connect(|client| {
+    crate::sql::connect(|client| {
         let table = spi(client.select(t.spec.label_sql(), None, &args));
         let mut out = Vec::with_capacity(table.len());
         for row in table {
@@ -154,7 +154,7 @@ fn run_interactions(sql: &str, args: Vec<DatumWithOid>) -> Vec<(String, String, 
         PgOid::from(pg_sys::TEXTOID),
         args.len() - 1,
     ));
-    Spi::connect(|client| {
+    crate::sql::connect(|client| {
         let stmt = crate::plans::kept(client, sql, &types);
         let table = spi(client.select(&*stmt, None, &args));
         let mut v = Vec::with_capacity(table.len());
@@ -623,19 +623,24 @@ struct ItemIndex {
     absent: HashSet<u32>,
 }
 
-/// `((model id, item-side time), index)`.
-type IndexEntry = ((i64, i64), Rc<RefCell<ItemIndex>>);
+/// `((role, model id, item-side time), index)`.
+type IndexEntry = ((pg_sys::Oid, i64, i64), Rc<RefCell<ItemIndex>>);
 
 thread_local! {
-    static RANKERS: RefCell<HashMap<String, Rc<LoadedRanker>>> = RefCell::new(HashMap::new());
-    /// `((model id, item-side time), index)`, most recently used last.
+    /// By (role, task), like the other models (see `model.rs`).
+    static RANKERS: RefCell<HashMap<(pg_sys::Oid, String), Rc<LoadedRanker>>> =
+        RefCell::new(HashMap::new());
+    /// `((role, model id, item-side time), index)`, most recently used last. The index
+    /// holds the interaction log and item rows as one role read them (row-level security
+    /// applied): another role never gets it, it builds its own.
     static INDEXES: RefCell<Vec<IndexEntry>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The task and its active ranking model (loaded once per backend and version).
 fn ranker_for(task: &str, function: &str) -> (Rc<Task>, Rc<LoadedRanker>) {
     crate::guc::apply();
-    let cached = RANKERS.with(|c| c.borrow().get(task).cloned());
+    let key = (crate::storage::caller(), task.to_string());
+    let cached = RANKERS.with(|c| c.borrow().get(&key).cloned());
     let tables = cached
         .as_ref()
         .map(|l| l.tables.clone())
@@ -670,15 +675,21 @@ fn ranker_for(task: &str, function: &str) -> (Rc<Task>, Rc<LoadedRanker>) {
         plan,
     });
     // Indexes built for an earlier model with this id (a re-created extension) are stale.
-    INDEXES.with(|c| c.borrow_mut().retain(|((m, _), _)| *m != id));
-    RANKERS.with(|c| c.borrow_mut().insert(task.to_string(), loaded.clone()));
+    INDEXES.with(|c| c.borrow_mut().retain(|((_, m, _), _)| *m != id));
+    RANKERS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(key, loaded.clone())
+    });
     (st.task, loaded)
 }
 
 /// The item index of a model at item-side time `ti`, from the cache or built (reads the
 /// interaction log up to `ti` and computes the statistics; no embeddings yet).
 fn index_for(t: &Task, l: &LoadedRanker, ti: i64) -> Rc<RefCell<ItemIndex>> {
-    let key = (l.id, ti);
+    let key = (crate::storage::caller(), l.id, ti);
     let hit = INDEXES.with(|c| {
         let mut v = c.borrow_mut();
         let p = v.iter().position(|(k, _)| *k == key)?;

@@ -4,7 +4,8 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::catalog;
-use crate::error::{query_one, spi, RdlError};
+use crate::error::{spi, RdlError};
+use crate::sql::{execute, query_one, query_two};
 
 /// The schema graph as the caller sees it: tables with primary keys, typed columns, time
 /// columns, and foreign keys. `schemas` limits it to those schemas.
@@ -27,18 +28,23 @@ fn rdl_schema_graph(schemas: default!(Option<Vec<Option<String>>>, "NULL")) -> J
 #[pg_extern]
 fn rdl_set_time_column(tbl: Option<&str>, col: Option<&str>) -> String {
     let tbl = crate::error::not_null(tbl, "tbl");
-    let Some(oid) = query_one::<i64>(
-        "SELECT pg_catalog.to_regclass($1)::oid::int8",
+    // The one statement that resolves through the caller's own search path: the name is
+    // theirs. Fully qualified, and it runs no code of anyone's.
+    let oid = spi(pgrx::Spi::get_one_with_args::<i64>(
+        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid::pg_catalog.int8",
         &[tbl.into()],
-    ) else {
+    ));
+    let Some(oid) = oid else {
         RdlError::new("42P01", format!("relation \"{tbl}\" does not exist"))
             .hint("Name an existing table, schema-qualified if it is not on the search_path.")
             .raise()
     };
-    let (relname, relkind) = spi(Spi::get_two_with_args::<String, String>(
-        "SELECT $1::int8::oid::regclass::text, relkind::text FROM pg_catalog.pg_class WHERE oid = $1::int8::oid",
+    let (relname, relkind) = query_two::<String, String>(
+        "SELECT $1::pg_catalog.int8::pg_catalog.oid::pg_catalog.regclass::pg_catalog.text,
+                c.relkind::pg_catalog.text
+         FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid",
         &[oid.into()],
-    ));
+    );
     let relname = relname.unwrap_or_else(|| tbl.to_string());
     if !matches!(relkind.as_deref(), Some("r") | Some("p")) {
         RdlError::new("42809", format!("\"{relname}\" is not a table"))
@@ -46,7 +52,7 @@ fn rdl_set_time_column(tbl: Option<&str>, col: Option<&str>) -> String {
             .raise()
     }
     let readable = query_one::<bool>(
-        "SELECT pg_catalog.has_table_privilege($1::int8::oid, 'SELECT')",
+        "SELECT pg_catalog.has_table_privilege($1::pg_catalog.int8::pg_catalog.oid, 'SELECT')",
         &[oid.into()],
     );
     if readable != Some(true) {
@@ -57,7 +63,8 @@ fn rdl_set_time_column(tbl: Option<&str>, col: Option<&str>) -> String {
     // Every task over the table depends on its time column: it is part of the table's
     // definition, so it is its owner's to set (as ALTER TABLE or COMMENT ON would be).
     let owns = query_one::<bool>(
-        "SELECT pg_catalog.pg_has_role(relowner, 'MEMBER') FROM pg_catalog.pg_class WHERE oid = $1::int8::oid",
+        "SELECT pg_catalog.pg_has_role(c.relowner, 'MEMBER') FROM pg_catalog.pg_class c
+         WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid",
         &[oid.into()],
     );
     if owns != Some(true) {
@@ -68,8 +75,10 @@ fn rdl_set_time_column(tbl: Option<&str>, col: Option<&str>) -> String {
     }
     if let Some(col) = col {
         let ty = query_one::<String>(
-            "SELECT pg_catalog.format_type(atttypid, NULL) FROM pg_catalog.pg_attribute
-             WHERE attrelid = $1::int8::oid AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+            "SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid
+               AND a.attname OPERATOR(pg_catalog.=) $2
+               AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
             &[oid.into(), col.into()],
         );
         match ty.as_deref() {
@@ -90,13 +99,15 @@ fn rdl_set_time_column(tbl: Option<&str>, col: Option<&str>) -> String {
     }
     let caller = crate::storage::caller();
     crate::storage::as_owner(|| {
-        spi(Spi::run_with_args(
+        execute(
             "INSERT INTO rdl.time_columns (table_oid, column_name, set_by)
-             VALUES ($1::int8::oid::regclass, $2, (SELECT rolname FROM pg_catalog.pg_roles WHERE oid = $3))
+             VALUES ($1::pg_catalog.int8::pg_catalog.oid::pg_catalog.regclass, $2,
+                     (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) $3))
              ON CONFLICT (table_oid) DO UPDATE
-             SET column_name = EXCLUDED.column_name, set_by = EXCLUDED.set_by, set_at = now()",
+             SET column_name = EXCLUDED.column_name, set_by = EXCLUDED.set_by,
+                 set_at = pg_catalog.now()",
             &[oid.into(), col.into(), caller.into()],
-        ))
+        )
     });
     match col {
         Some(c) => format!("{relname}: time column {c}"),

@@ -12,8 +12,9 @@ use pgrx::{JsonB, PgOid};
 use rdl_engine::pql::{self, PqlError, TaskSpec, TaskType};
 
 use crate::catalog;
-use crate::error::{query_one, spi, RdlError};
+use crate::error::{spi, RdlError};
 use crate::pgtime;
+use crate::sql::{execute, query_one, query_two};
 
 impl From<PqlError> for RdlError {
     fn from(e: PqlError) -> Self {
@@ -54,46 +55,61 @@ pub enum Access {
 }
 
 thread_local! {
-    /// Parsed specs by task name, with the row version (`xmin`, `ctid`) they were read at.
-    static TASKS: RefCell<HashMap<String, (String, Rc<Task>)>> = RefCell::new(HashMap::new());
+    /// Parsed specs by (role, task name), with the row version (`xmin`, `ctid`) they were
+    /// read at. Keyed by role: an older spec is compiled again against the caller's view
+    /// of the catalog (see [`read_task`]), and a cache never serves one role what was
+    /// built for another.
+    static TASKS: RefCell<HashMap<(pg_sys::Oid, String), (String, Rc<Task>)>> =
+        RefCell::new(HashMap::new());
 }
 
 /// A fingerprint of the columns of the tables `$2::text[]`: DDL since a model was loaded
 /// makes it check them again.
 macro_rules! columns_tag_sql {
     () => {
-        "(SELECT md5(string_agg(a.attrelid::text || '.' || a.attnum || ':' || a.attname || ':' || a.atttypid::text, ','
-                             ORDER BY a.attrelid, a.attnum))
-          FROM unnest($2::text[]) AS x
-          JOIN pg_catalog.pg_attribute a ON a.attrelid = to_regclass(x) AND a.attnum > 0 AND NOT a.attisdropped)"
+        "(SELECT pg_catalog.md5(pg_catalog.string_agg(
+                    pg_catalog.concat_ws(':', a.attrelid, a.attnum, a.attname, a.atttypid), ','
+                    ORDER BY a.attrelid, a.attnum))
+          FROM pg_catalog.unnest($2::pg_catalog.text[]) AS x
+          JOIN pg_catalog.pg_attribute a
+            ON a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(x)
+           AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)"
     };
 }
 
 /// [`columns_tag_sql`] alone (`$1` unused, so that the same text serves).
-pub const COLUMNS_TAG_SQL: &str = concat!("SELECT $1::text IS NULL, ", columns_tag_sql!());
+pub const COLUMNS_TAG_SQL: &str =
+    concat!("SELECT $1::pg_catalog.text IS NULL, ", columns_tag_sql!());
 
 // Runs as the owner of rdl's tables; `$3` is the caller, whose rights are checked
 // explicitly (has_table_privilege / pg_has_role with the role given).
-const STATE_SQL: &str = concat!("
-SELECT t.xmin::text || ':' || t.ctid::text,
-       (SELECT m.id FROM rdl.models m WHERE m.task = t.name AND m.active),
-       (SELECT CASE WHEN to_regclass(x) IS NULL THEN 'missing:' ELSE '' END || x
-          FROM unnest($2::text[]) AS x
-         WHERE to_regclass(x) IS NULL
-            OR NOT pg_catalog.has_table_privilege($3, to_regclass(x), 'SELECT')
+const STATE_SQL: &str = concat!(
+    "
+SELECT pg_catalog.concat_ws(':', t.xmin, t.ctid),
+       (SELECT m.id FROM rdl.models m WHERE m.task OPERATOR(pg_catalog.=) t.name AND m.active),
+       (SELECT CASE WHEN pg_catalog.to_regclass(x) IS NULL THEN 'missing:' ELSE '' END
+               OPERATOR(pg_catalog.||) x
+          FROM pg_catalog.unnest($2::pg_catalog.text[]) AS x
+         WHERE pg_catalog.to_regclass(x) IS NULL
+            OR NOT pg_catalog.has_table_privilege($3, pg_catalog.to_regclass(x), 'SELECT')
          LIMIT 1),
        pg_catalog.pg_has_role($3, t.owner, 'MEMBER'),
        EXISTS (SELECT 1 FROM rdl.task_grants g
-               WHERE g.task = t.name
-                 AND (g.grantee = 0 OR pg_catalog.pg_has_role($3, g.grantee, 'MEMBER'))),
-       t.owner::text,
+               WHERE g.task OPERATOR(pg_catalog.=) t.name
+                 AND (g.grantee::pg_catalog.oid OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+                      OR pg_catalog.pg_has_role($3, g.grantee, 'MEMBER'))),
+       t.owner::pg_catalog.text,
        -- Model ids start again at 1 in a re-created extension: the row version tells a
        -- cached model from a new one with the same id.
-       (SELECT m.xmin::text || ':' || m.ctid::text FROM rdl.models m WHERE m.task = t.name AND m.active),
+       (SELECT pg_catalog.concat_ws(':', m.xmin, m.ctid) FROM rdl.models m
+         WHERE m.task OPERATOR(pg_catalog.=) t.name AND m.active),
        -- The columns of the tables the cached model reads: DDL since it was loaded makes
        -- it check them again.
-       ", columns_tag_sql!(), "
-FROM rdl.tasks t WHERE t.name = $1");
+       ",
+    columns_tag_sql!(),
+    "
+FROM rdl.tasks t WHERE t.name OPERATOR(pg_catalog.=) $1"
+);
 
 /// The task `name`, its active model and the readability of `tables`, in one statement,
 /// after checking that the caller may `access` it (42501 otherwise); the spec is parsed
@@ -101,7 +117,7 @@ FROM rdl.tasks t WHERE t.name = $1");
 pub fn task_state(name: &str, tables: &[String], access: Access) -> TaskState {
     let caller = crate::storage::caller();
     let row = crate::storage::as_owner(|| {
-        Spi::connect(|client| {
+        crate::sql::connect(|client| {
             let stmt = crate::plans::kept(
                 client,
                 STATE_SQL,
@@ -157,15 +173,22 @@ pub fn task_state(name: &str, tables: &[String], access: Access) -> TaskState {
         }
         _ => {}
     }
+    let key = (caller, name.to_string());
     let cached = TASKS.with(|c| {
         c.borrow()
-            .get(name)
+            .get(&key)
             .filter(|(t, _)| *t == tag)
             .map(|(_, task)| task.clone())
     });
     let task = cached.unwrap_or_else(|| {
         let task = Rc::new(read_task(name));
-        TASKS.with(|c| c.borrow_mut().insert(name.to_string(), (tag, task.clone())));
+        TASKS.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= 1024 {
+                c.clear(); // bounded: a backend cycling through many tasks and roles
+            }
+            c.insert(key, (tag, task.clone()))
+        });
         task
     });
     TaskState {
@@ -187,21 +210,41 @@ pub fn load_task_to_modify(name: &str) -> Rc<Task> {
     task_state(name, &[], Access::Modify).task
 }
 
+/// The task's spec, its label statements generated anew. A spec stored by an older
+/// version is compiled again from its query text against the caller's view of the
+/// catalog: nothing an older version stored is run verbatim.
 fn read_task(name: &str) -> Task {
     let spec = crate::storage::as_owner(|| {
-        query_one::<JsonB>("SELECT spec FROM rdl.tasks WHERE name = $1", &[name.into()])
+        query_one::<JsonB>(
+            "SELECT t.spec FROM rdl.tasks t WHERE t.name OPERATOR(pg_catalog.=) $1",
+            &[name.into()],
+        )
     });
     let Some(JsonB(spec)) = spec else {
         RdlError::new("42704", format!("task \"{name}\" does not exist")).raise()
     };
-    match serde_json::from_value::<TaskSpec>(spec) {
-        Ok(spec) => Task { spec },
-        Err(e) => RdlError::new(
+    let unreadable = |e: String| -> ! {
+        RdlError::new(
             "XX000",
             format!("task \"{name}\" has an unreadable spec: {e}"),
         )
         .hint("It was created by an incompatible rdl version: drop and re-create the task.")
-        .raise(),
+        .raise()
+    };
+    match pql::load_stored(spec) {
+        Ok(pql::Stored::Current(spec)) => Task { spec: *spec },
+        Ok(pql::Stored::Outdated { query, options }) => {
+            let graph = catalog::read_graph(None);
+            match pql::compile(&query, &graph, &options) {
+                Ok(spec) => Task { spec },
+                Err(e) => RdlError::from(e)
+                    .detail(format!(
+                        "Task \"{name}\" was created by an older rdl and is compiled again from its query, which no longer compiles."
+                    ))
+                    .raise(),
+            }
+        }
+        Err(e) => unreadable(e),
     }
 }
 
@@ -220,7 +263,7 @@ fn rdl_create_task(
     }
     let exists = crate::storage::as_owner(|| {
         query_one::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM rdl.tasks WHERE name = $1)",
+            "SELECT EXISTS (SELECT 1 FROM rdl.tasks t WHERE t.name OPERATOR(pg_catalog.=) $1)",
             &[name.into()],
         )
     });
@@ -239,11 +282,11 @@ fn rdl_create_task(
     let spec = pql::compile(query, &graph, &opts).unwrap_or_else(|e| RdlError::from(e).raise());
 
     let range_sql = format!(
-        "SELECT (extract(epoch FROM r.min_time) * 1000000)::int8, \
-                (extract(epoch FROM r.max_time) * 1000000)::int8 FROM ({}) r",
+        "SELECT (extract(epoch FROM r.min_time) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, \
+                (extract(epoch FROM r.max_time) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 FROM ({}) r",
         pql::time_range_sql(&graph)
     );
-    let (min_t, max_t) = spi(Spi::get_two::<i64, i64>(&range_sql));
+    let (min_t, max_t) = query_two::<i64, i64>(&range_sql, &[]);
     let (Some(min_t), Some(max_t)) = (min_t, max_t) else {
         RdlError::new(
             "55000",
@@ -259,10 +302,10 @@ fn rdl_create_task(
     let spec_json = serde_json::to_value(&spec).expect("TaskSpec serialises");
     let caller = crate::storage::caller();
     crate::storage::as_owner(|| {
-        spi(Spi::run_with_args(
+        execute(
             "INSERT INTO rdl.tasks (name, query, options, spec, data_min, data_max,
                                 train_anchors, val_anchors, test_anchors, owner)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::oid::regrole)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::pg_catalog.oid::pg_catalog.regrole)",
             &[
                 name.into(),
                 query.into(),
@@ -275,7 +318,7 @@ fn rdl_create_task(
                 anchors(&splits.test).into(),
                 caller.into(),
             ],
-        ))
+        )
     });
 
     let mut out = spec_json;
@@ -319,12 +362,12 @@ fn split_summary(a: &[i64]) -> serde_json::Value {
 fn rdl_drop_task(name: &str) -> bool {
     load_task_to_modify(name);
     crate::storage::as_owner(|| {
-        spi(Spi::run_with_args(
-            "DELETE FROM rdl.tasks WHERE name = $1",
+        execute(
+            "DELETE FROM rdl.tasks t WHERE t.name OPERATOR(pg_catalog.=) $1",
             &[name.into()],
-        ))
+        )
     });
-    TASKS.with(|c| c.borrow_mut().remove(name));
+    TASKS.with(|c| c.borrow_mut().retain(|(_, n), _| n != name));
     true
 }
 
@@ -337,11 +380,44 @@ fn rdl_grant_task(name: &str, role: &str) -> bool {
     let grantee = role_oid(role);
     let caller = crate::storage::caller();
     crate::storage::as_owner(|| {
-        spi(Spi::run_with_args(
+        execute(
             "INSERT INTO rdl.task_grants (task, grantee, granted_by)
-             VALUES ($1, $2::int8::oid::regrole, $3::oid::regrole) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2::pg_catalog.int8::pg_catalog.oid::pg_catalog.regrole,
+                     $3::pg_catalog.oid::pg_catalog.regrole)
+             ON CONFLICT DO NOTHING",
             &[name.into(), grantee.into(), caller.into()],
-        ))
+        )
+    });
+    true
+}
+
+/// Hands task `name` to `role`, as `ALTER ... OWNER TO` does: the caller must own the task
+/// and be a member of the new owner role (a superuser is both). Used after an upgrade from
+/// 0.1.0, whose tasks all go to the extension's owner (see `sql/rdl--0.1.0--0.2.0.sql`).
+#[pg_extern]
+fn rdl_set_task_owner(name: &str, role: &str) -> bool {
+    load_task_to_modify(name);
+    let new_owner = role_oid(role);
+    if new_owner == 0 {
+        RdlError::new("22023", "a task's owner must be a role, not PUBLIC")
+            .hint("Grant the task to PUBLIC with rdl_grant_task(name, 'public') instead.")
+            .raise()
+    }
+    let member = query_one::<bool>(
+        "SELECT pg_catalog.pg_has_role($1::pg_catalog.int8::pg_catalog.oid, 'MEMBER')",
+        &[new_owner.into()],
+    );
+    if member != Some(true) {
+        RdlError::new("42501", format!("must be able to SET ROLE \"{role}\""))
+            .hint("Only a member of the new owner role (or a superuser) may hand a task to it.")
+            .raise()
+    }
+    crate::storage::as_owner(|| {
+        execute(
+            "UPDATE rdl.tasks SET owner = $2::pg_catalog.int8::pg_catalog.oid::pg_catalog.regrole
+             WHERE name OPERATOR(pg_catalog.=) $1",
+            &[name.into(), new_owner.into()],
+        )
     });
     true
 }
@@ -353,8 +429,11 @@ fn rdl_revoke_task(name: &str, role: &str) -> bool {
     let grantee = role_oid(role);
     crate::storage::as_owner(|| {
         query_one::<bool>(
-            "WITH d AS (DELETE FROM rdl.task_grants WHERE task = $1 AND grantee = $2::int8::oid::regrole RETURNING 1)
-             SELECT count(*) > 0 FROM d",
+            "WITH d AS (DELETE FROM rdl.task_grants g
+                        WHERE g.task OPERATOR(pg_catalog.=) $1
+                          AND g.grantee OPERATOR(pg_catalog.=) $2::pg_catalog.int8::pg_catalog.oid::pg_catalog.regrole
+                        RETURNING 1)
+             SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 FROM d",
             &[name.into(), grantee.into()],
         )
     })
@@ -368,7 +447,8 @@ fn role_oid(role: &str) -> i64 {
         return 0;
     }
     query_one::<i64>(
-        "SELECT oid::int8 FROM pg_catalog.pg_roles WHERE rolname = $1",
+        "SELECT r.oid::pg_catalog.int8 FROM pg_catalog.pg_roles r
+         WHERE r.rolname OPERATOR(pg_catalog.=) $1",
         &[role.into()],
     )
     .unwrap_or_else(|| {
@@ -428,7 +508,7 @@ pub fn split_anchors(name: &str, split: &str) -> Vec<TimestampWithTimeZone> {
     };
     crate::storage::as_owner(|| {
         query_one(
-            &format!("SELECT {column} FROM rdl.tasks WHERE name = $1"),
+            &format!("SELECT t.{column} FROM rdl.tasks t WHERE t.name OPERATOR(pg_catalog.=) $1"),
             &[name.into()],
         )
     })
@@ -459,7 +539,7 @@ fn run_labels(task: &Task, sql: &str, first: pgrx::datum::DatumWithOid<'static>)
         args.push(p.clone().into());
     }
     let kind = task.spec.task_type;
-    Spi::connect(|client| {
+    crate::sql::connect(|client| {
         let table = spi(client.select(sql, None, &args));
         let mut rows = Vec::with_capacity(table.len());
         for row in table {

@@ -22,8 +22,9 @@ use crate::api::examples::{
 use crate::api::model::{score, train_err, StoredConfig};
 use crate::api::task::load_task_to_modify;
 use crate::catalog;
-use crate::error::{query_one, spi, RdlError};
+use crate::error::RdlError;
 use crate::run::{self, Run};
+use crate::sql::{execute, query_one};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -344,14 +345,15 @@ pub fn store_model(
     let version = crate::storage::as_owner(|| {
         // Two statements: a data-modifying CTE would not let the INSERT see the UPDATE, and
         // the one-active-version index would reject the new row.
-        spi(Spi::run_with_args(
-            "UPDATE rdl.models SET active = false WHERE task = $1 AND active",
+        execute(
+            "UPDATE rdl.models SET active = false WHERE task OPERATOR(pg_catalog.=) $1 AND active",
             &[task.into()],
-        ));
+        );
         query_one::<i32>(
             "INSERT INTO rdl.models (task, version, config, weights, metrics, train_seconds, data_snapshot, active)
-             SELECT $1, coalesce((SELECT max(version) FROM rdl.models WHERE task = $1), 0) + 1,
-                    $2, $3, $4, $5, now(), true
+             SELECT $1, COALESCE((SELECT pg_catalog.max(m.version) FROM rdl.models m
+                                  WHERE m.task OPERATOR(pg_catalog.=) $1), 0) OPERATOR(pg_catalog.+) 1,
+                    $2, $3, $4, $5, pg_catalog.now(), true
              RETURNING version",
             &[
                 task.into(),

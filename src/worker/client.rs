@@ -203,7 +203,17 @@ fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> O
         // whose resource owner detaches the segment; the worker sees the backend gone.
         pgrx::check_for_interrupts!();
     };
+    // The answer's header comes back from another process: it must still describe the
+    // request this backend posted before anything is read through it.
+    let matches = h.n_ctx as usize == req.n_ctx
+        && h.n_out as usize == req.n_out
+        && h.out_off == lay.out_off as u64
+        && h.out_len == out_len as u64
+        && h.magic == proto::MAGIC;
     let answer = status.map(|st| match st {
+        proto::DONE if !matches => {
+            Answer::Failed("the worker's answer does not match the request".into())
+        }
         proto::DONE => {
             let mut v = vec![0f32; req.n_ctx * req.n_out];
             unsafe {
@@ -399,15 +409,29 @@ pub fn train(
             );
         }
     };
+    if status == proto::FAILED && h.err_kind == proto::ERR_BUSY {
+        pgrx::notice!("rdl_train: the background worker is busy with other trainings; training in this backend");
+        return None;
+    }
     let result = if status == proto::DONE {
-        let len = area.result_len.load(Ordering::Acquire) as usize;
+        let len = area.result_len.load(Ordering::Acquire);
         let rh = area.result_handle.load(Ordering::Acquire);
         let rseg = unsafe { pg_sys::dsm_attach(rh as pg_sys::dsm_handle) };
+        // The length comes from another process: checked against the segment it names.
+        let fits = !rseg.is_null()
+            && len <= proto::MAX_RESULT_LEN
+            && len as usize <= unsafe { pg_sys::dsm_segment_map_length(rseg) };
         if rseg.is_null() {
             Err(TrainError::Other(
                 "the trained model's segment is gone".into(),
             ))
+        } else if !fits {
+            unsafe { pg_sys::dsm_detach(rseg) };
+            Err(TrainError::Other(format!(
+                "the worker announced a model of {len} bytes that its segment does not hold"
+            )))
         } else {
+            let len = len as usize;
             let mut bytes = vec![0u8; len];
             unsafe {
                 let src = pg_sys::dsm_segment_address(rseg).cast::<u8>();

@@ -127,8 +127,25 @@ fn rdl_status() -> JsonB {
         )
     });
     let now = shmem::now_us();
+    // The worker serves every database: a role that is not a superuser sees only the
+    // models of this database that row-level security lets it see (tasks it may use).
+    let visible: Option<std::collections::HashSet<i64>> = if unsafe { pg_sys::superuser() } {
+        None
+    } else {
+        Some(crate::sql::connect(|c| {
+            crate::error::spi(c.select("SELECT m.id FROM rdl.models m", None, &[]))
+                .filter_map(|r| crate::error::spi(r.get::<i64>(1)))
+                .collect()
+        }))
+    };
+    let this_db = unsafe { pg_sys::MyDatabaseId.to_u32() };
     let models: Vec<serde_json::Value> = listed
         .into_iter()
+        .filter(|(db, id, ..)| {
+            visible
+                .as_ref()
+                .is_none_or(|v| *db == this_db && v.contains(id))
+        })
         .map(|(db, id, version, bytes, hits, last)| {
             json!({
                 "database": database_name(db),

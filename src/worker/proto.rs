@@ -79,6 +79,13 @@ pub const ERR_OTHER: u32 = 0;
 pub const ERR_CANCELLED: u32 = 1;
 pub const ERR_NO_DATA: u32 = 2;
 pub const ERR_BAD_LABEL: u32 = 3;
+/// The worker already runs `rdl.worker_max_trainings` trainings: the backend trains
+/// in-process instead.
+pub const ERR_BUSY: u32 = 4;
+
+/// The largest trained model a worker may hand back (the backend refuses to copy more:
+/// the length comes from another process).
+pub const MAX_RESULT_LEN: u64 = 1 << 30;
 
 /// Epoch reports a training keeps (a longer training overwrites the oldest; the backend
 /// reads them as they come, 10 times a second).

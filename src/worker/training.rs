@@ -107,8 +107,21 @@ impl Trainings {
         }
     }
 
-    /// Decodes a training request and starts it on a thread of its own.
+    /// Decodes a training request and starts it on a thread of its own — unless
+    /// `rdl.worker_max_trainings` run already (each holds its contexts in this process's
+    /// memory): then the backend is told to train in-process.
     pub fn start(&mut self, sh: &Shared, mut t: Taken) {
+        let running = self.running.iter().filter(|t| t.result.is_none()).count();
+        if running >= crate::guc::WORKER_MAX_TRAININGS.get().max(0) as usize {
+            unsafe { (*t.hdr).err_kind = proto::ERR_BUSY };
+            t.fail(
+                sh,
+                "the worker runs as many trainings as rdl.worker_max_trainings allows",
+            );
+            t.release(sh, self.generation);
+            unsafe { pg_sys::dsm_detach(t.seg) };
+            return;
+        }
         let h = t.header();
         let slice = |off: u64, len: u64| unsafe {
             std::slice::from_raw_parts(t.base.add(off as usize), len as usize)

@@ -87,6 +87,34 @@ impl ModelConfig {
     }
 }
 
+impl ModelConfig {
+    /// Refuses a configuration whose parameters could not be in `stored_bytes` of weights
+    /// (each is an f32 there), before anything is allocated: a model row is read back from
+    /// a table, and an absurd size must be an error, not an allocation that aborts.
+    pub fn check_stored_size(&self, dims: &ModelDims, stored_bytes: usize) -> Result<()> {
+        let bounded = self.d_model <= 1 << 14
+            && self.heads <= 1 << 10
+            && self.blocks <= 1 << 10
+            && self.ffn_mult <= 64
+            && self.max_tokens <= 1 << 20
+            && dims.n_out <= 1 << 20;
+        let d = self.d_model as u128;
+        let attn = attn_kinds(self).len() as u128;
+        let per_block = attn * (4 * d * d + 8 * d) + 3 * d * d * self.ffn_mult as u128 + 8 * d;
+        let params = (dims.n_columns as u128 + dims.n_buckets as u128 + 64) * d
+            + self.blocks as u128 * per_block
+            + d * dims.n_out as u128;
+        if !bounded || params > (stored_bytes as u128 / 4) + 4096 {
+            candle_core::bail!(
+                "the stored configuration ({} x {} blocks) does not match {stored_bytes} bytes of weights",
+                self.d_model,
+                self.blocks
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Sizes that come from the encoder and the task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelDims {

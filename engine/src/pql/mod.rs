@@ -105,13 +105,47 @@ pub fn compile(
     options.validate()?;
     let ast = parser::parse(query)?;
     let mut spec = compile::resolve(query, &ast, graph, options)?;
-    let (sql, params) = sql::generate(&spec, sql::Anchors::Array);
-    let (sql_at, params_at) = sql::generate(&spec, sql::Anchors::Single);
+    generate_sql(&mut spec);
+    Ok(spec)
+}
+
+/// Fills in the spec's label statements and their parameters from its structure.
+fn generate_sql(spec: &mut TaskSpec) {
+    let (sql, params) = sql::generate(spec, sql::Anchors::Array);
+    let (sql_at, params_at) = sql::generate(spec, sql::Anchors::Single);
     debug_assert_eq!(params, params_at);
     spec.sql = sql;
     spec.sql_at = sql_at;
     spec.params = params;
-    Ok(spec)
+}
+
+/// A spec as stored with a task.
+pub enum Stored {
+    /// Written by this version: ready, its statements generated again.
+    Current(Box<TaskSpec>),
+    /// Written by an older version (whose rows an upgrade may carry from a time when any
+    /// role could write them): only its query and options are kept, to be compiled again.
+    Outdated { query: String, options: TaskOptions },
+}
+
+/// Reads a stored spec. Nothing stored is run as SQL: the statements are generated anew.
+pub fn load_stored(v: serde_json::Value) -> Result<Stored, String> {
+    let version = v.get("version").and_then(|x| x.as_u64()).unwrap_or(0);
+    if version == SPEC_VERSION as u64 {
+        let mut spec: TaskSpec = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        generate_sql(&mut spec);
+        return Ok(Stored::Current(Box::new(spec)));
+    }
+    let query = v
+        .get("query")
+        .and_then(|q| q.as_str())
+        .ok_or("no query")?
+        .to_string();
+    let options = match v.get("options") {
+        Some(o) => serde_json::from_value(o.clone()).map_err(|e| e.to_string())?,
+        None => TaskOptions::default(),
+    };
+    Ok(Stored::Outdated { query, options })
 }
 
 #[cfg(test)]

@@ -6,7 +6,10 @@ use super::ast::{Agg, CmpOp, Literal, Unit};
 use crate::anchors::{Span, Splits, TaskOptions};
 use crate::schema::SemanticType;
 
-pub const SPEC_VERSION: u32 = 1;
+/// 2: the label statements are no longer stored (generated on load), and type names come
+/// from the catalog read with a locked search path. Older specs are compiled again from
+/// their query (see [`super::load_stored`]).
+pub const SPEC_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -160,9 +163,12 @@ pub struct TaskSpec {
     /// Values of the query's literals, bound as `text` to `$2, $3, ...` of both label
     /// statements (`$1` is the anchors).
     pub params: Vec<String>,
-    /// See [`TaskSpec::label_sql`].
+    /// See [`TaskSpec::label_sql`]. Generated, never stored: stored SQL would be run verbatim
+    /// by whoever uses the task.
+    #[serde(skip)]
     pub sql: String,
     /// See [`TaskSpec::labels_at_sql`].
+    #[serde(skip)]
     pub sql_at: String,
 }
 

@@ -1,12 +1,15 @@
 //! Label SQL generation. Every identifier goes through [`quote_ident`]; every literal
 //! value is a bound `text` parameter (`$2, $3, ...`); only integers from the query's
 //! window bounds (formatted from `i64`) and the catalog's own type names
-//! (`format_type()`, already quoted) appear in the text.
+//! (`format_type()`, already quoted) appear in the text. Every function, operator and
+//! type is schema-qualified (`pg_catalog.count`, `OPERATOR(pg_catalog.=)`,
+//! `::pg_catalog.text`): the statements run as whoever uses the task, and no name of
+//! theirs — or of anyone who can write to a schema on their path — may stand in.
 
 use super::ast::{Agg, CmpOp, Literal};
 use super::compile::collect_aggs;
 use super::spec::*;
-use crate::ident::quote_ident;
+use crate::ident::{op, qualify_type, quote_ident};
 use crate::schema::{SchemaGraph, SemanticType};
 
 /// Where the anchors come from.
@@ -28,7 +31,7 @@ pub(crate) fn anchor_bound(offset: i64, unit: super::ast::Unit, col_type: &str) 
     let shifted = if offset == 0 {
         utc
     } else {
-        format!("({utc} + interval '{offset} {}')", unit.name())
+        format!("({utc} {} interval '{offset} {}')", op("+"), unit.name())
     };
     if is_timestamptz(col_type) {
         format!("({shifted} AT TIME ZONE 'UTC')")
@@ -58,7 +61,7 @@ struct Gen<'a> {
 impl<'a> Gen<'a> {
     fn param(&mut self, v: &str) -> String {
         self.params.push(v.to_string());
-        format!("${}::text", self.params.len() + 1)
+        format!("${}::pg_catalog.text", self.params.len() + 1)
     }
 
     fn register(&mut self, a: &'a AggregateSpec) {
@@ -108,11 +111,11 @@ impl<'a> Gen<'a> {
             Literal::Null => "NULL".into(),
             Literal::Boolean(true) => "TRUE".into(),
             Literal::Boolean(false) => "FALSE".into(),
-            Literal::Number(n) => format!("CAST({} AS numeric)", self.param(n)),
+            Literal::Number(n) => format!("CAST({} AS pg_catalog.numeric)", self.param(n)),
             Literal::String(s) => {
                 let p = self.param(s);
                 match cast_to {
-                    Some(t) => format!("CAST({p} AS {t})"),
+                    Some(t) => format!("CAST({p} AS {})", qualify_type(t)),
                     None => p,
                 }
             }
@@ -168,7 +171,7 @@ impl<'a> Gen<'a> {
                 }
                 let l = self.value(left, alias, Some(right));
                 let r = self.value(right, alias, Some(left));
-                format!("({l} {} {r})", op.sql())
+                format!("({l} {} {r})", crate::ident::op(op.sql()))
             }
             Expr::IsNull { value, negated } => {
                 let v = self.value(value, alias, None);
@@ -177,9 +180,9 @@ impl<'a> Gen<'a> {
             Expr::Truth(v) => match v {
                 Value::Aggregate(a) if a.agg == Agg::Exists => {
                     if positive {
-                        format!("({} > 0)", self.agg_ref(a))
+                        format!("({} {} 0)", self.agg_ref(a), op(">"))
                     } else {
-                        format!("({} > 0)", self.agg_value(a))
+                        format!("({} {} 0)", self.agg_value(a), op(">"))
                     }
                 }
                 other => {
@@ -210,10 +213,11 @@ impl<'a> Gen<'a> {
         }
         let r = self.agg_ref(a);
         let l = self.literal(lit, None);
+        let o = crate::ident::op(op.sql());
         Some(if flipped {
-            format!("({l} {} {r})", op.sql())
+            format!("({l} {o} {r})")
         } else {
-            format!("({r} {} {l})", op.sql())
+            format!("({r} {o} {l})")
         })
     }
 
@@ -231,18 +235,22 @@ impl<'a> Gen<'a> {
             o
         };
         match (a.agg, col) {
-            (Agg::Count | Agg::Exists, None) => "count(*)".into(),
-            (Agg::Count | Agg::Exists, Some(c)) => format!("count({c})"),
-            (Agg::CountDistinct, Some(c)) => format!("count(DISTINCT {c})"),
-            (Agg::Sum, Some(c)) => format!("sum({c})"),
-            (Agg::Avg, Some(c)) => format!("avg({c})"),
-            (Agg::Min, Some(c)) => format!("min({c})"),
-            (Agg::Max, Some(c)) => format!("max({c})"),
-            (Agg::First, Some(c)) => format!("(array_agg({c} ORDER BY {}))[1]", order("ASC")),
-            (Agg::Last, Some(c)) => format!("(array_agg({c} ORDER BY {}))[1]", order("DESC")),
-            (Agg::ListDistinct, Some(c)) => {
-                format!("array_agg(DISTINCT ({c})::text ORDER BY ({c})::text)")
+            (Agg::Count | Agg::Exists, None) => "pg_catalog.count(*)".into(),
+            (Agg::Count | Agg::Exists, Some(c)) => format!("pg_catalog.count({c})"),
+            (Agg::CountDistinct, Some(c)) => format!("pg_catalog.count(DISTINCT {c})"),
+            (Agg::Sum, Some(c)) => format!("pg_catalog.sum({c})"),
+            (Agg::Avg, Some(c)) => format!("pg_catalog.avg({c})"),
+            (Agg::Min, Some(c)) => format!("pg_catalog.min({c})"),
+            (Agg::Max, Some(c)) => format!("pg_catalog.max({c})"),
+            (Agg::First, Some(c)) => {
+                format!("(pg_catalog.array_agg({c} ORDER BY {}))[1]", order("ASC"))
             }
+            (Agg::Last, Some(c)) => {
+                format!("(pg_catalog.array_agg({c} ORDER BY {}))[1]", order("DESC"))
+            }
+            (Agg::ListDistinct, Some(c)) => format!(
+                "pg_catalog.array_agg(DISTINCT ({c})::pg_catalog.text ORDER BY ({c})::pg_catalog.text)"
+            ),
             (agg, None) => unreachable!("{agg:?} without a column is rejected by the compiler"),
         }
     }
@@ -261,18 +269,21 @@ impl<'a> Gen<'a> {
         let n = key.path.len();
         let entity_key = format!("t{}.{}", n - 1, quote_ident(&key.path[n - 1].columns[0]));
         sql.push_str(&format!(
-            "  SELECT a.anchor_time, {entity_key} AS entity_key, {}\n  FROM anchors a\n  JOIN {} t0 ON {time} > {} AND {time} <= {}\n",
+            "  SELECT a.anchor_time, {entity_key} AS entity_key, {}\n  FROM anchors a\n  JOIN {} t0 ON {time} {} {} AND {time} {} {}\n",
             values.join(", "),
             key.table,
+            op(">"),
             anchor_bound(w.start, w.unit, &key.time_type),
+            op("<="),
             anchor_bound(w.end, w.unit, &key.time_type),
         ));
         for h in 1..n {
             let prev = &key.path[h - 1];
             sql.push_str(&format!(
-                "  JOIN {} t{h} ON t{h}.{} = t{}.{}\n",
+                "  JOIN {} t{h} ON t{h}.{} {} t{}.{}\n",
                 key.path[h].table,
                 quote_ident(&prev.ref_columns[0]),
+                op("="),
                 h - 1,
                 quote_ident(&prev.columns[0]),
             ));
@@ -291,9 +302,9 @@ impl<'a> Gen<'a> {
 fn to_float8(expr: &str, pg_type: &str) -> String {
     let t = pg_type.to_ascii_lowercase();
     if t == "interval" || t.starts_with("time ") || t == "time" {
-        format!("extract(epoch FROM {expr})::float8")
+        format!("extract(epoch FROM {expr})::pg_catalog.float8")
     } else {
-        format!("({expr})::float8")
+        format!("({expr})::pg_catalog.float8")
     }
 }
 
@@ -328,26 +339,31 @@ pub(crate) fn generate(spec: &TaskSpec, anchors: Anchors) -> (String, Vec<String
                     let lit = g.literal(&c.value, t.as_deref());
                     (
                         format!(
-                            "CASE WHEN {v} {} {lit} THEN 1 ELSE 0 END::float8",
-                            c.op.sql()
+                            "CASE WHEN {v} {} {lit} THEN 1 ELSE 0 END::pg_catalog.float8",
+                            op(c.op.sql())
                         ),
                         "label",
                         None,
                     )
                 }
                 (None, TaskType::BinaryClassification) if a.agg == Agg::Exists => (
-                    format!("CASE WHEN {v} > 0 THEN 1 ELSE 0 END::float8"),
+                    format!(
+                        "CASE WHEN {v} {} 0 THEN 1 ELSE 0 END::pg_catalog.float8",
+                        op(">")
+                    ),
                     "label",
                     None,
                 ),
                 (None, TaskType::BinaryClassification) => (
-                    format!("CASE WHEN {raw} THEN 1 ELSE 0 END::float8"),
+                    format!("CASE WHEN {raw} THEN 1 ELSE 0 END::pg_catalog.float8"),
                     "label",
                     Some(raw.clone()),
                 ),
-                (None, TaskType::MulticlassClassification) => {
-                    (format!("({raw})::text"), "label", Some(raw.clone()))
-                }
+                (None, TaskType::MulticlassClassification) => (
+                    format!("({raw})::pg_catalog.text"),
+                    "label",
+                    Some(raw.clone()),
+                ),
                 _ => {
                     let t = if matches!(a.agg, Agg::Min | Agg::Max | Agg::First | Agg::Last) {
                         a.column
@@ -374,8 +390,10 @@ pub(crate) fn generate(spec: &TaskSpec, anchors: Anchors) -> (String, Vec<String
             let col = format!("e.{}", quote_ident(&c.column));
             let l = match c.semantic {
                 SemanticType::Numerical => to_float8(&col, &c.pg_type),
-                SemanticType::Boolean => format!("CASE WHEN {col} THEN 1 ELSE 0 END::float8"),
-                _ => format!("({col})::text"),
+                SemanticType::Boolean => {
+                    format!("CASE WHEN {col} THEN 1 ELSE 0 END::pg_catalog.float8")
+                }
+                _ => format!("({col})::pg_catalog.text"),
             };
             (l, "label", Some(col))
         }
@@ -384,8 +402,9 @@ pub(crate) fn generate(spec: &TaskSpec, anchors: Anchors) -> (String, Vec<String
     let mut where_: Vec<String> = Vec::new();
     if let (Some(tc), Some(tt)) = (&ent.time_column, &ent.time_type) {
         where_.push(format!(
-            "e.{} <= {}",
+            "e.{} {} {}",
             quote_ident(tc),
+            op("<="),
             anchor_bound(0, super::ast::Unit::Days, tt)
         ));
     }
@@ -400,23 +419,24 @@ pub(crate) fn generate(spec: &TaskSpec, anchors: Anchors) -> (String, Vec<String
     }
 
     let anchors_cte = match anchors {
-        Anchors::Array => "anchors AS (\n  SELECT DISTINCT u.anchor_time\n  FROM unnest($1::timestamptz[]) AS u(anchor_time)\n  WHERE u.anchor_time IS NOT NULL\n)".to_string(),
-        Anchors::Single => "anchors AS (\n  SELECT $1::timestamptz AS anchor_time\n)".to_string(),
+        Anchors::Array => "anchors AS (\n  SELECT DISTINCT u.anchor_time\n  FROM pg_catalog.unnest($1::pg_catalog.timestamptz[]) AS u(anchor_time)\n  WHERE u.anchor_time IS NOT NULL\n)".to_string(),
+        Anchors::Single => "anchors AS (\n  SELECT $1::pg_catalog.timestamptz AS anchor_time\n)".to_string(),
     };
     let mut ctes = vec![anchors_cte];
     for i in 0..g.sources.len() {
         ctes.push(g.source_cte(i));
     }
     let mut sql = format!(
-        "WITH {}\nSELECT ({key})::text AS entity_id, a.anchor_time, {label} AS {label_name}\nFROM anchors a\nCROSS JOIN {} e\n",
+        "WITH {}\nSELECT ({key})::pg_catalog.text AS entity_id, a.anchor_time, {label} AS {label_name}\nFROM anchors a\nCROSS JOIN {} e\n",
         ctes.join(",\n"),
         ent.table
     );
     for (i, s) in g.sources.iter().enumerate() {
         let last = s.key.path.last().expect("non-empty path");
         sql.push_str(&format!(
-            "LEFT JOIN s{i} ON s{i}.anchor_time = a.anchor_time AND s{i}.entity_key = e.{}\n",
-            quote_ident(&last.ref_columns[0])
+            "LEFT JOIN s{i} ON s{i}.anchor_time {eq} a.anchor_time AND s{i}.entity_key {eq} e.{}\n",
+            quote_ident(&last.ref_columns[0]),
+            eq = op("="),
         ));
     }
     if !where_.is_empty() {
@@ -437,11 +457,11 @@ pub fn time_range_sql(graph: &SchemaGraph) -> String {
         let c = quote_ident(tc);
         let conv = |f: &str| {
             if is_timestamptz(&col.pg_type) {
-                format!("{f}({c})")
+                format!("pg_catalog.{f}({c})")
             } else if col.pg_type == "date" {
-                format!("{f}({c})::timestamp AT TIME ZONE 'UTC'")
+                format!("pg_catalog.{f}({c})::timestamp AT TIME ZONE 'UTC'")
             } else {
-                format!("{f}({c}) AT TIME ZONE 'UTC'")
+                format!("pg_catalog.{f}({c}) AT TIME ZONE 'UTC'")
             }
         };
         parts.push(format!(
@@ -452,10 +472,10 @@ pub fn time_range_sql(graph: &SchemaGraph) -> String {
         ));
     }
     if parts.is_empty() {
-        return "SELECT NULL::timestamptz AS min_time, NULL::timestamptz AS max_time".into();
+        return "SELECT NULL::pg_catalog.timestamptz AS min_time, NULL::pg_catalog.timestamptz AS max_time".into();
     }
     format!(
-        "SELECT min(r.lo) AS min_time, max(r.hi) AS max_time FROM (\n  {}\n) r",
+        "SELECT pg_catalog.min(r.lo) AS min_time, pg_catalog.max(r.hi) AS max_time FROM (\n  {}\n) r",
         parts.join("\n  UNION ALL ")
     )
 }
@@ -482,17 +502,20 @@ pub fn interactions_sql(spec: &TaskSpec, one_entity: bool) -> Option<(String, Ve
     let entity_key = format!("t{}.{}", n - 1, quote_ident(&a.path[n - 1].columns[0]));
     let time = format!("t0.{}", quote_ident(&a.time_column));
     let mut sql = format!(
-        "WITH a AS (SELECT $1::timestamptz AS anchor_time)\nSELECT ({entity_key})::text AS entity_id, (t0.{})::text AS item_id, (extract(epoch FROM {time}) * 1000000)::int8 AS at\nFROM a\nJOIN {} t0 ON {time} <= {}\n",
+        "WITH a AS (SELECT $1::pg_catalog.timestamptz AS anchor_time)\nSELECT ({entity_key})::pg_catalog.text AS entity_id, (t0.{})::pg_catalog.text AS item_id, (extract(epoch FROM {time}) {} 1000000)::pg_catalog.int8 AS at\nFROM a\nJOIN {} t0 ON {time} {} {}\n",
         quote_ident(&item.column),
+        op("*"),
         a.table,
+        op("<="),
         anchor_bound(0, super::ast::Unit::Days, &a.time_type),
     );
     for h in 1..n {
         let prev = &a.path[h - 1];
         sql.push_str(&format!(
-            "JOIN {} t{h} ON t{h}.{} = t{}.{}\n",
+            "JOIN {} t{h} ON t{h}.{} {} t{}.{}\n",
             a.path[h].table,
             quote_ident(&prev.ref_columns[0]),
+            op("="),
             h - 1,
             quote_ident(&prev.columns[0]),
         ));
@@ -508,8 +531,9 @@ pub fn interactions_sql(spec: &TaskSpec, one_entity: bool) -> Option<(String, Ve
     if one_entity {
         let p = g.params.len() + 2;
         sql.push_str(&format!(
-            " AND {entity_key} = CAST(${p}::text AS {})",
-            spec.entity.key_type
+            " AND {entity_key} {} CAST(${p}::pg_catalog.text AS {})",
+            op("="),
+            qualify_type(&spec.entity.key_type)
         ));
     }
     Some((sql, g.params))

@@ -419,17 +419,20 @@ fn f1_driver_dnf_spec_and_sql() {
     // (assuming), status_id != $4.
     assert_eq!(s.params, ["0", "0", "1"]);
     let sql = s.label_sql();
-    assert!(sql.contains("unnest($1::timestamptz[])"), "{sql}");
     assert!(
-        sql.contains("t0.date > (a.anchor_time AT TIME ZONE 'UTC')"),
+        sql.contains("pg_catalog.unnest($1::pg_catalog.timestamptz[])"),
         "{sql}"
     );
     assert!(
-        sql.contains("t0.date <= ((a.anchor_time AT TIME ZONE 'UTC') + interval '30 days')"),
+        sql.contains("t0.date OPERATOR(pg_catalog.>) (a.anchor_time AT TIME ZONE 'UTC')"),
         "{sql}"
     );
     assert!(
-        sql.contains("(t0.status_id <> CAST($4::text AS numeric))"),
+        sql.contains("t0.date OPERATOR(pg_catalog.<=) ((a.anchor_time AT TIME ZONE 'UTC') OPERATOR(pg_catalog.+) interval '30 days')"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("(t0.status_id OPERATOR(pg_catalog.<>) CAST($4::pg_catalog.text AS pg_catalog.numeric))"),
         "{sql}"
     );
     // Two CTEs: the filtered count, and the unfiltered one for ASSUMING.
@@ -437,9 +440,14 @@ fn f1_driver_dnf_spec_and_sql() {
     assert!(!sql.contains("s2 AS ("), "{sql}");
     assert!(sql.contains("CROSS JOIN public.drivers e"), "{sql}");
     // ASSUMING in positive position uses the bare count (lets the planner inner-join).
-    assert!(sql.contains("(s1.v0 > CAST($3::text AS numeric))"), "{sql}");
     assert!(
-        sql.contains("CASE WHEN COALESCE(s0.v0, 0) > CAST($2::text AS numeric) THEN 1 ELSE 0 END::float8 AS label"),
+        sql.contains(
+            "(s1.v0 OPERATOR(pg_catalog.>) CAST($3::pg_catalog.text AS pg_catalog.numeric))"
+        ),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("CASE WHEN COALESCE(s0.v0, 0) OPERATOR(pg_catalog.>) CAST($2::pg_catalog.text AS pg_catalog.numeric) THEN 1 ELSE 0 END::pg_catalog.float8 AS label"),
         "{sql}"
     );
     assert!(
@@ -448,12 +456,16 @@ fn f1_driver_dnf_spec_and_sql() {
     );
     assert!(s
         .labels_at_sql()
-        .contains("SELECT $1::timestamptz AS anchor_time"));
+        .contains("SELECT $1::pg_catalog.timestamptz AS anchor_time"));
     // Round trip through JSON.
     let j = serde_json::to_value(&s).unwrap();
     assert_eq!(j["task_type"], "binary_classification");
-    let back: TaskSpec = serde_json::from_value(j).unwrap();
-    assert_eq!(back, s);
+    // The statements are not stored: they are generated again on load.
+    assert!(j.get("sql").is_none() && j.get("sql_at").is_none());
+    let crate::pql::Stored::Current(back) = crate::pql::load_stored(j).unwrap() else {
+        panic!("a current spec reads as current")
+    };
+    assert_eq!(*back, s);
 }
 
 #[test]
@@ -462,10 +474,10 @@ fn f1_top3_and_position() {
     let s = compile(TOP3, &g, &relbench()).unwrap();
     assert_eq!(s.task_type, TaskType::BinaryClassification);
     let sql = s.label_sql();
-    assert!(sql.contains("min(t0.position) AS v0"), "{sql}");
+    assert!(sql.contains("pg_catalog.min(t0.position) AS v0"), "{sql}");
     assert!(sql.contains("JOIN public.qualifying t0"), "{sql}");
     assert!(
-        sql.contains("CASE WHEN s0.v0 <= CAST($2::text AS numeric)"),
+        sql.contains("CASE WHEN s0.v0 OPERATOR(pg_catalog.<=) CAST($2::pg_catalog.text AS pg_catalog.numeric)"),
         "{sql}"
     );
 
@@ -474,11 +486,11 @@ fn f1_top3_and_position() {
     let sql = s.label_sql();
     // AVG and the ASSUMING COUNT share one scan of results.
     assert!(
-        sql.contains("avg(t0.position_order) AS v0, count(*) AS v1"),
+        sql.contains("pg_catalog.avg(t0.position_order) AS v0, pg_catalog.count(*) AS v1"),
         "{sql}"
     );
     assert!(!sql.contains("s1 AS ("), "{sql}");
-    assert!(sql.contains("(s0.v0)::float8 AS label"), "{sql}");
+    assert!(sql.contains("(s0.v0)::pg_catalog.float8 AS label"), "{sql}");
     assert!(sql.contains("s0.v0 IS NOT NULL"), "{sql}");
     let sp = s
         .splits(
@@ -500,7 +512,9 @@ fn entity_filter_over_the_past() {
     let sql = s.label_sql();
     assert!(sql.contains("interval '-365 days'"), "{sql}");
     assert!(
-        sql.contains("(e.nationality = CAST($3::text AS text))"),
+        sql.contains(
+            "(e.nationality OPERATOR(pg_catalog.=) CAST($3::pg_catalog.text AS pg_catalog.text))"
+        ),
         "{sql}"
     );
     // NOT flips polarity: the count is COALESCEd so "no rows" means true.
@@ -510,7 +524,8 @@ fn entity_filter_over_the_past() {
                     WHERE NOT COUNT(results.*, -365, 0, days) > 0",
     );
     assert!(
-        s.label_sql().contains("(NOT (COALESCE(s1.v0, 0) > "),
+        s.label_sql()
+            .contains("(NOT (COALESCE(s1.v0, 0) OPERATOR(pg_catalog.>) "),
         "{}",
         s.label_sql()
     );
@@ -579,7 +594,7 @@ fn task_types() {
     // A timed entity table: only entities that exist at the anchor.
     assert!(
         s.label_sql()
-            .contains("e.created_at <= ((a.anchor_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"),
+            .contains("e.created_at OPERATOR(pg_catalog.<=) ((a.anchor_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"),
         "{}",
         s.label_sql()
     );
@@ -587,7 +602,9 @@ fn task_types() {
     assert_eq!(s.task_type, TaskType::MulticlassClassification);
     let s = ok(&shop, "PREDICT LAST(orders.status VIA orders.customer_id, 0, 1, weeks) = 'returned' FOR EACH customers.customer_id");
     assert_eq!(s.task_type, TaskType::BinaryClassification);
-    assert!(s.label_sql().contains("CAST($2::text AS text)"));
+    assert!(s
+        .label_sql()
+        .contains("CAST($2::pg_catalog.text AS pg_catalog.text)"));
 }
 
 #[test]
@@ -608,17 +625,17 @@ fn ranking() {
     assert_eq!(aggregate.path.len(), 2);
     let sql = s.label_sql();
     assert!(
-        sql.contains("array_agg(DISTINCT (t0.product_id)::text ORDER BY (t0.product_id)::text)"),
+        sql.contains("pg_catalog.array_agg(DISTINCT (t0.product_id)::pg_catalog.text ORDER BY (t0.product_id)::pg_catalog.text)"),
         "{sql}"
     );
     assert!(sql.contains("AS labels"), "{sql}");
     assert!(
-        sql.contains("JOIN public.orders t1 ON t1.order_id = t0.order_id"),
+        sql.contains("JOIN public.orders t1 ON t1.order_id OPERATOR(pg_catalog.=) t0.order_id"),
         "{sql}"
     );
     assert!(sql.contains("t1.customer_id AS entity_key"), "{sql}");
     // timestamptz time column: anchor arithmetic on the UTC clock, column bare.
-    assert!(sql.contains("t0.ts <= (((a.anchor_time AT TIME ZONE 'UTC') + interval '7 days') AT TIME ZONE 'UTC')"), "{sql}");
+    assert!(sql.contains("t0.ts OPERATOR(pg_catalog.<=) (((a.anchor_time AT TIME ZONE 'UTC') OPERATOR(pg_catalog.+) interval '7 days') AT TIME ZONE 'UTC')"), "{sql}");
     let e = err(&g, "PREDICT LIST_DISTINCT(order_items.amount VIA order_items.order_id -> orders.customer_id, 0, 7, days) RANK TOP 10 FOR EACH customers.customer_id");
     assert_eq!(e.sqlstate, "42P10");
 }
@@ -659,7 +676,7 @@ fn fk_paths_multi_hop_ambiguous_and_via() {
     let s = ok(&g, "PREDICT COUNT(orders.* VIA orders.customer_id, 0, 30, days) FOR EACH customers.customer_id");
     assert!(s
         .label_sql()
-        .contains("t0.placed > (a.anchor_time AT TIME ZONE 'UTC')"));
+        .contains("t0.placed OPERATOR(pg_catalog.>) (a.anchor_time AT TIME ZONE 'UTC')"));
     // Two FKs to the same table.
     let e = err(
         &g,
@@ -710,10 +727,10 @@ fn quoted_and_schema_qualified_names() {
     let s = ok(&g, "PREDICT SUM(\"Sales\".\"Order Items\".\"Amount\" WHERE \"Amount\" > 10, 0, 12, hours) FOR EACH customers.customer_id");
     let sql = s.label_sql();
     assert!(
-        sql.contains("JOIN \"Sales\".\"Order Items\" t0 ON t0.\"When\" >"),
+        sql.contains("JOIN \"Sales\".\"Order Items\" t0 ON t0.\"When\" OPERATOR(pg_catalog.>)"),
         "{sql}"
     );
-    assert!(sql.contains("sum(t0.\"Amount\")"), "{sql}");
+    assert!(sql.contains("pg_catalog.sum(t0.\"Amount\")"), "{sql}");
     assert!(sql.contains("t0.\"Customer\" AS entity_key"), "{sql}");
     assert!(sql.contains("interval '12 hours'"), "{sql}");
     let e = err(&g, "PREDICT SUM(\"Sales\".\"Order Items\".amount, 0, 12, hours) FOR EACH customers.customer_id");
@@ -800,15 +817,15 @@ fn errors_by_sqlstate() {
 fn time_range() {
     let sql = time_range_sql(&f1());
     assert_eq!(sql.matches("UNION ALL").count(), 5);
-    assert!(sql.contains("SELECT min(date) AT TIME ZONE 'UTC' AS lo, max(date) AT TIME ZONE 'UTC' AS hi FROM public.races"), "{sql}");
+    assert!(sql.contains("SELECT pg_catalog.min(date) AT TIME ZONE 'UTC' AS lo, pg_catalog.max(date) AT TIME ZONE 'UTC' AS hi FROM public.races"), "{sql}");
     let sql = time_range_sql(&shop());
-    assert!(sql.contains("min(created_at) AS lo"), "{sql}");
+    assert!(sql.contains("pg_catalog.min(created_at) AS lo"), "{sql}");
     assert!(
-        sql.contains("min(placed)::timestamp AT TIME ZONE 'UTC'"),
+        sql.contains("pg_catalog.min(placed)::timestamp AT TIME ZONE 'UTC'"),
         "{sql}"
     );
     assert!(sql.contains("FROM \"Sales\".\"Order Items\""), "{sql}");
-    assert!(time_range_sql(&SchemaGraph::default()).contains("NULL::timestamptz"));
+    assert!(time_range_sql(&SchemaGraph::default()).contains("NULL::pg_catalog.timestamptz"));
 }
 
 /// Writes the three RelBench label statements for checking against PostgreSQL:
@@ -890,23 +907,27 @@ fn ranking_interactions_sql() {
     let (sql, params) = crate::pql::interactions_sql(&s, false).unwrap();
     assert_eq!(params, s.params, "the same literals, in the same order");
     assert!(
-        sql.contains("(t1.customer_id)::text AS entity_id, (t0.product_id)::text AS item_id"),
+        sql.contains("(t1.customer_id)::pg_catalog.text AS entity_id, (t0.product_id)::pg_catalog.text AS item_id"),
         "{sql}"
     );
     assert!(
-        sql.contains("JOIN public.orders t1 ON t1.order_id = t0.order_id"),
+        sql.contains("JOIN public.orders t1 ON t1.order_id OPERATOR(pg_catalog.=) t0.order_id"),
         "{sql}"
     );
     // only the past: the anchor itself, no window
     assert!(
-        sql.contains("t0.ts <= ((a.anchor_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"),
+        sql.contains(
+            "t0.ts OPERATOR(pg_catalog.<=) ((a.anchor_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
+        ),
         "{sql}"
     );
-    assert!(sql.contains("$2::text"), "{sql}");
+    assert!(sql.contains("$2::pg_catalog.text"), "{sql}");
     assert!(!sql.contains("$3"), "{sql}");
     let (one, _) = crate::pql::interactions_sql(&s, true).unwrap();
     assert!(
-        one.ends_with("AND t1.customer_id = CAST($3::text AS integer)"),
+        one.ends_with(
+            "AND t1.customer_id OPERATOR(pg_catalog.=) CAST($3::pg_catalog.text AS integer)"
+        ),
         "{one}"
     );
     let b = ok(
@@ -914,4 +935,58 @@ fn ranking_interactions_sql() {
         "PREDICT COUNT(orders.* VIA orders.customer_id, 0, 7, days) FOR EACH customers.customer_id",
     );
     assert!(crate::pql::interactions_sql(&b, false).is_none());
+}
+
+/// Every statement rdl generates — labels, interactions, time range, the sampler's — names
+/// every function, operator and type with its schema (or by a key word the grammar
+/// resolves): nothing is looked up through the search path of whoever runs it.
+#[test]
+fn generated_sql_resolves_no_name_through_the_search_path() {
+    use crate::ident::unqualified_names;
+    use crate::sampler::{Direction, Plan, SamplerConfig};
+    let check = |what: &str, sql: &str| {
+        let names = unqualified_names(sql);
+        assert!(names.is_empty(), "{what}: {names:?} in\n{sql}");
+    };
+    let queries = [
+        DNF,
+        TOP3,
+        POSITION,
+        "PREDICT LIST_DISTINCT(results.constructor_id, 0, 1, months) RANK TOP 5 FOR EACH drivers.driver_id",
+        "PREDICT drivers.nationality FOR EACH drivers.driver_id WHERE NOT COUNT(results.*, -1, 0, months) > 0 OR drivers.code IS NULL",
+        "PREDICT LAST(results.points, 0, 2, weeks) FOR EACH drivers.driver_id WHERE EXISTS(qualifying.*, -48, 0, hours)",
+        "PREDICT FIRST(results.grid, 0, 30, days) = '1' FOR EACH drivers.driver_id",
+        "PREDICT COUNT_DISTINCT(results.race_id WHERE (results.position IS NOT NULL AND results.points >= 1.5) OR NOT results.grid < 3, 0, 90, days) FOR EACH drivers.driver_id",
+        "PREDICT SUM(constructor_results.points WHERE constructor_results.status = 'D', 0, 1, months) FOR EACH constructors.constructor_id WHERE constructors.nationality != 'British'",
+        "PREDICT AVG(results.points, 0, 30, days) <= 3 FOR EACH drivers.driver_id",
+        "PREDICT MAX(results.points, 0, 30, days) FOR EACH drivers.driver_id",
+    ];
+    let g = f1();
+    for q in queries {
+        let s = compile(q, &g, &relbench()).unwrap();
+        check(q, s.label_sql());
+        check(q, s.labels_at_sql());
+        for one in [false, true] {
+            if let Some((sql, _)) = crate::pql::interactions_sql(&s, one) {
+                check(q, &sql);
+            }
+        }
+    }
+    let shop = shop();
+    let s = ok(&shop, "PREDICT LIST_DISTINCT(order_items.product_id VIA order_items.order_id -> orders.customer_id, 0, 7, days) RANK TOP 10 FOR EACH customers.customer_id");
+    check("shop ranking", s.label_sql());
+    for graph in [&g, &shop] {
+        check("time range", &time_range_sql(graph));
+        let plan = Plan::new(graph, SamplerConfig::default());
+        for (name, tp) in &plan.tables {
+            if !tp.key_columns.is_empty() {
+                check(name, &plan.seed_sql(name));
+            }
+        }
+        for e in &plan.edges {
+            for d in [Direction::ToParent, Direction::ToChildren] {
+                check(&e.name, &plan.step_sql(e, d));
+            }
+        }
+    }
 }

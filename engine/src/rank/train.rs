@@ -548,6 +548,14 @@ impl TrainedRanker {
         let dims: ModelDims = field(&meta, "dims")?;
         let rank_cfg: RankConfig = field(&meta, "rank_config")?;
         let dev = default_device();
+        model_cfg.check_stored_size(&dims, bytes.len())?;
+        let (d, r, h) = (model_cfg.d_model, rank_cfg.repr_dim, rank_cfg.hidden);
+        if r > 1 << 14 || h > 1 << 14 || (2 * d * r + 2 * r * h) / 4 > bytes.len() {
+            return Err(bad(format!(
+                "ranking dimensions {r} x {h} do not match {} bytes of weights",
+                bytes.len()
+            )));
+        }
         let varmap = VarMap::new();
         let model = RankModel::new(&model_cfg, &dims, &rank_cfg, &varmap, &dev)?;
         let loaded = candle_core::safetensors::load_buffer(bytes, &dev)?;

@@ -705,6 +705,7 @@ impl TrainedModel {
         let model_cfg: ModelConfig = field(&meta, "model_config")?;
         let dims: ModelDims = field(&meta, "dims")?;
         let dev = dev.clone();
+        model_cfg.check_stored_size(&dims, bytes.len())?;
         let varmap = VarMap::new();
         let model = Model::new(&model_cfg, &dims, &varmap, &dev)?;
         let loaded = candle_core::safetensors::load_buffer(bytes, &dev)?;
