@@ -159,16 +159,6 @@ impl EncodedContext {
     }
 }
 
-/// 64-bit FNV-1a: deterministic across runs and platforms.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 /// Features of a datetime relative to the anchor (see [`TIME_FEATS`]).
 pub fn time_features(t: i64, anchor: i64) -> [f32; TIME_FEATS] {
     use std::f64::consts::TAU;
@@ -278,7 +268,7 @@ impl Encoder {
 
     fn bucket(&self, name: &str, rendered: &str) -> u32 {
         let key = format!("{name}={rendered}");
-        (fnv1a(key.as_bytes()) % self.config.n_buckets.max(1) as u64) as u32
+        (crate::base::hash::fnv1a(key.as_bytes()) % self.config.n_buckets.max(1) as u64) as u32
     }
 
     /// Encodes one cell: (kind, num, time features, bucket).

@@ -11,7 +11,8 @@
 //!
 //! Each (hop, edge, direction) is **one statement for the whole batch**:
 //! ```sql
-//! SELECT u.ord, s.* FROM pg_catalog.unnest($1::pg_catalog.int4[], $2::pg_catalog.timestamptz[], $3::pg_catalog.text[] ...) u(ord, anchor, k1 ...)
+//! SELECT u.ord, s.* FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int4[]),
+//!                                  pg_catalog.unnest($2::pg_catalog.timestamptz[]), ...) u(ord, anchor, k1 ...)
 //! CROSS JOIN LATERAL (SELECT <row> FROM <table> t
 //!                     WHERE t.fk OPERATOR(pg_catalog.=) u.k1::<type> AND t.time OPERATOR(pg_catalog.<=) <anchor>
 //!                     ORDER BY t.time DESC LIMIT <fanout>) s
@@ -27,12 +28,13 @@
 //! same convention as the label SQL, so nothing depends on the session's TimeZone.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::anchors::format_timestamp;
+use crate::base::hash::Fnv;
+use crate::base::time::format_timestamp;
 use crate::encode::{RawRow, Subgraph, Value};
 use crate::ident::{op, qualify_type, quote_ident, quote_literal};
 use crate::schema::{SchemaGraph, SemanticType};
@@ -306,14 +308,16 @@ impl Plan {
     /// keeps the newest `fanout` per request (children); timed rows only up to the anchor.
     fn lookup_sql(&self, table: &str, columns: &[String], newest: bool) -> String {
         let tp = &self.tables[table];
+        // ROWS FROM (one unnest per array): the multi-array `unnest(a, b)` is grammar
+        // that only works unqualified.
         let mut unnest = vec![
-            format!("$1::{}", PARAM_TYPES[0]),
-            format!("$2::{}", PARAM_TYPES[1]),
+            format!("pg_catalog.unnest($1::{})", PARAM_TYPES[0]),
+            format!("pg_catalog.unnest($2::{})", PARAM_TYPES[1]),
         ];
         let mut names = vec!["ord".to_string(), "anchor".to_string()];
         let mut conds = Vec::new();
         for (i, c) in columns.iter().enumerate() {
-            unnest.push(format!("${}::{}", i + 3, PARAM_TYPES[2]));
+            unnest.push(format!("pg_catalog.unnest(${}::{})", i + 3, PARAM_TYPES[2]));
             names.push(format!("k{i}"));
             let ty = tp.types.get(c).map(String::as_str).unwrap_or("text");
             conds.push(format!(
@@ -344,7 +348,7 @@ impl Plan {
             String::new()
         };
         format!(
-            "SELECT u.ord, s.* FROM pg_catalog.unnest({}) AS u({}) CROSS JOIN LATERAL (SELECT {} FROM {} AS t WHERE {}{}) AS s",
+            "SELECT u.ord, s.* FROM ROWS FROM ({}) AS u({}) CROSS JOIN LATERAL (SELECT {} FROM {} AS t WHERE {}{}) AS s",
             unnest.join(", "),
             names.join(", "),
             self.select_list(tp),
@@ -437,29 +441,6 @@ pub fn inline_statement(sql: &str, reqs: &[Request]) -> String {
         );
     }
     out
-}
-
-/// FNV-1a for the assembler's maps: keys are short strings from our own queries, so a
-/// keyed (DoS-resistant) hash buys nothing and costs a third of the assembly time.
-#[derive(Default)]
-pub struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
 }
 
 type FnvBuild = BuildHasherDefault<Fnv>;
@@ -816,7 +797,7 @@ mod tests {
     fn child_sql_is_one_lateral_statement_with_time_bound_and_fanout() {
         let plan = Plan::new(&graph(), SamplerConfig::default());
         let sql = plan.step_sql(&plan.edges[0], Direction::ToChildren);
-        assert!(sql.contains("FROM pg_catalog.unnest($1::pg_catalog.int4[], $2::pg_catalog.timestamptz[], $3::pg_catalog.text[])"));
+        assert!(sql.contains("FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int4[]), pg_catalog.unnest($2::pg_catalog.timestamptz[]), pg_catalog.unnest($3::pg_catalog.text[]))"));
         assert!(sql.contains("t.driver_id OPERATOR(pg_catalog.=) u.k0::integer"));
         assert!(sql.contains("t.date OPERATOR(pg_catalog.<=) (u.anchor AT TIME ZONE 'UTC')"));
         assert!(sql.contains("ORDER BY t.date DESC, t.result_id DESC LIMIT 12"));

@@ -19,7 +19,7 @@
 
 use serde_json::{Map, Value as Json};
 
-use crate::anchors::parse_timestamp;
+use crate::base::time::parse_timestamp;
 use crate::encode::{RawRow, Subgraph, Value};
 use crate::sampler::{Plan, TablePlan};
 use crate::schema::SemanticType;

@@ -3,7 +3,7 @@
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB};
-use rdl_engine::anchors::format_timestamp;
+use rdl_engine::base::time::format_timestamp;
 use rdl_engine::encode::Value;
 use rdl_engine::sampler::{Plan, SamplerConfig};
 use serde_json::{json, Map};

@@ -157,7 +157,7 @@ pub fn check_fits(seeds: &[(String, i64)], contexts: &[Subgraph]) -> Vec<usize> 
             format!(
                 "the context of entity {} at {}",
                 seeds[i].0,
-                rdl_engine::anchors::format_timestamp(seeds[i].1)
+                rdl_engine::base::time::format_timestamp(seeds[i].1)
             ),
             memory::Exceeded {
                 need: sizes[i],

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB};
-use rdl_engine::anchors::format_timestamp;
+use rdl_engine::base::time::format_timestamp;
 use rdl_engine::encode::{Subgraph, Value};
 use rdl_engine::pql::TaskType;
 use rdl_engine::train::explain::Explanation;

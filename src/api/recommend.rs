@@ -885,7 +885,7 @@ fn rdl_recommend_prepare(
         ensure_embeddings(&l, &mut idx, chunk);
     }
     JsonB(json!({
-        "item_side_time": rdl_engine::anchors::format_timestamp(ti),
+        "item_side_time": rdl_engine::base::time::format_timestamp(ti),
         "pool_items": pool.len(),
         "embedded_items": idx.embeddings.len(),
         "interactions": idx.log.events.len(),

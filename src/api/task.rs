@@ -330,8 +330,8 @@ fn rdl_create_task(
         o.insert(
             "anchors".into(),
             serde_json::json!({
-                "val_cutoff": rdl_engine::anchors::format_timestamp(splits.val_cutoff),
-                "test_cutoff": rdl_engine::anchors::format_timestamp(splits.test_cutoff),
+                "val_cutoff": rdl_engine::base::time::format_timestamp(splits.val_cutoff),
+                "test_cutoff": rdl_engine::base::time::format_timestamp(splits.test_cutoff),
                 "train": split_summary(&splits.train),
                 "val": split_summary(&splits.val),
                 "test": split_summary(&splits.test),
@@ -349,11 +349,11 @@ fn split_summary(a: &[i64]) -> serde_json::Value {
     let first = a
         .iter()
         .min()
-        .map(|&t| rdl_engine::anchors::format_timestamp(t));
+        .map(|&t| rdl_engine::base::time::format_timestamp(t));
     let last = a
         .iter()
         .max()
-        .map(|&t| rdl_engine::anchors::format_timestamp(t));
+        .map(|&t| rdl_engine::base::time::format_timestamp(t));
     serde_json::json!({ "count": a.len(), "first": first, "last": last })
 }
 

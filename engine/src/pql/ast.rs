@@ -90,35 +90,7 @@ impl Agg {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Unit {
-    Hours,
-    Days,
-    Weeks,
-    Months,
-}
-
-impl Unit {
-    pub fn from_name(name: &str) -> Option<Unit> {
-        Some(match name {
-            "hour" | "hours" => Unit::Hours,
-            "day" | "days" => Unit::Days,
-            "week" | "weeks" => Unit::Weeks,
-            "month" | "months" => Unit::Months,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Unit::Hours => "hours",
-            Unit::Days => "days",
-            Unit::Weeks => "weeks",
-            Unit::Months => "months",
-        }
-    }
-}
+pub use crate::base::time::Unit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CmpOp {

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::ast::{Agg, CmpOp, Literal, Unit};
-use crate::anchors::{Span, Splits, TaskOptions};
+use crate::anchors::{Splits, TaskOptions};
+use crate::base::time::Span;
 use crate::schema::SemanticType;
 
 /// 2: the label statements are no longer stored (generated on load), and type names come
@@ -215,7 +216,7 @@ impl TaskSpec {
 /// The split an entity of a static-target task belongs to: 80% train, 10% validation,
 /// 10% test, by a hash of its key (stable across runs, machines and versions).
 pub fn static_split_of(entity_key: &str) -> &'static str {
-    match crate::encode::fnv1a(entity_key.as_bytes()) % 10 {
+    match crate::base::hash::fnv1a(entity_key.as_bytes()) % 10 {
         0 => "val",
         1 => "test",
         _ => "train",

@@ -2,7 +2,7 @@
 
 use super::ast::{Agg, CmpOp, Literal, Unit};
 use super::*;
-use crate::anchors::parse_timestamp;
+use crate::base::time::parse_timestamp;
 use crate::ident::quote_qualified;
 use crate::schema::{Column, ForeignKey, SchemaGraph, SemanticType, Table};
 

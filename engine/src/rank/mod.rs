@@ -32,7 +32,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::anchors::{add, US_PER_DAY, US_PER_HOUR};
+use crate::base::time::{add, US_PER_DAY, US_PER_HOUR};
 use crate::pql::ast::Unit;
 use crate::pql::Window;
 

@@ -12,12 +12,10 @@
 //! validation MAP@k, which ranks each validation example's full candidate list.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use candle_nn::VarMap;
 use rand::seq::{IndexedRandom, SliceRandom};
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +24,7 @@ use super::{pair_feats, EntityFeat, Feats, ItemFeat, RankConfig, N_ENTITY_FEATS,
 use crate::encode::{EncodedContext, Encoder};
 use crate::metrics;
 use crate::model::{sorted_vars, ModelConfig, ModelDims};
+use crate::train::fit::{self, FitConfig, Objective, Schedule};
 use crate::train::{default_device, EpochStats, Progress, TrainError};
 
 /// One (entity, anchor) example.
@@ -97,13 +96,119 @@ impl Default for RankTrainConfig {
     }
 }
 
-fn lr_at(cfg: &RankTrainConfig, step: usize, total: usize) -> f64 {
-    if step < cfg.warmup_steps {
-        return cfg.lr * (step + 1) as f64 / cfg.warmup_steps as f64;
+impl RankTrainConfig {
+    /// The shared loop's part of this configuration.
+    pub fn fit_config(&self) -> FitConfig {
+        FitConfig {
+            max_epochs: self.max_epochs,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            warmup_steps: self.warmup_steps,
+            schedule: Schedule::Cosine,
+            clip_norm: self.clip_norm,
+            patience: self.patience,
+            seed: self.seed,
+            time_budget_s: self.time_budget_s,
+        }
     }
-    let span = total.saturating_sub(cfg.warmup_steps).max(1) as f64;
-    let p = ((step - cfg.warmup_steps) as f64 / span).min(1.0);
-    cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
+}
+
+/// Ranking models in the shared loop: a step takes examples of one group and every item
+/// their candidates and a sample of the group's pool hold (sampled softmax); validation
+/// ranks every validation example's candidates (MAP@k).
+struct Ranking<'a> {
+    rc: &'a RankConfig,
+    model: &'a RankModel,
+    data: &'a RankData,
+    n_buckets: usize,
+    dev: &'a Device,
+    by_group: BTreeMap<usize, Vec<usize>>,
+    batch_examples: usize,
+    relevant: Vec<Vec<usize>>,
+}
+
+impl Objective for Ranking<'_> {
+    type Batch = Vec<usize>;
+
+    fn steps_per_epoch(&self) -> usize {
+        let b = self.batch_examples;
+        self.by_group.values().map(|v| v.len().div_ceil(b)).sum()
+    }
+
+    fn batches(&mut self, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
+        let mut batches: Vec<Vec<usize>> = Vec::new();
+        for v in self.by_group.values() {
+            let mut v = v.clone();
+            v.shuffle(rng);
+            batches.extend(v.chunks(self.batch_examples).map(|c| c.to_vec()));
+        }
+        batches.shuffle(rng);
+        batches
+    }
+
+    fn loss(
+        &mut self,
+        batch: &Vec<usize>,
+        rng: &mut ChaCha8Rng,
+        dropout: &mut ChaCha8Rng,
+    ) -> Result<Option<Tensor>, TrainError> {
+        let (data, rc, dev) = (self.data, self.rc, self.dev);
+        let g = data.train[batch[0]].group;
+        let mut items: Vec<usize> = Vec::new();
+        let mut col: HashMap<usize, usize> = HashMap::new();
+        let mut add = |i: usize, items: &mut Vec<usize>| {
+            col.entry(i).or_insert_with(|| {
+                items.push(i);
+                items.len() - 1
+            });
+        };
+        for &x in batch {
+            for &c in &data.train[x].candidates {
+                add(c, &mut items);
+            }
+        }
+        if let Some(pool) = data.shared.get(g) {
+            for &c in pool.choose_multiple(rng, rc.shared_negatives.min(pool.len())) {
+                add(c, &mut items);
+            }
+        }
+        let erefs: Vec<&EncodedContext> = batch
+            .iter()
+            .map(|&x| &data.entities[data.train[x].entity])
+            .collect();
+        let irefs: Vec<&EncodedContext> = items.iter().map(|&i| &data.items[i]).collect();
+        let cfg = &self.model.tower.cfg;
+        let eb = RankBatch::new(&erefs, cfg, self.n_buckets, dev)?;
+        let ib = RankBatch::new(&irefs, cfg, self.n_buckets, dev)?;
+        let e = self.model.entity_repr(&eb, Some(&mut *dropout))?;
+        let v = self.model.item_repr(&ib, Some(dropout))?;
+        let mut feats = Vec::with_capacity(batch.len() * items.len() * N_FEATS);
+        for &x in batch {
+            let ex = &data.train[x];
+            for &i in &items {
+                feats.extend_from_slice(&ex.feats(i, &data.item_feats[i]));
+            }
+        }
+        let ft = Tensor::from_vec(feats, (batch.len() * items.len(), N_FEATS), dev)?;
+        let s = self.model.score_matrix(&e, &v, &ft)?;
+        let pos: Vec<Vec<usize>> = batch
+            .iter()
+            .map(|&x| data.train[x].positives.iter().map(|p| col[p]).collect())
+            .collect();
+        Ok(sampled_softmax(&s, &pos)?)
+    }
+
+    fn validate(
+        &mut self,
+        poll: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<(f64, bool)>, TrainError> {
+        if self.data.val.is_empty() {
+            return Ok(None);
+        }
+        let k = self.rc.k.max(1);
+        let ranked = rank_examples(self.model, self.data, &self.data.val, k, self.dev, poll)?;
+        Ok(metrics::map_at_k(&ranked, &self.relevant, k).map(|m| (m, true)))
+    }
 }
 
 /// Tokens per forward batch when embedding many contexts.
@@ -257,8 +362,6 @@ pub fn train(
     }
     crate::threads::use_threads(crate::threads::configured());
     let dev = default_device();
-    let start = Instant::now();
-    let budget = cfg.time_budget_s.map(Duration::from_secs_f64);
     let dims = ModelDims {
         n_columns: encoder.n_columns(),
         n_buckets: encoder.config.n_buckets as usize,
@@ -271,181 +374,22 @@ pub fn train(
         .filter(|(n, _)| !unused_parameter(n))
         .map(|(_, v)| v)
         .collect();
-    let mut opt = AdamW::new(
-        vars.clone(),
-        ParamsAdamW {
-            lr: cfg.lr,
-            weight_decay: cfg.weight_decay,
-            ..Default::default()
-        },
-    )?;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut drop_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut by_group: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for &i in &usable {
         by_group.entry(data.train[i].group).or_default().push(i);
     }
-    let bsz = cfg.batch_examples.max(1);
-    let per_epoch: usize = by_group.values().map(|v| v.len().div_ceil(bsz)).sum();
-    let total_steps = per_epoch * cfg.max_epochs.max(1);
-    let relevant = relevant_lists(&data.val);
-    let k = rc.k.max(1);
-
-    let mut step = 0usize;
-    let mut best: Option<(f64, Vec<Tensor>)> = None;
-    let mut since_best = 0usize;
-    let mut history = Vec::new();
-    'epochs: for epoch in 0..cfg.max_epochs.max(1) {
-        let mut batches: Vec<Vec<usize>> = Vec::new();
-        for v in by_group.values() {
-            let mut v = v.clone();
-            v.shuffle(&mut rng);
-            batches.extend(v.chunks(bsz).map(|c| c.to_vec()));
-        }
-        batches.shuffle(&mut rng);
-        let (mut loss_sum, mut loss_n) = (0.0, 0usize);
-        for batch in batches {
-            let g = data.train[batch[0]].group;
-            let mut items: Vec<usize> = Vec::new();
-            let mut col: HashMap<usize, usize> = HashMap::new();
-            let mut add = |i: usize, items: &mut Vec<usize>| {
-                col.entry(i).or_insert_with(|| {
-                    items.push(i);
-                    items.len() - 1
-                });
-            };
-            for &x in &batch {
-                for &c in &data.train[x].candidates {
-                    add(c, &mut items);
-                }
-            }
-            if let Some(pool) = data.shared.get(g) {
-                for &c in pool.choose_multiple(&mut rng, rc.shared_negatives.min(pool.len())) {
-                    add(c, &mut items);
-                }
-            }
-            let erefs: Vec<&EncodedContext> = batch
-                .iter()
-                .map(|&x| &data.entities[data.train[x].entity])
-                .collect();
-            let irefs: Vec<&EncodedContext> = items.iter().map(|&i| &data.items[i]).collect();
-            let eb = RankBatch::new(&erefs, model_cfg, dims.n_buckets, &dev)?;
-            let ib = RankBatch::new(&irefs, model_cfg, dims.n_buckets, &dev)?;
-            let e = model.entity_repr(&eb, Some(&mut drop_rng))?;
-            let v = model.item_repr(&ib, Some(&mut drop_rng))?;
-            let mut feats = Vec::with_capacity(batch.len() * items.len() * N_FEATS);
-            for &x in &batch {
-                let ex = &data.train[x];
-                for &i in &items {
-                    feats.extend_from_slice(&ex.feats(i, &data.item_feats[i]));
-                }
-            }
-            let ft = Tensor::from_vec(feats, (batch.len() * items.len(), N_FEATS), &dev)?;
-            let s = model.score_matrix(&e, &v, &ft)?;
-            let pos: Vec<Vec<usize>> = batch
-                .iter()
-                .map(|&x| data.train[x].positives.iter().map(|p| col[p]).collect())
-                .collect();
-            let Some(loss) = sampled_softmax(&s, &pos)? else {
-                continue;
-            };
-            let mut grads = loss.backward()?;
-            if cfg.clip_norm > 0.0 {
-                let mut sq = 0f64;
-                for v in &vars {
-                    if let Some(g) = grads.get(v.as_tensor()) {
-                        sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-                    }
-                }
-                let norm = sq.sqrt();
-                if norm.is_finite() && norm > cfg.clip_norm {
-                    let f = cfg.clip_norm / norm;
-                    for v in &vars {
-                        if let Some(g) = grads.remove(v.as_tensor()) {
-                            grads.insert(v.as_tensor(), (g * f)?);
-                        }
-                    }
-                }
-            }
-            let planned = match budget {
-                Some(b) if step > 0 => {
-                    let rate = step as f64 / start.elapsed().as_secs_f64().max(1e-9);
-                    total_steps.min(((rate * b.as_secs_f64()) as usize).max(step + 1))
-                }
-                _ => total_steps,
-            };
-            let lr = lr_at(cfg, step, planned);
-            opt.set_learning_rate(lr);
-            opt.step(&grads)?;
-            let l = loss.to_scalar::<f32>()? as f64;
-            loss_sum += l;
-            loss_n += 1;
-            step += 1;
-            let p = Progress {
-                epoch,
-                step,
-                total_steps,
-                lr,
-                loss: l,
-                epoch_end: false,
-                val_metric: None,
-                elapsed_s: start.elapsed().as_secs_f64(),
-            };
-            if !on_step(&p) {
-                return Err(TrainError::Cancelled);
-            }
-            if budget.is_some_and(|b| start.elapsed() > b) {
-                break;
-            }
-        }
-        let train_loss = loss_sum / loss_n.max(1) as f64;
-        let vm = if data.val.is_empty() {
-            None
-        } else {
-            let mut poll =
-                crate::train::poller(on_step, epoch, step, total_steps, train_loss, start);
-            let ranked = rank_examples(&model, data, &data.val, k, &dev, &mut poll)?;
-            metrics::map_at_k(&ranked, &relevant, k)
-        };
-        history.push(EpochStats {
-            epoch,
-            train_loss,
-            val_metric: vm,
-        });
-        // Without validation data the training loss decides (lower is better).
-        let score = vm.unwrap_or(-train_loss);
-        if best.as_ref().is_none_or(|(b, _)| score > *b) {
-            let snap = vars
-                .iter()
-                .map(|v| v.as_tensor().copy())
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            best = Some((score, snap));
-            since_best = 0;
-        } else {
-            since_best += 1;
-        }
-        let p = Progress {
-            epoch,
-            step,
-            total_steps,
-            lr: lr_at(cfg, step.saturating_sub(1), total_steps),
-            loss: train_loss,
-            epoch_end: true,
-            val_metric: vm,
-            elapsed_s: start.elapsed().as_secs_f64(),
-        };
-        if !on_step(&p) {
-            return Err(TrainError::Cancelled);
-        }
-        if since_best >= cfg.patience.max(1) || budget.is_some_and(|b| start.elapsed() > b) {
-            break 'epochs;
-        }
-    }
-    if let Some((_, snap)) = &best {
-        for (v, t) in vars.iter().zip(snap) {
-            v.set(t)?;
-        }
-    }
+    let mut obj = Ranking {
+        rc,
+        model: &model,
+        data,
+        n_buckets: dims.n_buckets,
+        dev: &dev,
+        by_group,
+        batch_examples: cfg.batch_examples.max(1),
+        relevant: relevant_lists(&data.val),
+    };
+    let fitted = fit::fit(&cfg.fit_config(), &vars, &mut obj, on_step)?;
+    let history = fitted.history;
     Ok(TrainedRanker {
         rank_cfg: rc.clone(),
         model_cfg: model_cfg.clone(),

@@ -8,16 +8,15 @@
 
 pub mod calibrate;
 pub mod explain;
+pub mod fit;
 pub mod synth;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use candle_nn::VarMap;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +26,8 @@ use crate::model::{
     bce_with_logits, cross_entropy, huber, sorted_vars, Batch, Model, ModelConfig, ModelDims,
 };
 pub use calibrate::Calibration;
+pub use fit::Schedule;
+use fit::{FitConfig, Objective};
 
 /// What is predicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,13 +45,6 @@ impl Task {
             _ => 1,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Schedule {
-    Cosine,
-    Linear,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +72,21 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// The shared loop's part of this configuration.
+    pub fn fit_config(&self) -> FitConfig {
+        FitConfig {
+            max_epochs: self.max_epochs,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            warmup_steps: self.warmup_steps,
+            schedule: self.schedule,
+            clip_norm: self.clip_norm,
+            patience: self.patience,
+            seed: self.seed,
+            time_budget_s: self.time_budget_s,
+        }
+    }
+
     pub fn new(task: Task) -> TrainConfig {
         TrainConfig {
             task,
@@ -202,19 +211,6 @@ pub struct TrainedModel {
     device: Device,
 }
 
-fn lr_at(cfg: &TrainConfig, step: usize, total: usize) -> f64 {
-    if step < cfg.warmup_steps {
-        return cfg.lr * (step + 1) as f64 / cfg.warmup_steps as f64;
-    }
-    let span = total.saturating_sub(cfg.warmup_steps).max(1) as f64;
-    let p = ((step - cfg.warmup_steps) as f64 / span).min(1.0);
-    match cfg.schedule {
-        // Floor at 5%: a budget estimate that runs a little long still makes progress.
-        Schedule::Cosine => cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())),
-        Schedule::Linear => cfg.lr * (1.0 - p),
-    }
-}
-
 fn labels_tensor(
     task: Task,
     labels: &[Option<f32>],
@@ -335,27 +331,74 @@ fn val_metric(
     }
 }
 
-/// Scoring a large validation split takes a while: cancel is heard there too, through
-/// `on_step` as repeats of the last step's report.
-pub(crate) fn poller<'a>(
-    on_step: &'a mut dyn FnMut(&Progress) -> bool,
-    epoch: usize,
-    step: usize,
-    total_steps: usize,
-    loss: f64,
-    start: Instant,
-) -> impl FnMut() -> bool + 'a {
-    move || {
-        on_step(&Progress {
-            epoch,
-            step,
-            total_steps,
-            lr: 0.0,
-            loss,
-            epoch_end: false,
-            val_metric: None,
-            elapsed_s: start.elapsed().as_secs_f64(),
-        })
+/// Binary, regression and multiclass models in the shared loop.
+struct Tabular<'a> {
+    cfg: &'a TrainConfig,
+    model: &'a Model,
+    n_buckets: usize,
+    dev: &'a Device,
+    train: &'a [EncodedContext],
+    val: &'a [EncodedContext],
+    target_norm: Option<(f64, f64)>,
+    order: Vec<usize>,
+}
+
+impl Objective for Tabular<'_> {
+    type Batch = Vec<usize>;
+
+    fn steps_per_epoch(&self) -> usize {
+        let order: Vec<usize> = (0..self.train.len()).collect();
+        make_batches(
+            self.train,
+            &order,
+            self.cfg.batch_tokens,
+            self.cfg.batch_contexts,
+        )
+        .len()
+    }
+
+    fn batches(&mut self, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
+        self.order.shuffle(rng);
+        make_batches(
+            self.train,
+            &self.order,
+            self.cfg.batch_tokens,
+            self.cfg.batch_contexts,
+        )
+    }
+
+    fn loss(
+        &mut self,
+        b: &Vec<usize>,
+        _rng: &mut ChaCha8Rng,
+        dropout: &mut ChaCha8Rng,
+    ) -> Result<Option<Tensor>, TrainError> {
+        let refs: Vec<&EncodedContext> = b.iter().map(|&i| &self.train[i]).collect();
+        let batch = Batch::new(&refs, &self.model.cfg, self.n_buckets, self.dev)?;
+        let y = labels_tensor(self.cfg.task, &batch.labels, self.target_norm, self.dev)?;
+        let out = self.model.forward(&batch, Some(dropout))?;
+        Ok(Some(match self.cfg.task {
+            Task::Binary => bce_with_logits(&out, &y)?,
+            Task::Regression => huber(&out, &y)?,
+            Task::Multiclass { .. } => cross_entropy(&out, &y)?,
+        }))
+    }
+
+    fn validate(
+        &mut self,
+        poll: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<(f64, bool)>, TrainError> {
+        if self.val.is_empty() {
+            return Ok(None);
+        }
+        let raw = raw_outputs(
+            self.model,
+            self.val,
+            self.cfg.batch_tokens * 4,
+            self.dev,
+            poll,
+        )?;
+        Ok(val_metric(self.cfg.task, &raw, self.val, self.target_norm))
     }
 }
 
@@ -389,9 +432,6 @@ pub fn train_on(
     check_labels(cfg.task, val, false)?;
     crate::threads::use_threads(crate::threads::configured());
     let dev = dev.clone();
-    let start = Instant::now();
-    let budget = cfg.time_budget_s.map(Duration::from_secs_f64);
-
     let target_norm = match cfg.task {
         Task::Regression => {
             let ys: Vec<f64> = train
@@ -412,147 +452,23 @@ pub fn train_on(
     let varmap = VarMap::new();
     let model = Model::new(model_cfg, &dims, &varmap, &dev)?;
     let vars: Vec<_> = sorted_vars(&varmap).into_iter().map(|(_, v)| v).collect();
-    let mut opt = AdamW::new(
-        vars.clone(),
-        ParamsAdamW {
-            lr: cfg.lr,
-            weight_decay: cfg.weight_decay,
-            ..Default::default()
-        },
-    )?;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut drop_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x9e37_79b9_7f4a_7c15);
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let per_epoch = make_batches(train, &order, cfg.batch_tokens, cfg.batch_contexts).len();
-    let total_steps = per_epoch * cfg.max_epochs.max(1);
-
-    let mut step = 0usize;
-    let mut best: Option<(f64, Vec<Tensor>)> = None;
-    let mut since_best = 0usize;
-    let mut history = Vec::new();
-    'epochs: for epoch in 0..cfg.max_epochs.max(1) {
-        order.shuffle(&mut rng);
-        let batches = make_batches(train, &order, cfg.batch_tokens, cfg.batch_contexts);
-        let mut loss_sum = 0.0;
-        let mut loss_n = 0usize;
-        for b in batches {
-            let refs: Vec<&EncodedContext> = b.iter().map(|&i| &train[i]).collect();
-            let batch = Batch::new(&refs, model_cfg, dims.n_buckets, &dev)?;
-            let y = labels_tensor(cfg.task, &batch.labels, target_norm, &dev)?;
-            let out = model.forward(&batch, Some(&mut drop_rng))?;
-            let loss = match cfg.task {
-                Task::Binary => bce_with_logits(&out, &y)?,
-                Task::Regression => huber(&out, &y)?,
-                Task::Multiclass { .. } => cross_entropy(&out, &y)?,
-            };
-            let mut grads = loss.backward()?;
-            if cfg.clip_norm > 0.0 {
-                let mut sq = 0f64;
-                for v in &vars {
-                    if let Some(g) = grads.get(v.as_tensor()) {
-                        sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-                    }
-                }
-                let norm = sq.sqrt();
-                if norm.is_finite() && norm > cfg.clip_norm {
-                    let s = cfg.clip_norm / norm;
-                    for v in &vars {
-                        if let Some(g) = grads.remove(v.as_tensor()) {
-                            grads.insert(v.as_tensor(), (g * s)?);
-                        }
-                    }
-                }
-            }
-            // Under a time budget the schedule ends where the budget will: decay is planned
-            // over the steps that fit, not over epochs that will never run.
-            let planned = match budget {
-                Some(b) if step > 0 => {
-                    let rate = step as f64 / start.elapsed().as_secs_f64().max(1e-9);
-                    total_steps.min(((rate * b.as_secs_f64()) as usize).max(step + 1))
-                }
-                _ => total_steps,
-            };
-            let lr = lr_at(cfg, step, planned);
-            opt.set_learning_rate(lr);
-            opt.step(&grads)?;
-            let l = loss.to_scalar::<f32>()? as f64;
-            loss_sum += l;
-            loss_n += 1;
-            step += 1;
-            let p = Progress {
-                epoch,
-                step,
-                total_steps,
-                lr,
-                loss: l,
-                epoch_end: false,
-                val_metric: None,
-                elapsed_s: start.elapsed().as_secs_f64(),
-            };
-            if !on_step(&p) {
-                return Err(TrainError::Cancelled);
-            }
-            if budget.is_some_and(|b| start.elapsed() > b) {
-                break;
-            }
-        }
-        let train_loss = loss_sum / loss_n.max(1) as f64;
-        let vm = if val.is_empty() {
-            None
-        } else {
-            let mut poll = poller(on_step, epoch, step, total_steps, train_loss, start);
-            let raw = raw_outputs(&model, val, cfg.batch_tokens * 4, &dev, &mut poll)?;
-            val_metric(cfg.task, &raw, val, target_norm)
-        };
-        // without a usable validation metric, the training loss decides
-        let (score, higher) = vm.unwrap_or((train_loss, false));
-        history.push(EpochStats {
-            epoch,
-            train_loss,
-            val_metric: vm.map(|v| v.0),
-        });
-        let improved = match &best {
-            None => true,
-            Some((b, _)) => {
-                if higher {
-                    score > *b
-                } else {
-                    score < *b
-                }
-            }
-        };
-        if improved {
-            let snap = vars
-                .iter()
-                .map(|v| v.as_tensor().copy())
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            best = Some((score, snap));
-            since_best = 0;
-        } else {
-            since_best += 1;
-        }
-        let p = Progress {
-            epoch,
-            step,
-            total_steps,
-            lr: lr_at(cfg, step.saturating_sub(1), total_steps),
-            loss: train_loss,
-            epoch_end: true,
-            val_metric: vm.map(|v| v.0),
-            elapsed_s: start.elapsed().as_secs_f64(),
-        };
-        if !on_step(&p) {
-            return Err(TrainError::Cancelled);
-        }
-        if since_best >= cfg.patience.max(1) || budget.is_some_and(|b| start.elapsed() > b) {
-            break 'epochs;
-        }
-    }
-    if let Some((_, snap)) = &best {
-        for (v, t) in vars.iter().zip(snap) {
-            v.set(t)?;
-        }
-    }
+    let mut obj = Tabular {
+        cfg,
+        model: &model,
+        n_buckets: dims.n_buckets,
+        dev: &dev,
+        train,
+        val,
+        target_norm,
+        order: (0..train.len()).collect(),
+    };
+    let fitted = fit::fit(&cfg.fit_config(), &vars, &mut obj, on_step)?;
+    let (history, step, total_steps, start) = (
+        fitted.history,
+        fitted.steps,
+        fitted.total_steps,
+        fitted.start,
+    );
     let mut tm = TrainedModel {
         task: cfg.task,
         model_cfg: model_cfg.clone(),
@@ -571,7 +487,7 @@ pub fn train_on(
             .history
             .last()
             .map_or((0, 0.0), |h| (h.epoch, h.train_loss));
-        let mut poll = poller(on_step, last.0, step, total_steps, last.1, start);
+        let mut poll = fit::poller(on_step, last.0, step, total_steps, last.1, start);
         let raw = raw_outputs(
             &tm.model,
             val,
@@ -642,7 +558,7 @@ impl TrainedModel {
             &self.target_norm,
         ))
         .unwrap_or_default();
-        crate::encode::fnv1a(s.as_bytes())
+        crate::base::hash::fnv1a(s.as_bytes())
     }
 
     /// Safetensors bytes: the weights, with the task, configs, encoder, normalisation,

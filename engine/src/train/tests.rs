@@ -1,5 +1,6 @@
 use super::*;
 use crate::encode::EncoderConfig;
+use std::time::Instant;
 
 fn dataset(n_train: usize, n_val: usize) -> (Encoder, Vec<EncodedContext>, Vec<EncodedContext>) {
     let data = synth::churn_dataset(n_train + n_val, 4, 60, 42);
@@ -208,6 +209,7 @@ fn schedule_warms_up_and_decays() {
     let mut c = TrainConfig::new(Task::Binary);
     c.lr = 1.0;
     c.warmup_steps = 10;
+    let lr_at = |c: &TrainConfig, s, t| super::fit::lr_at(&c.fit_config(), s, t);
     assert!((lr_at(&c, 0, 110) - 0.1).abs() < 1e-12);
     assert!((lr_at(&c, 9, 110) - 1.0).abs() < 1e-12);
     assert!((lr_at(&c, 60, 110) - 0.525).abs() < 1e-12);
