@@ -81,19 +81,29 @@ pub fn not_null<T>(v: Option<T>, what: &str) -> T {
     })
 }
 
-/// 53200 for a call that would hold more than `rdl.max_memory_mb`.
-pub fn over_memory(what: String, e: rdl_engine::memory::Exceeded, hint: &str) -> RdlError {
-    let mb = |b: usize| b.div_ceil(1 << 20);
-    RdlError::new(
-        "53200",
-        format!(
-            "{what} would need about {} MB, more than rdl.max_memory_mb ({} MB)",
-            mb(e.need),
-            mb(e.limit)
-        ),
-    )
-    .hint(format!(
-        "{hint} Or raise rdl.max_memory_mb (SET rdl.max_memory_mb = '{}MB').",
-        mb(e.need) * 2
-    ))
+impl From<rdl_engine::pipeline::Error> for RdlError {
+    fn from(e: rdl_engine::pipeline::Error) -> Self {
+        RdlError {
+            sqlstate: e.sqlstate,
+            message: e.message,
+            detail: e.detail,
+            hint: e.hint,
+        }
+    }
+}
+
+impl From<rdl_engine::pql::PqlError> for RdlError {
+    fn from(e: rdl_engine::pql::PqlError) -> Self {
+        RdlError {
+            sqlstate: e.sqlstate,
+            message: e.message,
+            detail: e.detail,
+            hint: e.hint,
+        }
+    }
+}
+
+/// Raises an engine error as an ERROR with its SQLSTATE, detail and hint.
+pub fn raise(e: impl Into<RdlError>) -> ! {
+    e.into().raise()
 }

@@ -10,13 +10,16 @@ mod api;
 mod catalog;
 mod entity;
 mod error;
+mod gather;
 mod guc;
+mod models;
 mod pgtime;
 mod plans;
 mod run;
-mod sampler;
+mod source;
 mod sql;
 mod storage;
+mod tasks;
 mod worker;
 
 ::pgrx::pg_module_magic!();

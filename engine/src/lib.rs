@@ -12,6 +12,7 @@ pub mod ident;
 pub mod memory;
 pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod pql;
 pub mod rank;
 pub mod sampler;

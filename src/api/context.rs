@@ -5,13 +5,16 @@ use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB};
 use rdl_engine::base::time::format_timestamp;
 use rdl_engine::encode::Value;
+use rdl_engine::pipeline::gather::{check_fits, gather_all, hide};
+use rdl_engine::pipeline::{tabular, Split};
+use rdl_engine::pql::TaskSpec;
 use rdl_engine::sampler::{Plan, SamplerConfig};
 use serde_json::{json, Map};
 
-use crate::api::task::load_task;
 use crate::catalog;
 use crate::entity;
-use crate::error::RdlError;
+use crate::error::{raise, RdlError};
+use crate::source::SpiSource;
 
 /// The anchor for a prediction: `as_of`, or the current time.
 pub fn anchor_of(as_of: Option<TimestampWithTimeZone>) -> i64 {
@@ -46,29 +49,25 @@ fn rdl_context(
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) -> Option<JsonB> {
     let task = crate::error::not_null(task, "task");
-    let t = load_task(task);
+    let t = crate::tasks::load(task);
     let id = entity_id?;
-    let key = entity::key_text(&id, &t.spec.entity.key_type, task);
+    let key = entity::key_text(&id, &t.entity.key_type, task);
     let anchor = anchor_of(as_of);
     let cfg = SamplerConfig::default();
-    catalog::check_linked_readable(&t.spec.entity.table, cfg.depth, task);
+    catalog::check_linked_readable(&t.entity.table, cfg.depth, task);
     let graph = catalog::read_graph(None);
     let plan = Plan::new(&graph, cfg);
-    // A static target stays hidden on the seed row, exactly as in training.
-    let hide = crate::api::examples::hidden_column(&t);
-    let g = crate::sampler::gather(
-        &plan,
-        &t.spec.entity.table,
-        &[(key.clone(), anchor)],
-        hide.as_deref(),
-    );
-    crate::api::examples::check_fits(&[(key.clone(), anchor)], &g.contexts);
+    let seed = [(key.clone(), anchor)];
+    let mut g = crate::gather::gather(&plan, &t.entity.table, &seed);
+    // A static target stays hidden, exactly as in training.
+    hide(&mut g.contexts, tabular::hidden(&t).as_ref());
+    check_fits(&seed, &g.contexts, crate::guc::max_memory_bytes()).unwrap_or_else(|e| raise(e));
     if !g.found[0] {
         RdlError::new(
             "42704",
             format!(
                 "entity {key} does not exist in {} as of {}",
-                t.spec.entity.table,
+                t.entity.table,
                 format_timestamp(anchor)
             ),
         )
@@ -123,15 +122,15 @@ fn split_gather_plan(
     task: &str,
     split: &str,
     max_seeds: Option<i32>,
-) -> (
-    std::rc::Rc<crate::api::task::Task>,
-    Plan,
-    Vec<(String, i64)>,
-) {
-    let t = load_task(task);
+) -> (std::rc::Rc<TaskSpec>, Plan, Vec<(String, i64)>) {
+    let t = crate::tasks::load(task);
+    let split: Split = split.parse().unwrap_or_else(|e| raise(e));
     let cfg = SamplerConfig::default();
-    catalog::check_linked_readable(&t.spec.entity.table, cfg.depth, task);
-    let mut seeds = crate::api::examples::split_seeds(task, &t, split);
+    catalog::check_linked_readable(&t.entity.table, cfg.depth, task);
+    let mut seeds: Vec<(String, i64)> = crate::tasks::split_rows(task, &t, split)
+        .into_iter()
+        .map(|r| (r.entity, r.anchor))
+        .collect();
     if let Some(m) = max_seeds {
         seeds.truncate(m.max(0) as usize);
     }
@@ -150,21 +149,32 @@ fn rdl_sampler_stats(
     let task = crate::error::not_null(task, "task");
     let split = crate::error::not_null(split, "split");
     let (t, plan, seeds) = split_gather_plan(task, split, max_seeds);
-    crate::sampler::take_stats();
+    crate::gather::take_stats();
     let t0 = std::time::Instant::now();
     let (mut contexts, mut rows, mut cells, mut max_rows) = (0usize, 0usize, 0usize, 0usize);
-    crate::api::examples::gather_all(&plan, &t, &seeds, |_, ctxs, found| {
-        for (c, f) in ctxs.iter().zip(found) {
-            if f {
-                contexts += 1;
-                rows += c.rows.len();
-                max_rows = max_rows.max(c.rows.len());
-                cells += c.rows.iter().map(|r| r.values.len()).sum::<usize>();
+    let mut src = SpiSource::new(task, &t);
+    let hidden = tabular::hidden(&t);
+    gather_all(
+        &mut src,
+        &plan,
+        &t.entity.table,
+        &seeds,
+        hidden.as_ref(),
+        &mut |_, _, g| {
+            for (c, f) in g.contexts.iter().zip(g.found) {
+                if f {
+                    contexts += 1;
+                    rows += c.rows.len();
+                    max_rows = max_rows.max(c.rows.len());
+                    cells += c.rows.iter().map(|r| r.values.len()).sum::<usize>();
+                }
             }
-        }
-    });
+            Ok(())
+        },
+    )
+    .unwrap_or_else(|e| raise(e));
     let secs = t0.elapsed().as_secs_f64().max(1e-9);
-    let st = crate::sampler::take_stats();
+    let st = crate::gather::take_stats();
     JsonB(json!({
         "task": task,
         "split": split,
@@ -202,8 +212,17 @@ fn rdl_sampler_statements(
     let task = crate::error::not_null(task, "task");
     let split = crate::error::not_null(split, "split");
     let (t, plan, seeds) = split_gather_plan(task, split, max_seeds);
-    let ((), stmts) = crate::sampler::traced(|| {
-        crate::api::examples::gather_all(&plan, &t, &seeds, |_, _, _| {});
+    let mut src = SpiSource::new(task, &t);
+    let (r, stmts) = crate::gather::traced(|| {
+        gather_all(
+            &mut src,
+            &plan,
+            &t.entity.table,
+            &seeds,
+            None,
+            &mut |_, _, _| Ok(()),
+        )
     });
+    r.unwrap_or_else(|e| raise(e));
     SetOfIterator::new(stmts)
 }

@@ -1,11 +1,12 @@
-//! The SQL API, one file per concept.
+//! The SQL API: thin faces over the engine's recipes (`rdl_engine::pipeline`) and the
+//! extension's storage, one file per concept. Each checks its arguments, raises errors
+//! with their SQLSTATE, and shapes what SQL returns.
 
-mod context;
-pub mod examples;
+pub mod context;
 mod explain;
-pub mod model;
+mod model;
 pub mod predict;
 pub mod recommend;
 mod schema;
-pub mod task;
-pub mod train;
+mod task;
+mod train;

@@ -12,7 +12,6 @@ use rdl_engine::{serve, wire};
 
 use super::proto::{self, Header};
 use super::shmem::{self, Shared};
-use crate::api::model::{train_err, Loaded};
 use crate::error::RdlError;
 use crate::guc;
 
@@ -34,7 +33,12 @@ struct Request<'a> {
 /// The model's calibrated outputs per context, computed by the background worker; `None`
 /// when there is no worker to ask (not preloaded, not running, `rdl.use_worker` off) or it
 /// went away while this backend waited — the caller then computes in-process.
-pub fn predict(l: &Loaded, ctxs: &[EncodedContext]) -> Option<Vec<Vec<f64>>> {
+pub fn predict(
+    model_id: i64,
+    version: i32,
+    model: &TrainedModel,
+    ctxs: &[EncodedContext],
+) -> Option<Vec<Vec<f64>>> {
     if ctxs.is_empty() || !guc::USE_WORKER.get() {
         return None;
     }
@@ -44,8 +48,8 @@ pub fn predict(l: &Loaded, ctxs: &[EncodedContext]) -> Option<Vec<Vec<f64>>> {
     if procno < 0 || procno as usize >= sh.slots().len() {
         return None;
     }
-    let n_out = l.model.task.n_out().max(1);
-    let fingerprint = l.model.fingerprint();
+    let n_out = model.head.n_out().max(1);
+    let fingerprint = model.fingerprint();
     let max_batch = guc::MAX_BATCH.get().max(1) as usize;
     let mut model_bytes: Option<Vec<u8>> = None;
     let mut out = Vec::with_capacity(ctxs.len());
@@ -53,8 +57,8 @@ pub fn predict(l: &Loaded, ctxs: &[EncodedContext]) -> Option<Vec<Vec<f64>>> {
     for r in serve::chunks(ctxs.len(), max_batch) {
         let payload = wire::encode_batch(&ctxs[r.clone()]);
         let req = Request {
-            model_id: l.id,
-            version: l.version,
+            model_id,
+            version,
             fingerprint,
             n_ctx: r.len(),
             n_out,
@@ -64,8 +68,11 @@ pub fn predict(l: &Loaded, ctxs: &[EncodedContext]) -> Option<Vec<Vec<f64>>> {
         if let Answer::NeedModel = answer {
             // The worker has not loaded this model (first use, evicted, or restarted):
             // ship it once, with the same request.
-            let bytes = model_bytes
-                .get_or_insert_with(|| l.model.to_bytes().unwrap_or_else(|e| train_err(e).raise()));
+            let bytes = model_bytes.get_or_insert_with(|| {
+                model
+                    .to_bytes()
+                    .unwrap_or_else(|e| crate::error::raise(rdl_engine::pipeline::Error::from(e)))
+            });
             answer = roundtrip(sh, procno, &req, Some(bytes))?;
         }
         match answer {

@@ -28,10 +28,11 @@ use std::time::Duration;
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use rdl_engine::encode::EncodedContext;
+use rdl_engine::encode::{EncodedContext, Encoder};
+use rdl_engine::model::ModelConfig;
+use rdl_engine::pipeline::Offload;
+use rdl_engine::train::{Progress, TrainConfig, TrainError, TrainedModel};
 use serde_json::json;
-
-use crate::api::model::Loaded;
 
 /// Registers the worker and its shared memory; `_PG_init` calls it only while
 /// `shared_preload_libraries` is being processed (in the postmaster).
@@ -50,23 +51,34 @@ pub fn register() {
         .load();
 }
 
-/// Trains on the background worker's device when `rdl.train_on_worker` says so (by
-/// default: when the worker's device is a GPU); `None`: train in this backend.
-pub fn train(
-    cfg: &rdl_engine::train::TrainConfig,
-    model_cfg: &rdl_engine::model::ModelConfig,
-    encoder: &rdl_engine::encode::Encoder,
-    train: &[EncodedContext],
-    val: &[EncodedContext],
-    on_step: &mut dyn FnMut(&rdl_engine::train::Progress) -> bool,
-) -> Option<Result<rdl_engine::train::TrainedModel, rdl_engine::train::TrainError>> {
-    client::train(cfg, model_cfg, encoder, train, val, on_step)
-}
+/// The background worker as the engine sees it: where training and scoring may run
+/// instead of this backend. Each method answers `None` (compute here) when no worker
+/// serves this session (not preloaded, not running, `rdl.use_worker` off), or, for
+/// training, when `rdl.train_on_worker` keeps it here.
+pub struct Worker;
 
-/// The calibrated outputs per context of `l`'s model computed by the background worker,
-/// or `None` (compute in-process) when no worker serves this session.
-pub fn predict(l: &Loaded, ctxs: &[EncodedContext]) -> Option<Vec<Vec<f64>>> {
-    client::predict(l, ctxs)
+impl Offload for Worker {
+    fn train(
+        &self,
+        cfg: &TrainConfig,
+        model_cfg: &ModelConfig,
+        encoder: &Encoder,
+        train: &[EncodedContext],
+        val: &[EncodedContext],
+        on_step: &mut dyn FnMut(&Progress) -> bool,
+    ) -> Option<Result<TrainedModel, TrainError>> {
+        client::train(cfg, model_cfg, encoder, train, val, on_step)
+    }
+
+    fn score(
+        &self,
+        model_id: i64,
+        version: i32,
+        model: &TrainedModel,
+        ctxs: &[EncodedContext],
+    ) -> Option<rdl_engine::pipeline::Result<Vec<Vec<f64>>>> {
+        client::predict(model_id, version, model, ctxs).map(Ok)
+    }
 }
 
 fn database_name(oid: u32) -> Option<String> {

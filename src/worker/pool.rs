@@ -218,7 +218,7 @@ fn compute(inner: &Inner, batch: Vec<Job>) -> Vec<Taken> {
         sizes.push(j.taken.ctxs.len());
         all.append(&mut j.taken.ctxs);
     }
-    let n_out = model.task.n_out().max(1);
+    let n_out = model.head.n_out().max(1);
     let result = catch_unwind(AssertUnwindSafe(|| model.predict(&all)));
     let outputs = match result {
         Ok(Ok(v)) if v.len() == all.len() * n_out => Ok(v),

@@ -62,6 +62,15 @@ impl ModelConfig {
         }
     }
 
+    /// Tests and quick trials: a quarter of `small`'s width, one block.
+    pub fn tiny() -> ModelConfig {
+        ModelConfig {
+            d_model: 32,
+            blocks: 1,
+            ..ModelConfig::small()
+        }
+    }
+
     /// An encoder configuration whose token cap matches this model's `max_tokens`.
     pub fn encoder_config(&self, n_buckets: u32) -> crate::encode::EncoderConfig {
         crate::encode::EncoderConfig {

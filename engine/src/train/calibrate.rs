@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Task;
+use super::Head;
 
 /// Coverage levels of the stored regression intervals: 0.50, 0.51, …, 0.99.
 pub fn conformal_levels() -> impl Iterator<Item = f64> {
@@ -43,11 +43,11 @@ pub fn softmax(logits: &[f32], t: f64) -> Vec<f64> {
     e.into_iter().map(|x| x / s).collect()
 }
 
-fn nll(task: Task, raw: &[Vec<f32>], ys: &[f32], t: f64) -> f64 {
+fn nll(task: Head, raw: &[Vec<f32>], ys: &[f32], t: f64) -> f64 {
     let mut s = 0.0;
     for (r, &y) in raw.iter().zip(ys) {
         s += match task {
-            Task::Multiclass { .. } => -softmax(r, t)[y as usize].max(1e-15).ln(),
+            Head::Multiclass { .. } => -softmax(r, t)[y as usize].max(1e-15).ln(),
             _ => {
                 // stable BCE with logits
                 let x = r[0] as f64 / t;
@@ -60,13 +60,13 @@ fn nll(task: Task, raw: &[Vec<f32>], ys: &[f32], t: f64) -> f64 {
 
 impl Calibration {
     /// Fits on validation raw outputs and labels.
-    pub fn fit(task: Task, raw: &[Vec<f32>], ys: &[f32], norm: Option<(f64, f64)>) -> Calibration {
+    pub fn fit(task: Head, raw: &[Vec<f32>], ys: &[f32], norm: Option<(f64, f64)>) -> Calibration {
         let mut c = Calibration::default();
         if raw.is_empty() {
             return c;
         }
         match task {
-            Task::Binary | Task::Multiclass { .. } => {
+            Head::Binary | Head::Multiclass { .. } => {
                 // log-spaced grid over [0.05, 20], then a finer grid around the best point
                 let mut best = (1.0, nll(task, raw, ys, 1.0));
                 let mut lo = 0.05f64.ln();
@@ -86,7 +86,7 @@ impl Calibration {
                 }
                 c.temperature = best.0;
             }
-            Task::Regression => {
+            Head::Regression => {
                 let (m, s) = norm.unwrap_or((0.0, 1.0));
                 let mut res: Vec<f64> = raw
                     .iter()
@@ -106,14 +106,14 @@ impl Calibration {
     }
 
     /// Calibrated prediction for one raw output.
-    pub fn apply(&self, task: Task, raw: &[f32], norm: Option<(f64, f64)>) -> Vec<f32> {
+    pub fn apply(&self, task: Head, raw: &[f32], norm: Option<(f64, f64)>) -> Vec<f32> {
         match task {
-            Task::Binary => vec![sigmoid(raw[0] as f64 / self.temperature) as f32],
-            Task::Multiclass { .. } => softmax(raw, self.temperature)
+            Head::Binary => vec![sigmoid(raw[0] as f64 / self.temperature) as f32],
+            Head::Multiclass { .. } => softmax(raw, self.temperature)
                 .into_iter()
                 .map(|p| p as f32)
                 .collect(),
-            Task::Regression => {
+            Head::Regression => {
                 let (m, s) = norm.unwrap_or((0.0, 1.0));
                 vec![(raw[0] as f64 * s + m) as f32]
             }
@@ -146,16 +146,16 @@ mod tests {
             raw.push(vec![if pos { 4.0 } else { -4.0 }]);
             ys.push(if (i % 10 < 7) == pos { 1.0 } else { 0.0 });
         }
-        let c = Calibration::fit(Task::Binary, &raw, &ys, None);
+        let c = Calibration::fit(Head::Binary, &raw, &ys, None);
         assert!(c.temperature > 1.5, "{}", c.temperature);
-        assert!(nll(Task::Binary, &raw, &ys, c.temperature) < nll(Task::Binary, &raw, &ys, 1.0));
+        assert!(nll(Head::Binary, &raw, &ys, c.temperature) < nll(Head::Binary, &raw, &ys, 1.0));
     }
 
     #[test]
     fn conformal_quantiles() {
         let raw: Vec<Vec<f32>> = (0..9).map(|_| vec![0.0]).collect();
         let ys: Vec<f32> = (1..=9).map(|i| i as f32).collect();
-        let c = Calibration::fit(Task::Regression, &raw, &ys, Some((0.0, 1.0)));
+        let c = Calibration::fit(Head::Regression, &raw, &ys, Some((0.0, 1.0)));
         // n = 9: 80% → ⌈8.0⌉ = 8th → 8; 95% → ⌈9.5⌉ = 10 → clamped to 9th → 9
         assert_eq!(c.residual_quantiles.len(), 50);
         assert_eq!(c.quantile(0.8), Some(8.0));
@@ -165,7 +165,7 @@ mod tests {
         assert_eq!(c.quantile(0.795), Some(8.0));
         assert_eq!(c.quantile(0.999), None);
         assert_eq!(
-            c.apply(Task::Regression, &[1.0], Some((10.0, 2.0))),
+            c.apply(Head::Regression, &[1.0], Some((10.0, 2.0))),
             vec![12.0]
         );
     }

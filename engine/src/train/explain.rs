@@ -1,7 +1,7 @@
 //! Explaining one prediction of a trained model: per-token attributions (see
 //! `model/explain.rs`) traced back to the rows and cells of the context they encode.
 
-use super::{Task, TrainError, TrainedModel};
+use super::{Head, TrainError, TrainedModel};
 use crate::encode::Subgraph;
 use crate::model::Batch;
 
@@ -30,8 +30,8 @@ impl TrainedModel {
     pub fn explain(&self, sg: &Subgraph) -> Result<Explanation, TrainError> {
         let (ec, sources) = self.encoder.encode_traced(sg);
         let prediction = self.predict(std::slice::from_ref(&ec))?;
-        let output_index = match self.task {
-            Task::Multiclass { .. } => {
+        let output_index = match self.head {
+            Head::Multiclass { .. } => {
                 prediction
                     .iter()
                     .enumerate()

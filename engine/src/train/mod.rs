@@ -32,16 +32,16 @@ use fit::{FitConfig, Objective};
 /// What is predicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Task {
+pub enum Head {
     Binary,
     Regression,
     Multiclass { classes: usize },
 }
 
-impl Task {
+impl Head {
     pub fn n_out(&self) -> usize {
         match self {
-            Task::Multiclass { classes } => *classes,
+            Head::Multiclass { classes } => *classes,
             _ => 1,
         }
     }
@@ -49,7 +49,7 @@ impl Task {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    pub task: Task,
+    pub head: Head,
     pub max_epochs: usize,
     pub lr: f64,
     pub weight_decay: f64,
@@ -87,9 +87,9 @@ impl TrainConfig {
         }
     }
 
-    pub fn new(task: Task) -> TrainConfig {
+    pub fn new(head: Head) -> TrainConfig {
         TrainConfig {
-            task,
+            head,
             max_epochs: 30,
             lr: 3e-3,
             weight_decay: 0.01,
@@ -196,7 +196,7 @@ pub fn make_batches(
 
 /// A trained model with everything needed to use it on new contexts.
 pub struct TrainedModel {
-    pub task: Task,
+    pub head: Head,
     pub model_cfg: ModelConfig,
     pub dims: ModelDims,
     pub encoder: Encoder,
@@ -212,7 +212,7 @@ pub struct TrainedModel {
 }
 
 fn labels_tensor(
-    task: Task,
+    task: Head,
     labels: &[Option<f32>],
     norm: Option<(f64, f64)>,
     dev: &Device,
@@ -223,13 +223,13 @@ fn labels_tensor(
         .map(|l| l.ok_or_else(|| TrainError::BadLabel("a training context has no label".into())))
         .collect::<Result<_, _>>()?;
     Ok(match task {
-        Task::Binary => Tensor::from_vec(ys, (b, 1), dev)?,
-        Task::Regression => {
+        Head::Binary => Tensor::from_vec(ys, (b, 1), dev)?,
+        Head::Regression => {
             let (m, s) = norm.unwrap_or((0.0, 1.0));
             let v = ys.iter().map(|&y| ((y as f64 - m) / s) as f32).collect();
             Tensor::from_vec(v, (b, 1), dev)?
         }
-        Task::Multiclass { classes } => {
+        Head::Multiclass { classes } => {
             let mut oh = vec![0f32; b * classes];
             for (i, &y) in ys.iter().enumerate() {
                 oh[i * classes + y as usize] = 1.0;
@@ -239,7 +239,7 @@ fn labels_tensor(
     })
 }
 
-fn check_labels(task: Task, ctxs: &[EncodedContext], need: bool) -> Result<(), TrainError> {
+fn check_labels(task: Head, ctxs: &[EncodedContext], need: bool) -> Result<(), TrainError> {
     for c in ctxs {
         match (c.label, task) {
             (None, _) if need => return Err(TrainError::BadLabel("missing label".into())),
@@ -247,12 +247,12 @@ fn check_labels(task: Task, ctxs: &[EncodedContext], need: bool) -> Result<(), T
             (Some(y), _) if !y.is_finite() => {
                 return Err(TrainError::BadLabel(format!("non-finite label {y}")))
             }
-            (Some(y), Task::Binary) if y != 0.0 && y != 1.0 => {
+            (Some(y), Head::Binary) if y != 0.0 && y != 1.0 => {
                 return Err(TrainError::BadLabel(format!(
                     "binary label {y} is not 0 or 1"
                 )))
             }
-            (Some(y), Task::Multiclass { classes })
+            (Some(y), Head::Multiclass { classes })
                 if y < 0.0 || y.fract() != 0.0 || y as usize >= classes =>
             {
                 return Err(TrainError::BadLabel(format!(
@@ -294,7 +294,7 @@ fn raw_outputs(
 
 /// Validation metric, and whether larger is better.
 fn val_metric(
-    task: Task,
+    task: Head,
     raw: &[Vec<f32>],
     ctxs: &[EncodedContext],
     norm: Option<(f64, f64)>,
@@ -307,7 +307,7 @@ fn val_metric(
         return None;
     }
     match task {
-        Task::Binary => {
+        Head::Binary => {
             let s: Vec<f64> = raw.iter().map(|r| r[0] as f64).collect();
             let l: Vec<bool> = ys.iter().map(|&y| y > 0.5).collect();
             match metrics::auroc(&s, &l) {
@@ -318,12 +318,12 @@ fn val_metric(
                 }
             }
         }
-        Task::Regression => {
+        Head::Regression => {
             let (m, sd) = norm.unwrap_or((0.0, 1.0));
             let p: Vec<f64> = raw.iter().map(|r| r[0] as f64 * sd + m).collect();
             metrics::mae(&p, &ys).map(|v| (v, false))
         }
-        Task::Multiclass { .. } => {
+        Head::Multiclass { .. } => {
             let p: Vec<Vec<f64>> = raw.iter().map(|r| calibrate::softmax(r, 1.0)).collect();
             let t: Vec<usize> = ys.iter().map(|&y| y as usize).collect();
             metrics::log_loss_multiclass(&p, &t).map(|v| (v, false))
@@ -375,12 +375,12 @@ impl Objective for Tabular<'_> {
     ) -> Result<Option<Tensor>, TrainError> {
         let refs: Vec<&EncodedContext> = b.iter().map(|&i| &self.train[i]).collect();
         let batch = Batch::new(&refs, &self.model.cfg, self.n_buckets, self.dev)?;
-        let y = labels_tensor(self.cfg.task, &batch.labels, self.target_norm, self.dev)?;
+        let y = labels_tensor(self.cfg.head, &batch.labels, self.target_norm, self.dev)?;
         let out = self.model.forward(&batch, Some(dropout))?;
-        Ok(Some(match self.cfg.task {
-            Task::Binary => bce_with_logits(&out, &y)?,
-            Task::Regression => huber(&out, &y)?,
-            Task::Multiclass { .. } => cross_entropy(&out, &y)?,
+        Ok(Some(match self.cfg.head {
+            Head::Binary => bce_with_logits(&out, &y)?,
+            Head::Regression => huber(&out, &y)?,
+            Head::Multiclass { .. } => cross_entropy(&out, &y)?,
         }))
     }
 
@@ -398,7 +398,7 @@ impl Objective for Tabular<'_> {
             self.dev,
             poll,
         )?;
-        Ok(val_metric(self.cfg.task, &raw, self.val, self.target_norm))
+        Ok(val_metric(self.cfg.head, &raw, self.val, self.target_norm))
     }
 }
 
@@ -428,12 +428,12 @@ pub fn train_on(
     if train.is_empty() {
         return Err(TrainError::NoTrainingData);
     }
-    check_labels(cfg.task, train, true)?;
-    check_labels(cfg.task, val, false)?;
+    check_labels(cfg.head, train, true)?;
+    check_labels(cfg.head, val, false)?;
     crate::threads::use_threads(crate::threads::configured());
     let dev = dev.clone();
-    let target_norm = match cfg.task {
-        Task::Regression => {
+    let target_norm = match cfg.head {
+        Head::Regression => {
             let ys: Vec<f64> = train
                 .iter()
                 .map(|c| c.label.unwrap_or(0.0) as f64)
@@ -447,7 +447,7 @@ pub fn train_on(
     let dims = ModelDims {
         n_columns: encoder.n_columns(),
         n_buckets: encoder.config.n_buckets as usize,
-        n_out: cfg.task.n_out(),
+        n_out: cfg.head.n_out(),
     };
     let varmap = VarMap::new();
     let model = Model::new(model_cfg, &dims, &varmap, &dev)?;
@@ -470,7 +470,7 @@ pub fn train_on(
         fitted.start,
     );
     let mut tm = TrainedModel {
-        task: cfg.task,
+        head: cfg.head,
         model_cfg: model_cfg.clone(),
         dims,
         encoder: encoder.clone(),
@@ -496,7 +496,7 @@ pub fn train_on(
             &mut poll,
         )?;
         let ys: Vec<f32> = val.iter().map(|c| c.label.unwrap_or(0.0)).collect();
-        tm.calibration = Calibration::fit(cfg.task, &raw, &ys, target_norm);
+        tm.calibration = Calibration::fit(cfg.head, &raw, &ys, target_norm);
     }
     Ok(tm)
 }
@@ -522,7 +522,7 @@ impl TrainedModel {
         let raw = self.raw(ctxs)?;
         Ok(raw
             .iter()
-            .flat_map(|r| self.calibration.apply(self.task, r, self.target_norm))
+            .flat_map(|r| self.calibration.apply(self.head, r, self.target_norm))
             .collect())
     }
 
@@ -550,7 +550,7 @@ impl TrainedModel {
     /// extension.
     pub fn fingerprint(&self) -> u64 {
         let s = serde_json::to_string(&(
-            &self.task,
+            &self.head,
             &self.dims,
             &self.model_cfg,
             &self.history,
@@ -567,7 +567,7 @@ impl TrainedModel {
         let j = |v: serde_json::Result<String>| v.map_err(|e| TrainError::Format(e.to_string()));
         let mut meta = HashMap::new();
         meta.insert(META_FORMAT.to_string(), FORMAT_VERSION.to_string());
-        meta.insert("task".into(), j(serde_json::to_string(&self.task))?);
+        meta.insert("task".into(), j(serde_json::to_string(&self.head))?);
         meta.insert(
             "model_config".into(),
             j(serde_json::to_string(&self.model_cfg))?,
@@ -617,7 +617,7 @@ impl TrainedModel {
                 .ok_or_else(|| TrainError::Format(format!("missing {k}")))?;
             serde_json::from_str(s).map_err(|e| TrainError::Format(format!("{k}: {e}")))
         }
-        let task: Task = field(&meta, "task")?;
+        let head: Head = field(&meta, "task")?;
         let model_cfg: ModelConfig = field(&meta, "model_config")?;
         let dims: ModelDims = field(&meta, "dims")?;
         let dev = dev.clone();
@@ -635,7 +635,7 @@ impl TrainedModel {
             var.set(t)?;
         }
         Ok(TrainedModel {
-            task,
+            head,
             model_cfg,
             dims,
             encoder: field(&meta, "encoder")?,

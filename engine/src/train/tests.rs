@@ -28,7 +28,7 @@ fn small_cfg() -> ModelConfig {
 }
 
 fn tcfg() -> TrainConfig {
-    let mut t = TrainConfig::new(Task::Binary);
+    let mut t = TrainConfig::new(Head::Binary);
     t.max_epochs = 12;
     t.patience = 4;
     t.batch_contexts = 32;
@@ -175,7 +175,7 @@ fn regression_and_multiclass_train_and_round_trip() {
     for (i, c) in tr.iter_mut().chain(va.iter_mut()).enumerate() {
         c.label = Some(1000.0 + 50.0 * c.label.unwrap() + (i % 3) as f32);
     }
-    let mut t = TrainConfig::new(Task::Regression);
+    let mut t = TrainConfig::new(Head::Regression);
     t.max_epochs = 2;
     let m = train(&t, &small_cfg(), &enc, &tr, &va, &mut |_| true).unwrap();
     let (mean, _) = m.target_norm.unwrap();
@@ -189,7 +189,7 @@ fn regression_and_multiclass_train_and_round_trip() {
     for c in tr.iter_mut().chain(va.iter_mut()) {
         c.label = Some((c.label.unwrap() as usize % 3) as f32);
     }
-    let mut t = TrainConfig::new(Task::Multiclass { classes: 3 });
+    let mut t = TrainConfig::new(Head::Multiclass { classes: 3 });
     t.max_epochs = 2;
     let m = train(&t, &small_cfg(), &enc, &tr, &va, &mut |_| true).unwrap();
     let p = m.predict(&va).unwrap();
@@ -206,7 +206,7 @@ fn regression_and_multiclass_train_and_round_trip() {
 
 #[test]
 fn schedule_warms_up_and_decays() {
-    let mut c = TrainConfig::new(Task::Binary);
+    let mut c = TrainConfig::new(Head::Binary);
     c.lr = 1.0;
     c.warmup_steps = 10;
     let lr_at = |c: &TrainConfig, s, t| super::fit::lr_at(&c.fit_config(), s, t);

@@ -1,5 +1,6 @@
-//! Executes the engine's sampler plan through SPI, as the calling user: one statement per
-//! (hop, edge, direction) for a whole batch of seeds.
+//! Gathering: executes the engine's sampler plan through SPI, as the calling user — one
+//! statement per (hop, edge, direction) for a whole batch of seeds — and feeds the rows to
+//! the engine's assembler.
 //!
 //! Statements are prepared once per backend and kept (see `plans.rs`): every batch of a
 //! training and every later prediction reuses them.
@@ -9,29 +10,15 @@ use std::cell::{Cell, RefCell};
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::PgOid;
-use rdl_engine::encode::{Subgraph, Value};
+use rdl_engine::encode::Value;
+use rdl_engine::pipeline::Gathered;
 use rdl_engine::sampler::{Assembler, Direction, FetchedRow, OutKind, Plan, Request, TablePlan};
 
 use crate::error::spi;
 use crate::pgtime;
 
-/// The contexts of a batch of seeds.
-pub struct Gathered {
-    pub contexts: Vec<Subgraph>,
-    /// Via which foreign key each row of each context was reached.
-    pub via: Vec<Vec<Option<String>>>,
-    /// Whether each seed's entity row was found (visible at its anchor).
-    pub found: Vec<bool>,
-}
-
-/// Gathers the context of every `(entity key, anchor µs)` seed of `entity_table`.
-/// `hide` names a column of the seed row the model must not see (a static target).
-pub fn gather(
-    plan: &Plan,
-    entity_table: &str,
-    seeds: &[(String, i64)],
-    hide: Option<&str>,
-) -> Gathered {
+/// Gathers the context of every `(key, anchor µs)` seed of `entity_table`.
+pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)]) -> Gathered {
     let anchors: Vec<i64> = seeds.iter().map(|s| s.1).collect();
     let mut asm = Assembler::new(plan, &anchors);
     let keys: Vec<Vec<String>> = seeds.iter().map(|s| vec![s.0.clone()]).collect();
@@ -67,14 +54,7 @@ pub fn gather(
         "rdl: a row newer than its anchor reached the sampler"
     );
     let via = std::mem::take(&mut asm.via);
-    let mut contexts = std::mem::take(&mut asm.contexts);
-    if let Some(col) = hide {
-        for c in contexts.iter_mut() {
-            if let Some(seed) = c.rows.get_mut(c.seed) {
-                seed.values.retain(|(name, _, _)| &**name != col);
-            }
-        }
-    }
+    let contexts = std::mem::take(&mut asm.contexts);
     Gathered {
         contexts,
         via,
@@ -130,12 +110,11 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Vec<FetchedRow> {
             // SAFETY: `fetch` just filled SPI_tuptable, valid until the next fetch.
             unsafe { decode(tp, &mut out, &mut bytes) };
             if bytes > limit {
-                crate::error::over_memory(
+                crate::error::raise(rdl_engine::pipeline::Error::over_memory(
                     format!("the rows of {} gathered for one step", tp.table),
                     rdl_engine::memory::Exceeded { need: bytes, limit },
                     "Gather fewer entities at once, or smaller contexts (options max_rows, fanout, depth).",
-                )
-                .raise()
+                ))
             }
         }
         record(out.len(), t0, t0 + exec);

@@ -1,0 +1,95 @@
+//! The errors a recipe returns: what the extension raises, with a SQLSTATE, a message
+//! naming the object at fault, and mostly a hint.
+
+use std::fmt;
+
+use crate::memory::Exceeded;
+use crate::pql::PqlError;
+use crate::train::TrainError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error {
+    pub sqlstate: &'static str,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl Error {
+    pub fn new(sqlstate: &'static str, message: impl Into<String>) -> Error {
+        Error {
+            sqlstate,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Error {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Error {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// 53200 for `what`, which would hold more than the call's memory budget.
+    pub fn over_memory(what: String, e: Exceeded, hint: &str) -> Error {
+        let mb = |b: usize| b.div_ceil(1 << 20);
+        Error::new(
+            "53200",
+            format!(
+                "{what} would need about {} MB, more than rdl.max_memory_mb ({} MB)",
+                mb(e.need),
+                mb(e.limit)
+            ),
+        )
+        .hint(format!(
+            "{hint} Or raise rdl.max_memory_mb (SET rdl.max_memory_mb = '{}MB'; above rdl.max_memory_ceiling_mb only a superuser may).",
+            mb(e.need) * 2
+        ))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.sqlstate)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<PqlError> for Error {
+    fn from(e: PqlError) -> Error {
+        Error {
+            sqlstate: e.sqlstate,
+            message: e.message,
+            detail: e.detail,
+            hint: e.hint,
+        }
+    }
+}
+
+impl From<TrainError> for Error {
+    fn from(e: TrainError) -> Error {
+        match e {
+            TrainError::Cancelled => Error::new("57014", "training was cancelled"),
+            TrainError::NoTrainingData => Error::new("55000", "the training split is empty")
+                .hint("Check the task's anchors and filters with rdl_task_table(name, 'train')."),
+            TrainError::BadLabel(s) => {
+                Error::new("22023", format!("cannot train on these labels: {s}"))
+            }
+            other => Error::new("XX000", format!("rdl model error: {other}")),
+        }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Error {
+        TrainError::Candle(e).into()
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

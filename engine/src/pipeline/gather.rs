@@ -1,0 +1,129 @@
+//! Gathering contexts for many seeds in pieces that fit the call's memory budget, and
+//! hiding a static target from them.
+
+use super::error::{Error, Result};
+use super::source::{Event, Gathered, Source};
+use crate::base::time::format_timestamp;
+use crate::encode::Subgraph;
+use crate::memory;
+use crate::sampler::Plan;
+
+/// Seeds gathered per piece at most: bounds memory and statement size.
+pub const GATHER_BATCH: usize = 256;
+
+/// A column no context may show: the target of a task whose target is a static column
+/// of the entity table. Hidden on every row of that table — the seed's, and those of
+/// other entities reached through the graph (a test entity's label among them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hidden {
+    pub table: String,
+    pub column: String,
+}
+
+/// Removes the hidden column from every row of its table.
+pub fn hide(contexts: &mut [Subgraph], hidden: Option<&Hidden>) {
+    let Some(h) = hidden else { return };
+    for c in contexts {
+        for r in c.rows.iter_mut().filter(|r| *r.table == *h.table) {
+            r.values.retain(|(name, _, _)| **name != *h.column);
+        }
+    }
+}
+
+/// Gathers the contexts of `seeds` (rows of `table`) piece by piece and hands each piece
+/// to `each` with the index of its first seed. A piece's contexts take at most a quarter
+/// of the memory budget (callers hold what they encoded too); until a context's size is
+/// measured a row is taken to be large (2 kB: several texts of 200 characters, the most
+/// the sampler reads of one).
+pub fn gather_all(
+    src: &mut dyn Source,
+    plan: &Plan,
+    table: &str,
+    seeds: &[(String, i64)],
+    hidden: Option<&Hidden>,
+    each: &mut dyn FnMut(&mut dyn Source, usize, Gathered) -> Result<()>,
+) -> Result<()> {
+    let limit = src.memory_limit();
+    let (mut start, mut each_bytes) = (0, plan.config.max_rows.max(1) * 2048);
+    while start < seeds.len() {
+        src.report(Event::Poll)?;
+        let n = memory::chunk_len(limit / 4, each_bytes, GATHER_BATCH).min(seeds.len() - start);
+        let piece = &seeds[start..start + n];
+        let mut g = src.gather(plan, table, piece)?;
+        hide(&mut g.contexts, hidden);
+        let sizes = check_fits(piece, &g.contexts, limit)?;
+        each_bytes = sizes.iter().sum::<usize>().div_ceil(n.max(1));
+        each(src, start, g)?;
+        start += n;
+    }
+    Ok(())
+}
+
+/// The sizes of gathered contexts; 53200 naming the entity when one alone is larger than
+/// the whole budget.
+pub fn check_fits(
+    seeds: &[(String, i64)],
+    contexts: &[Subgraph],
+    limit: usize,
+) -> Result<Vec<usize>> {
+    let sizes: Vec<usize> = contexts.iter().map(memory::subgraph_bytes).collect();
+    if let Some(i) = (0..sizes.len()).find(|&i| sizes[i] > limit) {
+        return Err(Error::over_memory(
+            format!(
+                "the context of entity {} at {}",
+                seeds[i].0,
+                format_timestamp(seeds[i].1)
+            ),
+            memory::Exceeded {
+                need: sizes[i],
+                limit,
+            },
+            "Train the task with smaller contexts (options max_rows, fanout, depth).",
+        ));
+    }
+    Ok(sizes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::{RawRow, Value};
+    use crate::schema::SemanticType;
+
+    #[test]
+    fn the_hidden_column_is_gone_from_every_row_of_its_table() {
+        let row = |table: &str, nat: &str| RawRow {
+            table: table.into(),
+            key: String::new(),
+            time: None,
+            hop: 0,
+            parents: Vec::new(),
+            values: vec![
+                (
+                    "nationality".into(),
+                    SemanticType::Categorical,
+                    Value::Text(nat.into()),
+                ),
+                (
+                    "code".into(),
+                    SemanticType::Categorical,
+                    Value::Text("X".into()),
+                ),
+            ],
+        };
+        let mut c = vec![Subgraph {
+            anchor: 0,
+            seed: 0,
+            rows: vec![row("d", "GB"), row("r", "GB"), row("d", "DE")],
+        }];
+        let h = Hidden {
+            table: "d".into(),
+            column: "nationality".into(),
+        };
+        hide(&mut c, Some(&h));
+        let names = |r: &RawRow| r.values.iter().map(|v| v.0.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&c[0].rows[0]), vec!["code"]);
+        assert_eq!(names(&c[0].rows[2]), vec!["code"]);
+        assert_eq!(names(&c[0].rows[1]), vec!["nationality", "code"]);
+    }
+}

@@ -1,0 +1,34 @@
+//! Recipes: what training, evaluating, predicting and explaining take for each kind of
+//! model, over a [`Source`] of data (the extension's is SPI, as the calling user; tests'
+//! are in memory) and an [`Offload`] (rdl's background worker, or nothing).
+//!
+//! - `tabular`: binary, regression and multiclass models — train, score, evaluate;
+//! - `ranking`: ranking models — the training data and training; `recommend`: the item
+//!   index, an entity's top k, evaluation next to the baselines;
+//! - `explain`: explanations, a prediction's detail, importance;
+//! - shared: `options` (rdl_train's), `labels` (examples, classes, samples), `gather`
+//!   (pieces within the memory budget, the hidden target), `one` (one entity, what-if),
+//!   `report` (metrics), `stored` (what a model row holds), `servable` (a loaded model).
+//!
+//! The training loop itself is `train::fit`, shared by every kind.
+
+pub mod error;
+pub mod explain;
+pub mod gather;
+pub mod labels;
+pub mod one;
+pub mod options;
+pub mod ranking;
+pub mod recommend;
+pub mod report;
+pub mod servable;
+pub mod source;
+pub mod stored;
+pub mod tabular;
+
+pub use error::{Error, Result};
+pub use servable::Servable;
+pub use source::{Event, Gathered, Here, Label, Labeled, Offload, Source, Split};
+
+#[cfg(test)]
+mod tests;

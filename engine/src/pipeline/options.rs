@@ -1,0 +1,142 @@
+//! `rdl_train`'s options: what the user may set, their defaults and their bounds.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Error, Result};
+use crate::model::ModelConfig;
+use crate::sampler::SamplerConfig;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainOptions {
+    /// `tiny` (tests, quick trials), `small` (CPU default) or `large` (GPU).
+    pub size: String,
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub patience: usize,
+    pub seed: u64,
+    /// Wall-clock budget of the whole call (gathering included), seconds.
+    pub time_budget_s: f64,
+    /// Training examples used at most (a seeded sample of the train split).
+    pub max_train: usize,
+    /// Validation examples used at most (a seeded sample of the validation split).
+    pub max_val: usize,
+    pub depth: u8,
+    pub fanout: u32,
+    pub max_rows: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        let s = SamplerConfig::default();
+        TrainOptions {
+            size: "small".into(),
+            epochs: 20,
+            lr: 3e-3,
+            batch_size: 64,
+            patience: 4,
+            seed: 0,
+            time_budget_s: 600.0,
+            max_train: 20_000,
+            max_val: 100_000,
+            depth: s.depth,
+            fanout: s.fanout,
+            max_rows: s.max_rows,
+        }
+    }
+}
+
+impl TrainOptions {
+    /// Reads options from the user's jsonb (`null`: every default) and checks them (22023).
+    pub fn from_json(v: Option<serde_json::Value>) -> Result<TrainOptions> {
+        let opts: TrainOptions = match v {
+            None | Some(serde_json::Value::Null) => TrainOptions::default(),
+            // serde would read a struct from an array too: `[]` must not mean "defaults".
+            Some(v) if !v.is_object() => {
+                return Err(Error::new("22023", "training options must be a JSON object")
+                    .detail(format!("got {v}"))
+                    .hint("E.g. CALL rdl_train('task', '{\"epochs\": 5, \"time_budget_s\": 300}')."))
+            }
+            Some(v) => serde_json::from_value(v).map_err(|e| {
+                Error::new("22023", "invalid training options")
+                    .detail(e.to_string())
+                    .hint("Options: size, epochs, lr, batch_size, patience, seed, time_budget_s, max_train, max_val, depth, fanout, max_rows.")
+            })?,
+        };
+        let bad = |what: &str| {
+            Err(Error::new("22023", format!("invalid training option: {what}"))
+                .hint("epochs, batch_size, max_train and max_val must be at least 1, lr and time_budget_s positive, depth 1 to 6, fanout 1 to 1000, max_rows 1 to 10000."))
+        };
+        if opts.epochs == 0 || opts.batch_size == 0 || opts.max_train == 0 || opts.max_val == 0 {
+            return bad("a count is 0");
+        }
+        if !(opts.lr.is_finite() && opts.lr > 0.0)
+            || opts.time_budget_s.is_nan()
+            || opts.time_budget_s <= 0.0
+        {
+            return bad("lr and time_budget_s must be positive");
+        }
+        if !(1..=6).contains(&opts.depth)
+            || !(1..=1000).contains(&opts.fanout)
+            || !(1..=10_000).contains(&opts.max_rows)
+        {
+            return bad("depth, fanout or max_rows out of range");
+        }
+        opts.model_config()?;
+        Ok(opts)
+    }
+
+    /// The model architecture the `size` option names.
+    pub fn model_config(&self) -> Result<ModelConfig> {
+        match self.size.as_str() {
+            "tiny" => Ok(ModelConfig::tiny()),
+            "small" => Ok(ModelConfig::small()),
+            "large" => Ok(ModelConfig::large()),
+            other => Err(
+                Error::new("22023", format!("unknown model size \"{other}\""))
+                    .hint("Use \"small\" or \"large\"."),
+            ),
+        }
+    }
+
+    pub fn sampler(&self) -> SamplerConfig {
+        SamplerConfig {
+            depth: self.depth,
+            fanout: self.fanout,
+            max_rows: self.max_rows,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_bounds_and_errors() {
+        assert_eq!(
+            TrainOptions::from_json(None).unwrap(),
+            TrainOptions::default()
+        );
+        let o = TrainOptions::from_json(Some(json!({"epochs": 3, "max_rows": 40}))).unwrap();
+        assert_eq!((o.epochs, o.max_rows, o.fanout), (3, 40, 12));
+        for bad in [
+            json!([]),
+            json!({"epoch": 3}),
+            json!({"epochs": 0}),
+            json!({"lr": -1}),
+            json!({"time_budget_s": 0}),
+            json!({"depth": 7}),
+            json!({"fanout": 100000}),
+            json!({"max_rows": 1000000000}),
+            json!({"size": "huge"}),
+        ] {
+            assert_eq!(
+                TrainOptions::from_json(Some(bad)).unwrap_err().sqlstate,
+                "22023"
+            );
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! The recipe of binary, regression and multiclass models: train (labels, the class
+//! vocabulary, the encoder, contexts gathered and encoded within the memory budget, the
+//! shared training loop, calibration, metrics on the selection split), score, evaluate.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::error::{Error, Result};
+use super::gather::{gather_all, Hidden};
+use super::labels::{class_labels, examples, fit_classes, sample, seeds, Example};
+use super::options::TrainOptions;
+use super::report::{interval_coverage, metrics_json};
+use super::servable::Servable;
+use super::source::{Event, Offload, Source, Split};
+use super::stored::StoredConfig;
+use crate::encode::{EncodedContext, Encoder, Subgraph};
+use crate::memory;
+use crate::model::ModelConfig;
+use crate::pql::{Target, TaskSpec, TaskType};
+use crate::sampler::Plan;
+use crate::schema::SchemaGraph;
+use crate::train::{self, Head, Progress, TrainConfig, TrainedModel};
+
+/// What one training needs to know.
+pub struct TrainJob<'a> {
+    /// The task's name, for messages.
+    pub task: &'a str,
+    pub spec: &'a TaskSpec,
+    /// The catalog as the caller sees it.
+    pub graph: &'a SchemaGraph,
+    pub opts: TrainOptions,
+    /// When the call started: the time budget covers gathering too.
+    pub started: Instant,
+}
+
+/// A trained model, ready to store.
+pub struct Trained {
+    pub weights: Vec<u8>,
+    pub stored: StoredConfig,
+    /// Metrics on the selection split (the one early stopping and calibration used).
+    pub metrics: Value,
+}
+
+/// The output head of a task (`classes`: a multiclass model's vocabulary).
+pub fn head_of(spec: &TaskSpec, task: &str, classes: usize) -> Result<Head> {
+    match spec.task_type {
+        TaskType::BinaryClassification => Ok(Head::Binary),
+        TaskType::Regression => Ok(Head::Regression),
+        TaskType::MulticlassClassification => Ok(Head::Multiclass { classes }),
+        TaskType::Ranking => Err(Error::new(
+            "42809",
+            format!("task \"{task}\" ranks items: it has no tabular model"),
+        )),
+    }
+}
+
+/// The column no context may show: a static target of the entity table.
+pub fn hidden(spec: &TaskSpec) -> Option<Hidden> {
+    match &spec.target {
+        Target::Static(c) => Some(Hidden {
+            table: spec.entity.table.clone(),
+            column: c.column.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// The name of the selection metric of a head.
+pub fn metric_name(head: Head) -> &'static str {
+    match head {
+        Head::Binary => "auroc",
+        Head::Regression => "mae",
+        Head::Multiclass { .. } => "log_loss",
+    }
+}
+
+/// A classifier needs at least two classes among its training labels.
+fn check_classes(task: &str, head: Head, rows: &[Example], n_classes: usize) -> Result<()> {
+    let (distinct, detail) = match head {
+        Head::Binary => {
+            let pos = rows.iter().filter(|r| r.y > 0.5).count();
+            (
+                usize::from(pos > 0) + usize::from(pos < rows.len()),
+                format!("{} examples, {pos} positive", rows.len()),
+            )
+        }
+        Head::Multiclass { .. } => (n_classes, format!("{} examples", rows.len())),
+        Head::Regression => return Ok(()),
+    };
+    if distinct < 2 {
+        return Err(Error::new(
+            "55000",
+            format!("the training labels of task \"{task}\" have a single class"),
+        )
+        .detail(detail)
+        .hint("A classifier needs both classes: widen the window or change the condition."));
+    }
+    Ok(())
+}
+
+/// Trains a model of the task. See the module comment.
+pub fn train(src: &mut dyn Source, off: &dyn Offload, job: &TrainJob) -> Result<Trained> {
+    let (task, spec, opts) = (job.task, job.spec, &job.opts);
+    let model_cfg = opts.model_config()?;
+    let multiclass = spec.task_type == TaskType::MulticlassClassification;
+    let train_labels = src.labels(Split::Train)?;
+    let classes = if multiclass {
+        fit_classes(class_labels(&train_labels))
+    } else {
+        Vec::new()
+    };
+    let head = head_of(spec, task, classes.len())?;
+    let cls = multiclass.then_some(classes.as_slice());
+    let (all_train, _) = examples(train_labels, cls);
+    let mut class_prior = vec![0.0; classes.len()];
+    for r in &all_train {
+        if let Some(p) = class_prior.get_mut(r.y as usize) {
+            *p += 1.0 / all_train.len() as f64;
+        }
+    }
+    let train_rows = sample(all_train, opts.max_train, opts.seed);
+    let (val_rows, _) = examples(src.labels(Split::Val)?, cls);
+    let val_rows = sample(val_rows, opts.max_val, opts.seed ^ 0x5eed);
+    if train_rows.is_empty() {
+        return Err(
+            Error::new("55000", format!("task \"{task}\" has no training examples"))
+                .hint("Check the task's anchors and filters with rdl_task_table(name, 'train')."),
+        );
+    }
+    check_classes(task, head, &train_rows, classes.len())?;
+    src.report(Event::Phase("gathering"))?;
+    src.report(Event::Notice(format!(
+        "rdl_train {task}: {} training and {} validation examples",
+        train_rows.len(),
+        val_rows.len()
+    )))?;
+    let sampler = opts.sampler();
+    let plan = Plan::new(job.graph, sampler);
+    let hide = hidden(spec);
+    let table = spec.entity.table.as_str();
+
+    // Fit the encoder (vocabulary, numeric statistics) on training contexts only, within
+    // a quarter of the memory budget.
+    let fit_n = train_rows.len().min(2000);
+    let (fit_limit, mut fit_bytes) = (src.memory_limit() / 4, 0);
+    let mut fit_sub: Vec<Subgraph> = Vec::with_capacity(fit_n);
+    gather_all(
+        src,
+        &plan,
+        table,
+        &seeds(&train_rows[..fit_n]),
+        hide.as_ref(),
+        &mut |_, _, g| {
+            for c in g.contexts {
+                fit_bytes += memory::subgraph_bytes(&c);
+                if fit_bytes <= fit_limit || fit_sub.is_empty() {
+                    fit_sub.push(c);
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let encoder = Encoder::fit(model_cfg.encoder_config(4096), &fit_sub);
+    // Three quarters of the budget for the encoded contexts (gathering pieces take the
+    // rest); refused now, from the fit sample's sizes, rather than after minutes of work.
+    let mut budget = memory::Budget::new(src.memory_limit() / 4 * 3);
+    let probe = &fit_sub[..fit_sub.len().min(200)];
+    let each = probe
+        .iter()
+        .map(|c| memory::encoded_bytes(&encoder.encode(c)))
+        .sum::<usize>()
+        .div_ceil(probe.len().max(1));
+    drop(fit_sub);
+    let too_big = |e: memory::Exceeded| {
+        let fit = e.limit / each.max(1);
+        Error::over_memory(
+            format!(
+                "training task \"{task}\" on {} training and {} validation contexts of about {} kB each",
+                train_rows.len(),
+                val_rows.len(),
+                each.div_ceil(1024)
+            ),
+            e,
+            &format!("Use fewer examples (options max_train and max_val: about {fit} contexts in all fit) or smaller contexts (max_rows, fanout, depth)."),
+        )
+    };
+    budget
+        .fits(train_rows.len() + val_rows.len(), each)
+        .map_err(too_big)?;
+    let mut encode = |src: &mut dyn Source, rows: &[Example]| -> Result<Vec<EncodedContext>> {
+        let mut out = Vec::with_capacity(rows.len());
+        gather_all(
+            src,
+            &plan,
+            table,
+            &seeds(rows),
+            hide.as_ref(),
+            &mut |_, start, g| {
+                for (i, (c, f)) in g.contexts.iter().zip(g.found).enumerate() {
+                    if f {
+                        let e = encoder.encode_labeled(c, rows[start + i].y);
+                        budget.charge(memory::encoded_bytes(&e)).map_err(too_big)?;
+                        out.push(e);
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    };
+    let train_ctx = encode(src, &train_rows)?;
+    let val_ctx = encode(src, &val_rows)?;
+    let gather_s = job.started.elapsed().as_secs_f64();
+    src.report(Event::Notice(format!(
+        "rdl_train {task}: contexts gathered and encoded in {gather_s:.1}s ({:.0} contexts/s)",
+        (train_ctx.len() + val_ctx.len()) as f64 / gather_s.max(1e-9)
+    )))?;
+
+    let mut cfg = TrainConfig::new(head);
+    cfg.max_epochs = opts.epochs;
+    cfg.lr = opts.lr;
+    cfg.batch_contexts = opts.batch_size;
+    cfg.patience = opts.patience;
+    cfg.seed = opts.seed;
+    // The budget covers the whole call: what gathering used is taken off the optimisation.
+    let budget_left = (opts.time_budget_s - job.started.elapsed().as_secs_f64()).max(10.0);
+    cfg.time_budget_s = Some(budget_left);
+    src.report(Event::Phase("training"))?;
+    let model = fit_model(
+        src, off, job, &cfg, &model_cfg, &encoder, &train_ctx, &val_ctx,
+    )?;
+    let preds = score_local(src, &model, &val_ctx)?;
+    let ys: Vec<f64> = val_ctx
+        .iter()
+        .filter_map(|c| c.label.map(f64::from))
+        .collect();
+    let metrics = metrics_json(head, &preds, &ys, val_rows.len(), &classes, &class_prior);
+    let weights = model.to_bytes()?;
+    let stored = StoredConfig {
+        sampler,
+        tables: plan.tables.keys().cloned().collect(),
+        options: opts.clone(),
+        train_examples: train_ctx.len(),
+        val_examples: val_ctx.len(),
+        classes,
+        class_prior,
+        ranking: None,
+    };
+    Ok(Trained {
+        weights,
+        stored,
+        metrics,
+    })
+}
+
+/// The training itself, on the worker's device when the source offers one, else here;
+/// every step and epoch reported through the source (where cancel is heard).
+#[allow(clippy::too_many_arguments)]
+fn fit_model(
+    src: &mut dyn Source,
+    off: &dyn Offload,
+    job: &TrainJob,
+    cfg: &TrainConfig,
+    model_cfg: &ModelConfig,
+    encoder: &Encoder,
+    train_ctx: &[EncodedContext],
+    val_ctx: &[EncodedContext],
+) -> Result<TrainedModel> {
+    let (task, epochs, started) = (job.task, job.opts.epochs, job.started);
+    let budget_left = cfg.time_budget_s.unwrap_or(f64::INFINITY);
+    let metric = metric_name(cfg.head);
+    let mut failure: Option<Error> = None;
+    let mut on_step = |p: &Progress| -> bool {
+        let r = if p.epoch_end {
+            let per_epoch = p.elapsed_s / (p.epoch + 1) as f64;
+            let eta = (per_epoch * epochs.saturating_sub(p.epoch + 1) as f64)
+                .min(budget_left - p.elapsed_s)
+                .max(0.0);
+            let sel = p
+                .val_metric
+                .map(|m| format!("{m:.4}"))
+                .unwrap_or_else(|| "-".into());
+            let elapsed = started.elapsed().as_secs_f64();
+            src.report(Event::Notice(format!(
+                "rdl_train {task}: epoch {}/{epochs} loss {:.4} selection {} {sel} elapsed {elapsed:.0}s ETA {eta:.0}s",
+                p.epoch + 1,
+                p.loss,
+                metric.to_uppercase(),
+            )))
+            .and_then(|()| {
+                src.report(Event::Epoch(
+                    p,
+                    json!([{
+                        "epoch": p.epoch + 1,
+                        "loss": p.loss,
+                        (format!("selection_{metric}")): p.val_metric,
+                        "elapsed_s": elapsed,
+                        "eta_s": eta,
+                    }]),
+                ))
+            })
+        } else {
+            src.report(Event::Step(p))
+        };
+        r.map_err(|e| failure = Some(e)).is_ok()
+    };
+    let result = off
+        .train(cfg, model_cfg, encoder, train_ctx, val_ctx, &mut on_step)
+        .unwrap_or_else(|| train::train(cfg, model_cfg, encoder, train_ctx, val_ctx, &mut on_step));
+    result.map_err(|e| failure.take().unwrap_or_else(|| e.into()))
+}
+
+/// Calibrated outputs per context, computed here, in pieces (cancel heard between them).
+pub fn score_local(
+    src: &mut dyn Source,
+    model: &TrainedModel,
+    ctxs: &[EncodedContext],
+) -> Result<Vec<Vec<f64>>> {
+    let n = model.head.n_out().max(1);
+    let mut out = Vec::with_capacity(ctxs.len());
+    for piece in ctxs.chunks(256) {
+        src.report(Event::Poll)?;
+        let p = model.predict(piece)?;
+        out.extend(
+            p.chunks(n)
+                .map(|c| c.iter().map(|&v| v as f64).collect::<Vec<_>>()),
+        );
+    }
+    Ok(out)
+}
+
+/// Calibrated outputs per context of a served model: on the worker when the source
+/// offers one, else here.
+pub fn score(
+    src: &mut dyn Source,
+    off: &dyn Offload,
+    s: &Servable,
+    ctxs: &[EncodedContext],
+) -> Result<Vec<Vec<f64>>> {
+    let model = s
+        .tabular()
+        .ok_or_else(|| Error::new("42809", "a ranking model does not predict values"))?;
+    if let Some(r) = off.score(s.id, s.version, model, ctxs) {
+        return r;
+    }
+    score_local(src, model, ctxs)
+}
+
+/// Outputs per seed (rows of the entity table): `None` where the entity does not exist
+/// at its anchor.
+pub fn predict_seeds(
+    src: &mut dyn Source,
+    off: &dyn Offload,
+    s: &Servable,
+    spec: &TaskSpec,
+    seeds: &[(String, i64)],
+) -> Result<Vec<Option<Vec<f64>>>> {
+    let mut out = vec![None; seeds.len()];
+    let hide = hidden(spec);
+    let enc = s.encoder();
+    gather_all(
+        src,
+        &s.plan,
+        &spec.entity.table,
+        seeds,
+        hide.as_ref(),
+        &mut |src, start, g| {
+            let idx: Vec<usize> = (0..g.contexts.len()).filter(|&i| g.found[i]).collect();
+            let ctxs: Vec<EncodedContext> =
+                idx.iter().map(|&i| enc.encode(&g.contexts[i])).collect();
+            for (k, p) in score(src, off, s, &ctxs)?.into_iter().enumerate() {
+                out[start + idx[k]] = Some(p);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Metrics of a served model on a split of its task.
+pub fn evaluate(
+    src: &mut dyn Source,
+    off: &dyn Offload,
+    s: &Servable,
+    spec: &TaskSpec,
+    split: Split,
+) -> Result<Value> {
+    let model = s
+        .tabular()
+        .ok_or_else(|| Error::new("42809", "not a tabular model"))?;
+    let classes = &s.stored.classes;
+    let multiclass = spec.task_type == TaskType::MulticlassClassification;
+    let (rows, unknown) = examples(src.labels(split)?, multiclass.then_some(classes.as_slice()));
+    let preds = predict_seeds(src, off, s, spec, &seeds(&rows))?;
+    let (p, y): (Vec<Vec<f64>>, Vec<f64>) = preds
+        .into_iter()
+        .zip(&rows)
+        .filter_map(|(p, r)| p.map(|p| (p, r.y as f64)))
+        .unzip();
+    let mut m = metrics_json(
+        model.head,
+        &p,
+        &y,
+        rows.len(),
+        classes,
+        &s.stored.class_prior,
+    );
+    if let Some(o) = m.as_object_mut() {
+        o.insert("split".into(), split.name().into());
+        o.insert("model_id".into(), s.id.into());
+        o.insert("model_version".into(), s.version.into());
+        if unknown > 0 {
+            // Labels of a class the model never saw cannot be scored.
+            o.insert("examples_of_unseen_classes".into(), unknown.into());
+        }
+        if model.head == Head::Regression {
+            o.insert("interval_coverage".into(), interval_coverage(model, &p, &y));
+        }
+    }
+    Ok(m)
+}
