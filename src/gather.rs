@@ -11,14 +11,16 @@ use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::PgOid;
 use rdl_engine::encode::Value;
-use rdl_engine::pipeline::Gathered;
+use rdl_engine::pipeline::{Gathered, Result};
 use rdl_engine::sampler::{Assembler, Direction, FetchedRow, OutKind, Plan, Request, TablePlan};
 
 use crate::error::spi;
 use crate::pgtime;
 
 /// Gathers the context of every `(key, anchor µs)` seed of `entity_table`.
-pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)]) -> Gathered {
+/// Refuses (53200) a statement whose rows would hold more than the call's whole memory
+/// budget, while they are read.
+pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)]) -> Result<Gathered> {
     let anchors: Vec<i64> = seeds.iter().map(|s| s.1).collect();
     let mut asm = Assembler::new(plan, &anchors);
     let keys: Vec<Vec<String>> = seeds.iter().map(|s| vec![s.0.clone()]).collect();
@@ -27,7 +29,7 @@ pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)]) -> Gathe
         &plan.seed_sql(entity_table),
         &reqs,
         &plan.tables[entity_table],
-    );
+    )?;
     asm.accept_seeds(entity_table, rows);
     let found: Vec<bool> = (0..seeds.len()).map(|i| asm.has_seed(i)).collect();
     while asm.next_hop() {
@@ -43,7 +45,7 @@ pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)]) -> Gathe
                     Direction::ToParent => &edge.parent,
                     Direction::ToChildren => &edge.child,
                 };
-                let rows = fetch(&plan.step_sql(edge, dir), &reqs, &plan.tables[table]);
+                let rows = fetch(&plan.step_sql(edge, dir), &reqs, &plan.tables[table])?;
                 asm.accept_step(edge, dir, &reqs, rows);
             }
         }
@@ -55,19 +57,19 @@ pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)]) -> Gathe
     );
     let via = std::mem::take(&mut asm.via);
     let contexts = std::mem::take(&mut asm.contexts);
-    Gathered {
+    Ok(Gathered {
         contexts,
         via,
         found,
-    }
+    })
 }
 
 /// Rows fetched from a statement's portal at a time: what PostgreSQL holds of a result.
 const FETCH_ROWS: i64 = 4096;
 
-fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Vec<FetchedRow> {
+fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Result<Vec<FetchedRow>> {
     if reqs.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let ords: Vec<i32> = (0..reqs.len() as i32).collect();
     let anchors: Vec<TimestampWithTimeZone> =
@@ -83,10 +85,9 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Vec<FetchedRow> {
             v.push(rdl_engine::sampler::inline_statement(sql, reqs));
         }
     });
-    // What one statement's rows may hold (gathering pieces take a quarter of the budget):
-    // counted as they are converted, so a result too large is refused while it is read,
-    // never after it was all held.
-    let limit = crate::guc::max_memory_bytes() / 4;
+    // What one statement's rows may hold: counted as they are converted, so a result too
+    // large is refused while it is read, never after it was all held.
+    let limit = crate::guc::max_memory_bytes();
     crate::sql::connect(|client| {
         let mut types = vec![
             PgOid::from(pg_sys::INT4ARRAYOID),
@@ -110,15 +111,20 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Vec<FetchedRow> {
             // SAFETY: `fetch` just filled SPI_tuptable, valid until the next fetch.
             unsafe { decode(tp, &mut out, &mut bytes) };
             if bytes > limit {
-                crate::error::raise(rdl_engine::pipeline::Error::over_memory(
-                    format!("the rows of {} gathered for one step", tp.table),
+                return Err(rdl_engine::pipeline::Error::over_memory(
+                    format!(
+                        "the rows of {} gathered for {} context{}",
+                        tp.table,
+                        reqs.iter().map(|r| r.ctx).max().map_or(0, |m| m + 1),
+                        if reqs.len() == 1 { "" } else { "s" }
+                    ),
                     rdl_engine::memory::Exceeded { need: bytes, limit },
-                    "Gather fewer entities at once, or smaller contexts (options max_rows, fanout, depth).",
-                ))
+                    "Use smaller contexts (training options max_rows, fanout, depth) or fewer entities at once.",
+                ));
             }
         }
         record(out.len(), t0, t0 + exec);
-        out
+        Ok(out)
     })
 }
 

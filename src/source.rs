@@ -42,7 +42,7 @@ impl Source for SpiSource<'_> {
     }
 
     fn gather(&mut self, plan: &Plan, table: &str, seeds: &[(String, i64)]) -> Result<Gathered> {
-        Ok(crate::gather::gather(plan, table, seeds))
+        crate::gather::gather(plan, table, seeds)
     }
 
     fn interactions(

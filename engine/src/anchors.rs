@@ -43,7 +43,7 @@ pub fn anchors_array_literal(anchors: &[i64]) -> String {
 /// A task's options, from the user's jsonb. Unknown keys are rejected (22023).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TaskOptions {
+pub struct AnchorOptions {
     /// First validation anchor (`2005-01-01`, `2005-01-01 12:00`, ISO 8601; UTC unless
     /// a zone is given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,11 +67,11 @@ pub const DEFAULT_EVAL_WINDOWS: u32 = 40;
 /// must be refused, not computed.
 pub const MAX_ANCHORS: usize = 10_000;
 
-impl TaskOptions {
+impl AnchorOptions {
     /// Reads and validates options from jsonb (`null` means all defaults).
-    pub fn from_json(v: &serde_json::Value) -> Result<TaskOptions, PqlError> {
+    pub fn from_json(v: &serde_json::Value) -> Result<AnchorOptions, PqlError> {
         if v.is_null() {
-            return Ok(TaskOptions::default());
+            return Ok(AnchorOptions::default());
         }
         // serde would read a struct from an array too: `[]` must not mean "defaults".
         if !v.is_object() {
@@ -82,7 +82,7 @@ impl TaskOptions {
             .detail(format!("got {v}"))
             .hint("E.g. '{\"val_cutoff\": \"2005-01-01\", \"test_cutoff\": \"2010-01-01\"}'."));
         }
-        let o: TaskOptions = serde_json::from_value(v.clone()).map_err(|e| {
+        let o: AnchorOptions = serde_json::from_value(v.clone()).map_err(|e| {
             PqlError::new(sqlstate::INVALID_PARAMETER_VALUE, "invalid task options")
                 .detail(e.to_string())
                 .hint("Options are val_cutoff, test_cutoff, eval_windows and anchor_step.")
@@ -177,7 +177,7 @@ pub fn splits(
     max_time: i64,
     horizon: Span,
     window_len: Span,
-    options: &TaskOptions,
+    options: &AnchorOptions,
 ) -> Result<Splits, PqlError> {
     options.validate()?;
     if max_time < min_time {
@@ -317,8 +317,8 @@ mod tests {
         parse_timestamp(s).unwrap()
     }
 
-    fn f1_opts() -> TaskOptions {
-        TaskOptions::from_json(&serde_json::json!({
+    fn f1_opts() -> AnchorOptions {
+        AnchorOptions::from_json(&serde_json::json!({
             "val_cutoff": "2005-01-01", "test_cutoff": "2010-01-01"
         }))
         .unwrap()
@@ -359,7 +359,7 @@ mod tests {
     #[test]
     fn step_decoupled_from_window() {
         let d90 = Span::new(90, Unit::Days);
-        let o = TaskOptions {
+        let o = AnchorOptions {
             anchor_step: Some("1 month".into()),
             ..f1_opts()
         };
@@ -373,7 +373,7 @@ mod tests {
     fn derived_cutoffs() {
         let d30 = Span::new(30, Unit::Days);
         let (min, max) = (ts("2000-01-01"), ts("2020-06-15 13:45"));
-        let s = splits(min, max, d30, d30, &TaskOptions::default()).unwrap();
+        let s = splits(min, max, d30, d30, &AnchorOptions::default()).unwrap();
         assert_eq!(s.test.len(), 40);
         assert_eq!(s.val.len(), 40);
         assert_eq!(s.test_cutoff % US_PER_DAY, 0);
@@ -381,18 +381,18 @@ mod tests {
         assert!(*s.test.last().unwrap() + 31 * US_PER_DAY > max);
         assert_eq!(*s.val.last().unwrap(), s.test_cutoff - 30 * US_PER_DAY);
         // Short history: eval windows shrink until training has 3 anchors.
-        let s = splits(min, ts("2000-12-31"), d30, d30, &TaskOptions::default()).unwrap();
+        let s = splits(min, ts("2000-12-31"), d30, d30, &AnchorOptions::default()).unwrap();
         assert!(s.train.len() >= 3, "{s:?}");
         assert_eq!(s.val.len(), s.test.len());
         // Too short for anything.
-        let e = splits(min, ts("2000-02-15"), d30, d30, &TaskOptions::default()).unwrap_err();
+        let e = splits(min, ts("2000-02-15"), d30, d30, &AnchorOptions::default()).unwrap_err();
         assert_eq!(e.sqlstate, "22023");
     }
 
     #[test]
     fn options_errors() {
         let e =
-            TaskOptions::from_json(&serde_json::json!({"val_cutof": "2005-01-01"})).unwrap_err();
+            AnchorOptions::from_json(&serde_json::json!({"val_cutof": "2005-01-01"})).unwrap_err();
         assert_eq!(e.sqlstate, "22023");
         assert!(e.detail.unwrap().contains("val_cutof"));
         for bad in [
@@ -406,20 +406,23 @@ mod tests {
             serde_json::json!(["2005-01-01"]),
             serde_json::json!("2005-01-01"),
         ] {
-            assert_eq!(TaskOptions::from_json(&bad).unwrap_err().sqlstate, "22023");
+            assert_eq!(
+                AnchorOptions::from_json(&bad).unwrap_err().sqlstate,
+                "22023"
+            );
         }
         assert_eq!(
-            TaskOptions::from_json(&serde_json::Value::Null).unwrap(),
-            TaskOptions::default()
+            AnchorOptions::from_json(&serde_json::Value::Null).unwrap(),
+            AnchorOptions::default()
         );
     }
 
     #[test]
     fn anchor_counts_are_capped() {
         // Hourly anchors over 70 years: refused, not computed.
-        let opts = TaskOptions {
+        let opts = AnchorOptions {
             anchor_step: Some("1 hour".into()),
-            ..TaskOptions::default()
+            ..AnchorOptions::default()
         };
         let (lo, hi) = (
             parse_timestamp("1950-01-01").unwrap(),
@@ -450,7 +453,7 @@ mod tests {
             s.train.len()
         );
         let many =
-            TaskOptions::from_json(&serde_json::json!({"eval_windows": 10_001})).unwrap_err();
+            AnchorOptions::from_json(&serde_json::json!({"eval_windows": 10_001})).unwrap_err();
         assert_eq!(many.sqlstate, "54000");
     }
 }

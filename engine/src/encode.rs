@@ -44,6 +44,30 @@ pub struct RawRow {
     pub values: Vec<(Arc<str>, SemanticType, Value)>,
 }
 
+impl RawRow {
+    /// A row from borrowed names (tests, generated data).
+    pub fn new(
+        table: &str,
+        key: impl Into<String>,
+        time: Option<i64>,
+        hop: u8,
+        parents: Vec<usize>,
+        values: Vec<(&str, SemanticType, Value)>,
+    ) -> RawRow {
+        RawRow {
+            table: table.into(),
+            key: key.into(),
+            time,
+            hop,
+            parents,
+            values: values
+                .into_iter()
+                .map(|(c, s, v)| (c.into(), s, v))
+                .collect(),
+        }
+    }
+}
+
 /// The rows the sampler gathered for one prediction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subgraph {
@@ -257,11 +281,6 @@ impl Encoder {
         self.columns.len() + 2
     }
 
-    /// Number of table ids (OOV included).
-    pub fn n_tables(&self) -> usize {
-        self.tables.len() + 1
-    }
-
     fn column_id(&self, name: &str) -> u32 {
         self.columns.get(name).copied().unwrap_or(OOV_COLUMN)
     }
@@ -439,17 +458,7 @@ mod tests {
     const DAY: i64 = 86_400_000_000;
 
     fn row(table: &str, hop: u8, parents: Vec<usize>, values: Vec<(&str, S, Value)>) -> RawRow {
-        RawRow {
-            table: table.into(),
-            key: "k".into(),
-            time: None,
-            hop,
-            parents,
-            values: values
-                .into_iter()
-                .map(|(c, s, v)| (c.into(), s, v))
-                .collect(),
-        }
+        RawRow::new(table, "k", None, hop, parents, values)
     }
 
     fn sg(amount: f64) -> Subgraph {

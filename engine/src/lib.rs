@@ -21,4 +21,6 @@ pub mod serve;
 pub mod threads;
 pub mod train;
 pub mod whatif;
-pub mod wire;
+
+#[cfg(test)]
+mod testutil;

@@ -736,61 +736,11 @@ mod tests {
         // a double quote is escaped for the array, a single quote doubled for the literal
         assert!(s.contains(r#""k\"11''""#), "{s}");
     }
-    use crate::schema::{Column, ForeignKey, Table};
-
-    fn col(name: &str, ty: &str, semantic: SemanticType) -> Column {
-        Column {
-            name: name.into(),
-            pg_type: ty.into(),
-            semantic,
-            nullable: true,
-        }
-    }
-
     fn graph() -> SchemaGraph {
-        let t = |name: &str, cols: Vec<Column>, time: Option<&str>| Table {
-            schema: "public".into(),
-            name: name.into(),
-            table: format!("public.{name}"),
-            kind: "table".into(),
-            primary_key: vec![cols[0].name.clone()],
-            columns: cols,
-            time_column: time.map(str::to_string),
-            time_source: None,
-            visible: true,
-        };
-        use SemanticType::*;
-        SchemaGraph {
-            tables: vec![
-                t(
-                    "drivers",
-                    vec![
-                        col("driver_id", "integer", Key),
-                        col("nationality", "text", Categorical),
-                    ],
-                    None,
-                ),
-                t(
-                    "results",
-                    vec![
-                        col("result_id", "integer", Key),
-                        col("driver_id", "integer", Key),
-                        col("points", "double precision", Numerical),
-                        col("date", "timestamp without time zone", Timestamp),
-                    ],
-                    Some("date"),
-                ),
-            ],
-            foreign_keys: vec![ForeignKey {
-                name: "results_driver_id_fkey".into(),
-                table: "public.results".into(),
-                columns: vec!["driver_id".into()],
-                ref_table: "public.drivers".into(),
-                ref_columns: vec!["driver_id".into()],
-            }],
-            warnings: vec![],
-            unreadable: Vec::new(),
-        }
+        crate::testutil::drivers_results(
+            ("points", "double precision"),
+            "timestamp without time zone",
+        )
     }
 
     #[test]

@@ -130,13 +130,6 @@ impl SchemaGraph {
         self.foreign_keys.iter().filter(move |fk| fk.table == table)
     }
 
-    /// Foreign keys pointing at `table` (from its children).
-    pub fn children_of<'a>(&'a self, table: &'a str) -> impl Iterator<Item = &'a ForeignKey> {
-        self.foreign_keys
-            .iter()
-            .filter(move |fk| fk.ref_table == table)
-    }
-
     /// Recomputes every column's semantic type now that keys are known, and adds warnings.
     pub fn finish(&mut self) {
         let mut key_cols: Vec<(String, String)> = Vec::new();

@@ -436,75 +436,16 @@ fn add_row(
 mod tests {
     use super::*;
     use crate::sampler::SamplerConfig;
-    use crate::schema::{Column, ForeignKey, SchemaGraph, Table};
 
     fn plan() -> Plan {
-        let col = |n: &str, ty: &str, s: SemanticType| Column {
-            name: n.into(),
-            pg_type: ty.into(),
-            semantic: s,
-            nullable: true,
-        };
-        let t = |name: &str, cols: Vec<Column>, time: Option<&str>| Table {
-            schema: "public".into(),
-            name: name.into(),
-            table: format!("public.{name}"),
-            kind: "table".into(),
-            primary_key: vec![cols[0].name.clone()],
-            columns: cols,
-            time_column: time.map(str::to_string),
-            time_source: None,
-            visible: true,
-        };
-        use SemanticType::*;
-        let g = SchemaGraph {
-            tables: vec![
-                t(
-                    "drivers",
-                    vec![
-                        col("driver_id", "integer", Key),
-                        col("nationality", "text", Categorical),
-                    ],
-                    None,
-                ),
-                t(
-                    "results",
-                    vec![
-                        col("result_id", "integer", Key),
-                        col("driver_id", "integer", Key),
-                        col("grid", "integer", Numerical),
-                        col("date", "date", Timestamp),
-                    ],
-                    Some("date"),
-                ),
-            ],
-            foreign_keys: vec![ForeignKey {
-                name: "results_driver_id_fkey".into(),
-                table: "public.results".into(),
-                columns: vec!["driver_id".into()],
-                ref_table: "public.drivers".into(),
-                ref_columns: vec!["driver_id".into()],
-            }],
-            warnings: vec![],
-            unreadable: vec![],
-        };
+        let g = crate::testutil::drivers_results(("grid", "integer"), "date");
         Plan::new(&g, SamplerConfig::default())
     }
 
     fn ctx() -> Subgraph {
         let row =
             |table: &str, key: &str, hop, parents, values: Vec<(&str, SemanticType, Value)>| {
-                RawRow {
-                    table: table.into(),
-                    key: key.into(),
-                    time: None,
-                    hop,
-                    parents,
-                    values: values
-                        .into_iter()
-                        .map(|(c, s, v)| (c.into(), s, v))
-                        .collect(),
-                }
+                RawRow::new(table, key, None, hop, parents, values)
             };
         use SemanticType::*;
         Subgraph {

@@ -58,7 +58,7 @@ fn rdl_context(
     let graph = catalog::read_graph(None);
     let plan = Plan::new(&graph, cfg);
     let seed = [(key.clone(), anchor)];
-    let mut g = crate::gather::gather(&plan, &t.entity.table, &seed);
+    let mut g = crate::gather::gather(&plan, &t.entity.table, &seed).unwrap_or_else(|e| raise(e));
     // A static target stays hidden, exactly as in training.
     hide(&mut g.contexts, tabular::hidden(&t).as_ref());
     check_fits(&seed, &g.contexts, crate::guc::max_memory_bytes()).unwrap_or_else(|e| raise(e));

@@ -43,7 +43,7 @@ fn rdl_create_task(
             .raise()
     }
     let options_json = options.map(|j| j.0).unwrap_or(serde_json::Value::Null);
-    let opts = pql::TaskOptions::from_json(&options_json).unwrap_or_else(|e| raise(e));
+    let opts = pql::AnchorOptions::from_json(&options_json).unwrap_or_else(|e| raise(e));
     let graph = catalog::read_graph(None);
     let spec = pql::compile(query, &graph, &opts).unwrap_or_else(|e| raise(e));
 

@@ -7,13 +7,13 @@ use std::time::Instant;
 use pgrx::pg_sys;
 use rdl_engine::encode::{EncodedContext, Encoder};
 use rdl_engine::model::ModelConfig;
+use rdl_engine::serve::{self, wire};
 use rdl_engine::train::{Progress, TrainConfig, TrainError, TrainedModel};
-use rdl_engine::{serve, wire};
 
-use super::proto::{self, Header};
-use super::shmem::{self, Shared};
+use super::shmem::{self, Process, Shared};
 use crate::error::RdlError;
 use crate::guc;
+use rdl_engine::serve::protocol::{self as proto, Header};
 
 enum Answer {
     Outputs(Vec<f32>),
@@ -131,12 +131,12 @@ fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> O
     unsafe {
         ptr::write_bytes(base, 0, std::mem::size_of::<Header>());
         let h = &mut *hdr;
-        h.magic = proto::MAGIC;
-        h.backend_pid = pg_sys::MyProcPid;
-        h.backend_procno = procno;
-        h.seq = seq;
-        h.kind = proto::KIND_PREDICT;
-        h.db_oid = pg_sys::MyDatabaseId.to_u32();
+        h.begin(
+            proto::KIND_PREDICT,
+            seq,
+            (pg_sys::MyProcPid, procno),
+            pg_sys::MyDatabaseId.to_u32(),
+        );
         h.version = req.version;
         h.model_id = req.model_id;
         h.fingerprint = req.fingerprint;
@@ -311,12 +311,12 @@ pub fn train(
             std::mem::size_of::<proto::TrainArea>(),
         );
         let h = &mut *hdr;
-        h.magic = proto::MAGIC;
-        h.backend_pid = pg_sys::MyProcPid;
-        h.backend_procno = procno;
-        h.seq = seq;
-        h.kind = proto::KIND_TRAIN;
-        h.db_oid = pg_sys::MyDatabaseId.to_u32();
+        h.begin(
+            proto::KIND_TRAIN,
+            seq,
+            (pg_sys::MyProcPid, procno),
+            pg_sys::MyDatabaseId.to_u32(),
+        );
         h.n_ctx = train.len() as u32;
         h.config_off = lay.config_off as u64;
         h.config_len = config.len() as u64;

@@ -4,10 +4,11 @@
 //!
 //! - `shmem`: fixed shared memory — the worker's identity, counters, cache listing, and
 //!   one request slot per backend.
-//! - `proto`: a request — one DSM segment holding the request and its answer (why not
-//!   `shm_mq`: see there).
+//! - `rdl_engine::serve::protocol`: a request — one DSM segment holding the request and
+//!   its answer (why not `shm_mq`: see there).
 //! - `client`: the backend's side ([`predict`]), waiting interruptibly on its latch.
 //! - `server`: the worker's main loop (requests, model cache, settings).
+//! - `request`: a request taken by the worker, and the helpers its threads share.
 //! - `pool`: its compute threads, merging concurrent requests into forward passes.
 //! - `training`: trainings on the worker's device (`rdl.train_on_worker`).
 //!
@@ -17,7 +18,7 @@
 
 mod client;
 mod pool;
-mod proto;
+mod request;
 mod server;
 mod shmem;
 mod training;
@@ -33,6 +34,8 @@ use rdl_engine::model::ModelConfig;
 use rdl_engine::pipeline::Offload;
 use rdl_engine::train::{Progress, TrainConfig, TrainError, TrainedModel};
 use serde_json::json;
+
+use shmem::Process;
 
 /// Registers the worker and its shared memory; `_PG_init` calls it only while
 /// `shared_preload_libraries` is being processed (in the postmaster).

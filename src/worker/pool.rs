@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use rdl_engine::serve::next_batch;
 use rdl_engine::train::TrainedModel;
 
-use super::proto;
-use super::server::{panic_message, raw_set_latch, with_signals_blocked, Taken};
+use super::request::{panic_message, raw_set_latch, with_signals_blocked, Taken};
 use super::shmem;
+use rdl_engine::serve::protocol as proto;
 
 /// A decoded request and the model to answer it with.
 pub struct Job {

@@ -19,129 +19,28 @@ use std::sync::Arc;
 
 use pgrx::pg_sys;
 use rdl_engine::device::{self, DeviceSpec};
-use rdl_engine::encode::EncodedContext;
+use rdl_engine::serve::wire;
 use rdl_engine::serve::Lru;
 use rdl_engine::train::TrainedModel;
-use rdl_engine::wire;
 
 use super::pool::{Job, Pool};
-use super::proto::{self, Header};
+use super::request::{panic_message, with_signals_blocked, Key, Taken};
 use super::shmem::{self, put_str, Shared, MAX_LISTED};
 use super::training::Trainings;
 use crate::guc;
+use rdl_engine::serve::protocol::{self as proto, Header};
 
 extern "C-unwind" {
     // PostgreSQL's own handlers, called directly (not through pgrx's wrappers, which
     // check the calling thread): they only set a flag and the process latch.
     fn SignalHandlerForConfigReload(signal: std::ffi::c_int);
     fn SignalHandlerForShutdownRequest(signal: std::ffi::c_int);
-    // Async-signal-safe, so callable from any thread; pgrx's wrapper is not.
-    #[link_name = "SetLatch"]
-    fn SetLatchRaw(latch: *mut pg_sys::Latch);
-}
-
-/// Sets a latch from any thread.
-///
-/// # Safety
-/// `latch` must point to a latch in shared memory or to this process's own latch.
-pub unsafe fn raw_set_latch(latch: *mut pg_sys::Latch) {
-    unsafe { SetLatchRaw(latch) }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct Key {
-    db: u32,
-    model_id: i64,
-    fingerprint: u64,
 }
 
 struct Cached {
     model: Arc<TrainedModel>,
     version: i32,
     last_used_us: i64,
-}
-
-/// A request taken from its slot, its segment attached.
-pub struct Taken {
-    pub seg: *mut pg_sys::dsm_segment,
-    pub hdr: *mut Header,
-    pub base: *mut u8,
-    pub key: Key,
-    pub ctxs: Vec<EncodedContext>,
-    /// The answer, released (status stored, backend woken) once the work for it is done
-    /// and counted — so a backend that reads `rdl_status()` right after its answer sees
-    /// its request counted.
-    status: Option<u32>,
-}
-
-// SAFETY: the segment stays mapped (by the main thread) until the request comes back to it.
-unsafe impl Send for Taken {}
-
-impl Taken {
-    pub fn header(&self) -> &Header {
-        unsafe { &*self.hdr }
-    }
-
-    pub fn answer(&mut self, status: u32) {
-        self.status = Some(status);
-    }
-
-    pub fn fail(&mut self, sh: &Shared, msg: &str) {
-        unsafe { (*self.hdr).set_error(msg) };
-        sh.errors.fetch_add(1, Ordering::Relaxed);
-        self.answer(proto::FAILED);
-    }
-
-    /// Stores the answer's status and wakes the backend (any thread).
-    pub fn release(&self, sh: &Shared, generation: u64) {
-        let Some(status) = self.status else { return };
-        let h = unsafe { &mut *self.hdr };
-        h.served_by = generation;
-        h.status.store(status, Ordering::Release);
-        if h.backend_gone.load(Ordering::Acquire) != 0 {
-            sh.abandoned.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { latch_of(h.backend_procno).map(|l| raw_set_latch(l)) };
-    }
-
-    fn detach(self) {
-        unsafe { pg_sys::dsm_detach(self.seg) };
-    }
-}
-
-/// The latch of the process with PGPROC number `procno` (PGPROCs live in shared memory
-/// for the life of the server; waking a process that has since been replaced is only a
-/// spurious wakeup, which latch users tolerate).
-unsafe fn latch_of(procno: i32) -> Option<*mut pg_sys::Latch> {
-    let n = shmem::get()?.slots().len();
-    if procno < 0 || procno as usize >= n {
-        return None;
-    }
-    unsafe {
-        let procs = (*pg_sys::ProcGlobal).allProcs;
-        Some(&raw mut (*procs.add(procno as usize)).procLatch)
-    }
-}
-
-/// Runs `f` with every signal blocked on this thread, so threads it creates (ours,
-/// candle's, rayon's) never receive signals meant for PostgreSQL's handlers.
-pub fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        let r = f();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        r
-    }
-}
-
-pub fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panic".into())
 }
 
 struct Worker {

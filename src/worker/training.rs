@@ -11,12 +11,12 @@ use pgrx::pg_sys;
 use rdl_engine::device::Device;
 use rdl_engine::encode::Encoder;
 use rdl_engine::model::ModelConfig;
+use rdl_engine::serve::wire;
 use rdl_engine::train::{train_on, Progress, TrainConfig, TrainError};
-use rdl_engine::wire;
 
-use super::proto::{self, Header};
-use super::server::{panic_message, with_signals_blocked, Taken};
+use super::request::{panic_message, with_signals_blocked, Taken};
 use super::shmem::Shared;
+use rdl_engine::serve::protocol::{self as proto, Header};
 
 pub struct Trainings {
     pub running: Vec<Training>,

@@ -180,13 +180,20 @@ impl<'a> ParamInit<'a> {
     }
 }
 
-struct Linear {
+/// A dense layer `x Wᵀ + b`, its weights drawn with standard deviation `gain / √inp`.
+pub(crate) struct Linear {
     w: Tensor, // [out, in]
     b: Tensor, // [out]
 }
 
 impl Linear {
-    fn new(p: &mut ParamInit, name: &str, inp: usize, out: usize, gain: f32) -> Result<Self> {
+    pub(crate) fn new(
+        p: &mut ParamInit,
+        name: &str,
+        inp: usize,
+        out: usize,
+        gain: f32,
+    ) -> Result<Self> {
         Ok(Linear {
             w: p.normal(
                 &format!("{name}.weight"),
@@ -196,7 +203,7 @@ impl Linear {
             b: p.constant(&format!("{name}.bias"), &[out], 0.0)?,
         })
     }
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.matmul(&self.w.t()?)?.broadcast_add(&self.b)
     }
 }
@@ -475,16 +482,8 @@ mod tests {
     use crate::schema::SemanticType as S;
 
     fn ctx(i: usize) -> Subgraph {
-        let row = |table: &str, hop, parents, values: Vec<(&str, S, Value)>| RawRow {
-            table: table.into(),
-            key: String::new(),
-            time: None,
-            hop,
-            parents,
-            values: values
-                .into_iter()
-                .map(|(c, s, v)| (c.into(), s, v))
-                .collect(),
+        let row = |table: &str, hop, parents, values: Vec<(&str, S, Value)>| {
+            RawRow::new(table, "", None, hop, parents, values)
         };
         Subgraph {
             anchor: 1_000_000_000_000_000,

@@ -15,7 +15,8 @@ use super::{explain, one, ranking, Result};
 use crate::encode::{RawRow, Subgraph, Value};
 use crate::pql::{compile, TaskSpec};
 use crate::sampler::Plan;
-use crate::schema::{Column, ForeignKey, SchemaGraph, SemanticType as S, Table};
+use crate::schema::{SchemaGraph, SemanticType as S};
+use crate::testutil::{col, fk, table};
 use crate::train::synth::{churn_dataset, ANCHOR};
 
 const DAY: i64 = 86_400_000_000;
@@ -87,29 +88,6 @@ impl Source for Memory {
     }
 }
 
-fn col(name: &str, ty: &str, semantic: S) -> Column {
-    Column {
-        name: name.into(),
-        pg_type: ty.into(),
-        semantic,
-        nullable: true,
-    }
-}
-
-fn table(name: &str, cols: Vec<Column>, time: Option<&str>) -> Table {
-    Table {
-        schema: "public".into(),
-        name: name.into(),
-        table: format!("public.{name}"),
-        kind: "table".into(),
-        primary_key: vec![cols[0].name.clone()],
-        columns: cols,
-        time_column: time.map(str::to_string),
-        time_source: None,
-        visible: true,
-    }
-}
-
 /// customers ← orders → products, as `train::synth` builds contexts of.
 fn shop() -> SchemaGraph {
     let ts = "timestamp with time zone";
@@ -147,20 +125,8 @@ fn shop() -> SchemaGraph {
             ),
         ],
         foreign_keys: vec![
-            ForeignKey {
-                name: "orders_customer_id_fkey".into(),
-                table: "public.orders".into(),
-                columns: vec!["customer_id".into()],
-                ref_table: "public.customers".into(),
-                ref_columns: vec!["customer_id".into()],
-            },
-            ForeignKey {
-                name: "orders_product_id_fkey".into(),
-                table: "public.orders".into(),
-                columns: vec!["product_id".into()],
-                ref_table: "public.products".into(),
-                ref_columns: vec!["product_id".into()],
-            },
+            fk("orders", "customer_id", "customers", "customer_id"),
+            fk("orders", "product_id", "products", "product_id"),
         ],
         ..SchemaGraph::default()
     };
@@ -169,7 +135,7 @@ fn shop() -> SchemaGraph {
 }
 
 fn spec(q: &str) -> TaskSpec {
-    let opts = crate::anchors::TaskOptions::default();
+    let opts = crate::anchors::AnchorOptions::default();
     compile(q, &shop(), &opts).unwrap()
 }
 

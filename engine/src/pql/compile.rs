@@ -3,7 +3,7 @@
 use super::ast::*;
 use super::error::{sqlstate, PqlError};
 use super::spec::*;
-use crate::anchors::TaskOptions;
+use crate::anchors::AnchorOptions;
 use crate::ident::quote_ident;
 use crate::schema::{ForeignKey, ResolveError, SchemaGraph, SemanticType, Table};
 
@@ -662,7 +662,7 @@ pub(crate) fn resolve(
     query: &str,
     ast: &Query,
     graph: &SchemaGraph,
-    options: &TaskOptions,
+    options: &AnchorOptions,
 ) -> Result<TaskSpec, PqlError> {
     // Entity: FOR EACH table.pk
     let eq = &ast.entity;

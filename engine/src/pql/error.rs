@@ -57,13 +57,6 @@ impl PqlError {
         self
     }
 
-    pub fn at_opt(mut self, position: Option<usize>) -> Self {
-        if self.position.is_none() {
-            self.position = position;
-        }
-        self
-    }
-
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self

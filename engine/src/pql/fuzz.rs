@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::tests::f1;
-use super::{compile, TaskOptions};
+use super::{compile, AnchorOptions};
 
 const VALID: &[&str] = &[
     "PREDICT COUNT(results.* WHERE results.status_id != 1, 0, 30, days) > 0 FOR EACH drivers.driver_id ASSUMING COUNT(results.*, 0, 30, days) > 0",
@@ -108,7 +108,7 @@ const TOKENS: &[&str] = &[
 /// Returns the SQLSTATE (`00000` for success).
 fn check(q: &str) -> &'static str {
     let graph = f1();
-    let opts = TaskOptions::default();
+    let opts = AnchorOptions::default();
     let r = catch_unwind(AssertUnwindSafe(|| compile(q, &graph, &opts)));
     match r {
         Err(_) => panic!("compiler panicked on {q:?}"),
@@ -176,7 +176,7 @@ fn mutate(rng: &mut ChaCha8Rng, q: &str) -> String {
 fn ten_thousand_mutated_valid_queries_never_panic() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     for q in VALID {
-        assert!(compile(q, &f1(), &TaskOptions::default()).is_ok(), "{q}");
+        assert!(compile(q, &f1(), &AnchorOptions::default()).is_ok(), "{q}");
     }
     let mut seen = std::collections::BTreeMap::new();
     for _ in 0..10_000 {

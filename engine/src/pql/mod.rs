@@ -89,7 +89,7 @@ pub mod parser;
 pub mod spec;
 mod sql;
 
-pub use crate::anchors::{splits, Splits, TaskOptions};
+pub use crate::anchors::{splits, AnchorOptions, Splits};
 pub use error::PqlError;
 pub use spec::*;
 pub use sql::{interactions_sql, time_range_sql};
@@ -100,7 +100,7 @@ use crate::schema::SchemaGraph;
 pub fn compile(
     query: &str,
     graph: &SchemaGraph,
-    options: &TaskOptions,
+    options: &AnchorOptions,
 ) -> Result<TaskSpec, PqlError> {
     options.validate()?;
     let ast = parser::parse(query)?;
@@ -125,7 +125,10 @@ pub enum Stored {
     Current(Box<TaskSpec>),
     /// Written by an older version (whose rows an upgrade may carry from a time when any
     /// role could write them): only its query and options are kept, to be compiled again.
-    Outdated { query: String, options: TaskOptions },
+    Outdated {
+        query: String,
+        options: AnchorOptions,
+    },
 }
 
 /// Reads a stored spec. Nothing stored is run as SQL: the statements are generated anew.
@@ -143,7 +146,7 @@ pub fn load_stored(v: serde_json::Value) -> Result<Stored, String> {
         .to_string();
     let options = match v.get("options") {
         Some(o) => serde_json::from_value(o.clone()).map_err(|e| e.to_string())?,
-        None => TaskOptions::default(),
+        None => AnchorOptions::default(),
     };
     Ok(Stored::Outdated { query, options })
 }

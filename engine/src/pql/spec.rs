@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ast::{Agg, CmpOp, Literal, Unit};
-use crate::anchors::{Splits, TaskOptions};
+use crate::anchors::{AnchorOptions, Splits};
 use crate::base::time::Span;
 use crate::schema::SemanticType;
 
@@ -157,7 +157,7 @@ pub struct TaskSpec {
     pub assuming: Option<Expr>,
     /// Every time column the labels read.
     pub time_columns: Vec<TimeColumn>,
-    pub options: TaskOptions,
+    pub options: AnchorOptions,
     /// Type of the label column of [`TaskSpec::label_sql`]: `float8`, `text` (multiclass)
     /// or `text[]` (ranking, column named `labels`).
     pub label_type: String,

@@ -5,6 +5,7 @@ use super::*;
 use crate::base::time::parse_timestamp;
 use crate::ident::quote_qualified;
 use crate::schema::{Column, ForeignKey, SchemaGraph, SemanticType, Table};
+use crate::testutil::fk;
 
 fn col(name: &str, pg_type: &str) -> Column {
     let semantic = match pg_type {
@@ -41,16 +42,6 @@ fn table(
         time_column: time.map(String::from),
         time_source: None,
         visible: true,
-    }
-}
-
-fn fk(t: &str, c: &str, rt: &str, rc: &str) -> ForeignKey {
-    ForeignKey {
-        name: format!("{t}_{c}_fkey"),
-        table: format!("public.{t}"),
-        columns: vec![c.into()],
-        ref_table: format!("public.{rt}"),
-        ref_columns: vec![rc.into()],
     }
 }
 
@@ -362,19 +353,19 @@ fn shop() -> SchemaGraph {
     g
 }
 
-fn relbench() -> TaskOptions {
-    TaskOptions::from_json(&serde_json::json!({
+fn relbench() -> AnchorOptions {
+    AnchorOptions::from_json(&serde_json::json!({
         "val_cutoff": "2005-01-01", "test_cutoff": "2010-01-01"
     }))
     .unwrap()
 }
 
 fn ok(g: &SchemaGraph, q: &str) -> TaskSpec {
-    compile(q, g, &TaskOptions::default()).unwrap_or_else(|e| panic!("{q}\n{e}"))
+    compile(q, g, &AnchorOptions::default()).unwrap_or_else(|e| panic!("{q}\n{e}"))
 }
 
 fn err(g: &SchemaGraph, q: &str) -> PqlError {
-    compile(q, g, &TaskOptions::default()).expect_err(q)
+    compile(q, g, &AnchorOptions::default()).expect_err(q)
 }
 
 pub(crate) const DNF: &str = "PREDICT COUNT(results.* WHERE results.status_id != 1, 0, 30, days) > 0 FOR EACH drivers.driver_id ASSUMING COUNT(results.*, 0, 30, days) > 0";
@@ -794,7 +785,7 @@ fn errors_by_sqlstate() {
         "0A000"
     );
     // Options.
-    let bad = TaskOptions {
+    let bad = AnchorOptions {
         eval_windows: Some(0),
         ..Default::default()
     };
@@ -874,7 +865,7 @@ fn a_table_the_caller_may_not_read_is_permission_denied_not_missing() {
     let mut g = f1();
     g.unreadable
         .push(("public".into(), "pit_stops".into(), true));
-    let opts = TaskOptions::default();
+    let opts = AnchorOptions::default();
     let e = compile(
         "PREDICT COUNT(pit_stops.*, 0, 30, days) > 0 FOR EACH drivers.driver_id",
         &g,

@@ -23,28 +23,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{RankConfig, N_FEATS};
 use crate::encode::EncodedContext;
-use crate::model::{cross_entropy, Batch, Model, ModelConfig, ModelDims, ParamInit};
-
-struct Lin {
-    w: Tensor,
-    b: Tensor,
-}
-
-impl Lin {
-    fn new(p: &mut ParamInit, name: &str, inp: usize, out: usize, gain: f32) -> Result<Lin> {
-        Ok(Lin {
-            w: p.normal(
-                &format!("{name}.weight"),
-                &[out, inp],
-                gain / (inp as f32).sqrt(),
-            )?,
-            b: p.constant(&format!("{name}.bias"), &[out], 0.0)?,
-        })
-    }
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.w.t()?)?.broadcast_add(&self.b)
-    }
-}
+use crate::model::{cross_entropy, Batch, Linear, Model, ModelConfig, ModelDims, ParamInit};
 
 /// A [`Batch`] with what pooling the seed rows needs.
 pub struct RankBatch {
@@ -93,10 +72,10 @@ pub struct RankModel {
     pub tower: Model,
     pool_norm_g: Tensor,
     pool_norm_b: Tensor,
-    entity: Lin,
-    item: Lin,
-    score1: Lin,
-    score2: Lin,
+    entity: Linear,
+    item: Linear,
+    score1: Linear,
+    score2: Linear,
     repr_dim: usize,
 }
 
@@ -120,10 +99,10 @@ impl RankModel {
             tower,
             pool_norm_g: p.constant("rank.pool_norm.weight", &[d], 1.0)?,
             pool_norm_b: p.constant("rank.pool_norm.bias", &[d], 0.0)?,
-            entity: Lin::new(&mut p, "rank.entity", 2 * d, r, 1.0)?,
-            item: Lin::new(&mut p, "rank.item", 2 * d, r, 1.0)?,
-            score1: Lin::new(&mut p, "rank.score1", r + N_FEATS, rc.hidden.max(1), 1.0)?,
-            score2: Lin::new(&mut p, "rank.score2", rc.hidden.max(1), 1, 1.0)?,
+            entity: Linear::new(&mut p, "rank.entity", 2 * d, r, 1.0)?,
+            item: Linear::new(&mut p, "rank.item", 2 * d, r, 1.0)?,
+            score1: Linear::new(&mut p, "rank.score1", r + N_FEATS, rc.hidden.max(1), 1.0)?,
+            score2: Linear::new(&mut p, "rank.score2", rc.hidden.max(1), 1, 1.0)?,
             repr_dim: r,
         })
     }

@@ -258,17 +258,7 @@ fn sampled_softmax_matches_hand_computation() -> candle_core::Result<()> {
 // colour; an entity's label set is two items of its colour. Only the contexts carry it.
 
 fn row(table: &str, key: String, values: Vec<(&str, S, Value)>) -> RawRow {
-    RawRow {
-        table: table.into(),
-        key,
-        time: None,
-        hop: 0,
-        parents: vec![],
-        values: values
-            .into_iter()
-            .map(|(c, s, v)| (c.into(), s, v))
-            .collect(),
-    }
+    RawRow::new(table, key, None, 0, vec![], values)
 }
 
 fn entity_sg(i: usize) -> Subgraph {

@@ -24,8 +24,12 @@ use super::{pair_feats, EntityFeat, Feats, ItemFeat, RankConfig, N_ENTITY_FEATS,
 use crate::encode::{EncodedContext, Encoder};
 use crate::metrics;
 use crate::model::{sorted_vars, ModelConfig, ModelDims};
+use crate::train::erased::Json;
 use crate::train::fit::{self, FitConfig, Objective, Schedule};
-use crate::train::{default_device, EpochStats, Progress, TrainError};
+use crate::train::{
+    default_device, load_vars, meta_field, store_bytes, stored_meta, EpochStats, Progress,
+    TrainError,
+};
 
 /// One (entity, anchor) example.
 #[derive(Debug, Clone, PartialEq)]
@@ -415,7 +419,6 @@ pub struct TrainedRanker {
     device: Device,
 }
 
-const META_FORMAT: &str = "rdl.format";
 const FORMAT_VERSION: &str = "rank-1";
 
 impl TrainedRanker {
@@ -446,51 +449,26 @@ impl TrainedRanker {
     }
 
     pub fn to_bytes(&self) -> Result<Vec<u8>, TrainError> {
-        let j = |v: serde_json::Result<String>| v.map_err(|e| TrainError::Format(e.to_string()));
-        let mut meta = HashMap::new();
-        meta.insert(META_FORMAT.to_string(), FORMAT_VERSION.to_string());
-        meta.insert(
-            "model_config".into(),
-            j(serde_json::to_string(&self.model_cfg))?,
-        );
-        meta.insert("dims".into(), j(serde_json::to_string(&self.dims))?);
-        meta.insert("encoder".into(), j(serde_json::to_string(&self.encoder))?);
-        meta.insert(
-            "rank_config".into(),
-            j(serde_json::to_string(&self.rank_cfg))?,
-        );
-        meta.insert("history".into(), j(serde_json::to_string(&self.history))?);
-        let tensors: Vec<(String, Tensor)> = sorted_vars(&self.varmap)
-            .into_iter()
-            .map(|(n, v)| (n, v.as_tensor().clone()))
-            .collect();
-        safetensors::tensor::serialize(tensors, Some(meta))
-            .map_err(|e| TrainError::Format(e.to_string()))
+        let j = |v: &dyn Json| v.json();
+        store_bytes(
+            &self.varmap,
+            FORMAT_VERSION,
+            &[
+                ("model_config", j(&self.model_cfg)?),
+                ("dims", j(&self.dims)?),
+                ("encoder", j(&self.encoder)?),
+                ("rank_config", j(&self.rank_cfg)?),
+                ("history", j(&self.history)?),
+            ],
+        )
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<TrainedRanker, TrainError> {
         let bad = |s: String| TrainError::Format(s);
-        let (_, md) =
-            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
-        let meta = md
-            .metadata()
-            .clone()
-            .ok_or_else(|| bad("no metadata".into()))?;
-        if meta.get(META_FORMAT).map(String::as_str) != Some(FORMAT_VERSION) {
-            return Err(bad("not an rdl ranking model (format version)".into()));
-        }
-        fn field<T: serde::de::DeserializeOwned>(
-            meta: &HashMap<String, String>,
-            k: &str,
-        ) -> Result<T, TrainError> {
-            let s = meta
-                .get(k)
-                .ok_or_else(|| TrainError::Format(format!("missing {k}")))?;
-            serde_json::from_str(s).map_err(|e| TrainError::Format(format!("{k}: {e}")))
-        }
-        let model_cfg: ModelConfig = field(&meta, "model_config")?;
-        let dims: ModelDims = field(&meta, "dims")?;
-        let rank_cfg: RankConfig = field(&meta, "rank_config")?;
+        let meta = stored_meta(bytes, FORMAT_VERSION)?;
+        let model_cfg: ModelConfig = meta_field(&meta, "model_config")?;
+        let dims: ModelDims = meta_field(&meta, "dims")?;
+        let rank_cfg: RankConfig = meta_field(&meta, "rank_config")?;
         let dev = default_device();
         model_cfg.check_stored_size(&dims, bytes.len())?;
         let (d, r, h) = (model_cfg.d_model, rank_cfg.repr_dim, rank_cfg.hidden);
@@ -502,22 +480,13 @@ impl TrainedRanker {
         }
         let varmap = VarMap::new();
         let model = RankModel::new(&model_cfg, &dims, &rank_cfg, &varmap, &dev)?;
-        let loaded = candle_core::safetensors::load_buffer(bytes, &dev)?;
-        for (name, var) in sorted_vars(&varmap) {
-            let t = loaded
-                .get(&name)
-                .ok_or_else(|| bad(format!("missing tensor {name}")))?;
-            if t.dims() != var.dims() {
-                return Err(bad(format!("tensor {name} has shape {:?}", t.dims())));
-            }
-            var.set(t)?;
-        }
+        load_vars(&varmap, bytes, &dev)?;
         Ok(TrainedRanker {
             rank_cfg,
             model_cfg,
             dims,
-            encoder: field(&meta, "encoder")?,
-            history: field(&meta, "history")?,
+            encoder: meta_field(&meta, "encoder")?,
+            history: meta_field(&meta, "history")?,
             varmap,
             model,
             device: dev,

@@ -20,17 +20,7 @@ fn row(
     parents: Vec<usize>,
     values: Vec<(&str, S, Value)>,
 ) -> RawRow {
-    RawRow {
-        table: table.into(),
-        key,
-        time,
-        hop,
-        parents,
-        values: values
-            .into_iter()
-            .map(|(c, s, v)| (c.into(), s, v))
-            .collect(),
-    }
+    RawRow::new(table, key, time, hop, parents, values)
 }
 
 /// `n` labelled customer contexts with 1..=`max_orders` orders each, drawn from `n_products`

@@ -1,5 +1,11 @@
 //! The PostgreSQL-free parts of rdl's background worker: its byte-bounded LRU cache of
-//! models and the plan that merges concurrent requests into forward passes.
+//! models and the plan that merges concurrent requests into forward passes (here), the
+//! layout of its shared memory (`shared`), its request protocol (`protocol`) and the
+//! codec of the encoded contexts requests carry (`wire`).
+
+pub mod protocol;
+pub mod shared;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::hash::Hash;

@@ -1,5 +1,5 @@
-//! One request: a dynamic shared memory segment the backend creates, sized for the whole
-//! exchange — header, optional model bytes, the encoded contexts, and room for the outputs.
+//! The worker's request protocol. One request: a dynamic shared memory segment the
+//! backend creates, sized for the whole exchange — header, optional model bytes, the encoded contexts, and room for the outputs.
 //!
 //! Why one segment per request rather than `shm_mq` queues: a backend knows the size of
 //! everything it sends *and* of the answer (contexts × outputs) before it sends, so a
@@ -13,7 +13,7 @@
 //! pass (milliseconds).
 //!
 //! Layout: [`Header`] at offset 0, then the model's bytes (only when the worker asked for
-//! them), the contexts ([`rdl_engine::wire`]), and `n_ctx × n_out` little-endian `f32`
+//! them), the contexts ([`rdl_engine::serve::wire`]), and `n_ctx × n_out` little-endian `f32`
 //! outputs, each section 8-byte aligned. The backend writes everything but `status`,
 //! `served_by`, `err` and the outputs before posting; the worker writes those, then
 //! `status` (release), then sets the backend's latch.
@@ -148,6 +148,18 @@ pub fn layout(model_len: usize, payload_len: usize, out_len: usize) -> Layout {
 }
 
 impl Header {
+    /// Fills what every request says of itself: what it is, which post of which backend
+    /// (pid, PGPROC number) of which database (the rest of a zeroed header is the kind's
+    /// to fill).
+    pub fn begin(&mut self, kind: u32, seq: u32, (pid, procno): (i32, i32), db_oid: u32) {
+        self.magic = MAGIC;
+        self.backend_pid = pid;
+        self.db_oid = db_oid;
+        self.backend_procno = procno;
+        self.seq = seq;
+        self.kind = kind;
+    }
+
     /// Whether the sections the header names fit a segment of `len` bytes and agree with
     /// its counts (the worker checks before reading anything else).
     pub fn valid(&self, len: usize) -> bool {
