@@ -244,10 +244,6 @@ fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> O
     answer
 }
 
-fn f64_bits(a: &std::sync::atomic::AtomicU64) -> f64 {
-    f64::from_bits(a.load(Ordering::Relaxed))
-}
-
 /// Whether `rdl_train` should train on the worker: `rdl.train_on_worker` = on, or auto and
 /// the worker's device is a GPU.
 fn train_here_or_there(sh: &Shared) -> bool {
@@ -344,58 +340,21 @@ pub fn train(
     sh.wake_worker();
 
     let h = unsafe { &*hdr };
-    let (mut seen_epochs, mut seen_steps) = (0u64, 0u64);
+    let mut seen = proto::Relayed::default();
     let status = loop {
         unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
-        // Relay every epoch report in order, then the latest step.
-        let n = area.n_epochs.load(Ordering::Acquire);
-        seen_epochs = seen_epochs.max(n.saturating_sub(proto::MAX_EPOCH_RECORDS as u64));
-        while seen_epochs < n {
-            let r = &area.epochs[seen_epochs as usize % proto::MAX_EPOCH_RECORDS];
-            let val = f64_bits(&r.val_metric);
-            let p = Progress {
-                epoch: r.epoch.load(Ordering::Relaxed) as usize,
-                step: area.step.load(Ordering::Relaxed) as usize,
-                total_steps: area.total_steps.load(Ordering::Relaxed) as usize,
-                lr: f64_bits(&area.lr),
-                loss: f64_bits(&r.loss),
-                epoch_end: true,
-                val_metric: (!val.is_nan()).then_some(val),
-                elapsed_s: f64_bits(&r.elapsed_s),
-            };
-            if !on_step(&p) {
-                area.cancel.store(1, Ordering::Release);
-            }
-            seen_epochs += 1;
-        }
-        let s = area.steps.load(Ordering::Acquire);
         // A pending cancel goes through on_step too (as a repeat of the last step report),
         // so the caller can record it (rdl_train marks its run cancelled) before raising.
         let interrupt = unsafe {
             pg_sys::InterruptPending != 0
                 && (pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0)
         };
-        if s != seen_steps || interrupt {
-            seen_steps = s;
-            let p = Progress {
-                epoch: area.epoch.load(Ordering::Relaxed) as usize,
-                step: area.step.load(Ordering::Relaxed) as usize,
-                total_steps: area.total_steps.load(Ordering::Relaxed) as usize,
-                lr: f64_bits(&area.lr),
-                loss: f64_bits(&area.loss),
-                epoch_end: false,
-                val_metric: None,
-                elapsed_s: f64_bits(&area.elapsed_s),
-            };
-            if !on_step(&p) {
-                area.cancel.store(1, Ordering::Release);
-            }
-        }
+        area.relay(&mut seen, interrupt, on_step);
         // Raised here, after on_step had its chance (an ERROR detaches the segment; the
         // worker sees the backend gone and stops the training).
         pgrx::check_for_interrupts!();
         let st = h.status();
-        if st != proto::PENDING && area.n_epochs.load(Ordering::Acquire) == seen_epochs {
+        if st != proto::PENDING && area.drained(&seen) {
             break st;
         }
         if sh.generation.load(Ordering::Acquire) != generation || sh.live_worker().is_none() {
@@ -450,13 +409,7 @@ pub fn train(
             TrainedModel::from_bytes(&bytes)
         }
     } else {
-        let msg = h.error();
-        Err(match h.err_kind {
-            proto::ERR_CANCELLED => TrainError::Cancelled,
-            proto::ERR_NO_DATA => TrainError::NoTrainingData,
-            proto::ERR_BAD_LABEL => TrainError::BadLabel(msg),
-            _ => TrainError::Other(format!("rdl worker: {msg}")),
-        })
+        Err(h.train_error())
     };
     Some(result)
 }

@@ -57,27 +57,8 @@ unsafe impl Send for Remote {}
 impl Remote {
     fn report(&self, p: &Progress) -> bool {
         let (area, hdr) = unsafe { (&*self.area, &*self.hdr) };
-        let bits = |x: f64| x.to_bits();
-        if p.epoch_end {
-            let n = area.n_epochs.load(Ordering::Relaxed);
-            let r = &area.epochs[n as usize % proto::MAX_EPOCH_RECORDS];
-            r.epoch.store(p.epoch as u64, Ordering::Relaxed);
-            r.loss.store(bits(p.loss), Ordering::Relaxed);
-            r.val_metric
-                .store(bits(p.val_metric.unwrap_or(f64::NAN)), Ordering::Relaxed);
-            r.elapsed_s.store(bits(p.elapsed_s), Ordering::Relaxed);
-            area.n_epochs.store(n + 1, Ordering::Release);
-        } else {
-            area.epoch.store(p.epoch as u64, Ordering::Relaxed);
-            area.step.store(p.step as u64, Ordering::Relaxed);
-            area.total_steps
-                .store(p.total_steps as u64, Ordering::Relaxed);
-            area.lr.store(bits(p.lr), Ordering::Relaxed);
-            area.loss.store(bits(p.loss), Ordering::Relaxed);
-            area.elapsed_s.store(bits(p.elapsed_s), Ordering::Relaxed);
-            area.steps.fetch_add(1, Ordering::Release);
-        }
-        area.cancel.load(Ordering::Acquire) == 0 && hdr.backend_gone.load(Ordering::Acquire) == 0
+        area.record(p);
+        !area.cancelled() && hdr.backend_gone.load(Ordering::Acquire) == 0
     }
 }
 

@@ -268,7 +268,7 @@ fn multiclass_hides_its_target_everywhere_and_beats_the_prior() {
     // column 100%.
     let class = |y: bool| if y { "gone" } else { "sold" }.to_string();
     let category = move |sg: &Subgraph, y: f32| {
-        let flip = crate::base::hash::fnv1a(sg.rows[0].key.as_bytes()) % 5 == 0;
+        let flip = crate::base::hash::fnv1a(sg.rows[0].key.as_bytes()).is_multiple_of(5);
         Label::Class(class((y > 0.5) != flip))
     };
     let mut m = memory(600, category);

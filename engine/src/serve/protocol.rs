@@ -20,6 +20,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use crate::train::{Progress, TrainError};
+
 pub const MAGIC: u64 = 0x3172_6b72_6f77_6c64; // "dlworkr1"
 pub const KIND_PREDICT: u32 = 1;
 /// A training on the worker's device. The segment holds the configuration (JSON), the
@@ -219,5 +221,182 @@ pub fn train_layout(config_len: usize, train_len: usize, val_len: usize) -> Trai
         val_off,
         area_off,
         total: area_off + std::mem::size_of::<TrainArea>(),
+    }
+}
+
+fn f64_of(a: &AtomicU64) -> f64 {
+    f64::from_bits(a.load(Ordering::Relaxed))
+}
+
+/// What a backend has relayed of a training's reports so far.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Relayed {
+    epochs: u64,
+    steps: u64,
+}
+
+impl TrainArea {
+    /// The worker's side, on the training's thread: records a report (an epoch's in the
+    /// ring of records, a step's as the latest).
+    pub fn record(&self, p: &Progress) {
+        let bits = |x: f64| x.to_bits();
+        if p.epoch_end {
+            let n = self.n_epochs.load(Ordering::Relaxed);
+            let r = &self.epochs[n as usize % MAX_EPOCH_RECORDS];
+            r.epoch.store(p.epoch as u64, Ordering::Relaxed);
+            r.loss.store(bits(p.loss), Ordering::Relaxed);
+            r.val_metric
+                .store(bits(p.val_metric.unwrap_or(f64::NAN)), Ordering::Relaxed);
+            r.elapsed_s.store(bits(p.elapsed_s), Ordering::Relaxed);
+            self.n_epochs.store(n + 1, Ordering::Release);
+        } else {
+            self.epoch.store(p.epoch as u64, Ordering::Relaxed);
+            self.step.store(p.step as u64, Ordering::Relaxed);
+            self.total_steps
+                .store(p.total_steps as u64, Ordering::Relaxed);
+            self.lr.store(bits(p.lr), Ordering::Relaxed);
+            self.loss.store(bits(p.loss), Ordering::Relaxed);
+            self.elapsed_s.store(bits(p.elapsed_s), Ordering::Relaxed);
+            self.steps.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// The backend's side: hands every epoch report not relayed yet, in order, then the
+    /// latest step's (repeated when `interrupt` is pending, so that the caller hears the
+    /// cancel there) to `on_step`; a `false` from it asks the worker to stop.
+    pub fn relay(
+        &self,
+        seen: &mut Relayed,
+        interrupt: bool,
+        on_step: &mut dyn FnMut(&Progress) -> bool,
+    ) {
+        let n = self.n_epochs.load(Ordering::Acquire);
+        // A reader too slow for the ring skips what was overwritten.
+        seen.epochs = seen.epochs.max(n.saturating_sub(MAX_EPOCH_RECORDS as u64));
+        while seen.epochs < n {
+            let r = &self.epochs[seen.epochs as usize % MAX_EPOCH_RECORDS];
+            let val = f64_of(&r.val_metric);
+            let p = Progress {
+                epoch: r.epoch.load(Ordering::Relaxed) as usize,
+                step: self.step.load(Ordering::Relaxed) as usize,
+                total_steps: self.total_steps.load(Ordering::Relaxed) as usize,
+                lr: f64_of(&self.lr),
+                loss: f64_of(&r.loss),
+                epoch_end: true,
+                val_metric: (!val.is_nan()).then_some(val),
+                elapsed_s: f64_of(&r.elapsed_s),
+            };
+            if !on_step(&p) {
+                self.cancel.store(1, Ordering::Release);
+            }
+            seen.epochs += 1;
+        }
+        let s = self.steps.load(Ordering::Acquire);
+        if s != seen.steps || interrupt {
+            seen.steps = s;
+            let p = Progress {
+                epoch: self.epoch.load(Ordering::Relaxed) as usize,
+                step: self.step.load(Ordering::Relaxed) as usize,
+                total_steps: self.total_steps.load(Ordering::Relaxed) as usize,
+                lr: f64_of(&self.lr),
+                loss: f64_of(&self.loss),
+                epoch_end: false,
+                val_metric: None,
+                elapsed_s: f64_of(&self.elapsed_s),
+            };
+            if !on_step(&p) {
+                self.cancel.store(1, Ordering::Release);
+            }
+        }
+    }
+
+    /// Whether every epoch report the worker wrote was relayed.
+    pub fn drained(&self, seen: &Relayed) -> bool {
+        self.n_epochs.load(Ordering::Acquire) == seen.epochs
+    }
+
+    /// Whether the backend asked to stop.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Acquire) != 0
+    }
+}
+
+impl Header {
+    /// A failed training's error, from its kind and message.
+    pub fn train_error(&self) -> TrainError {
+        let msg = self.error();
+        match self.err_kind {
+            ERR_CANCELLED => TrainError::Cancelled,
+            ERR_NO_DATA => TrainError::NoTrainingData,
+            ERR_BAD_LABEL => TrainError::BadLabel(msg),
+            _ => TrainError::Other(format!("rdl worker: {msg}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn area() -> Box<TrainArea> {
+        // SAFETY: every field is an atomic or an array of atomics: all-zero is valid.
+        unsafe { Box::new(std::mem::zeroed()) }
+    }
+
+    fn progress(epoch: usize, end: bool) -> Progress {
+        Progress {
+            epoch,
+            step: epoch * 10,
+            total_steps: 100,
+            lr: 0.1,
+            loss: 1.0 / (epoch + 1) as f64,
+            epoch_end: end,
+            val_metric: end.then_some(0.5 + epoch as f64 / 100.0),
+            elapsed_s: epoch as f64,
+        }
+    }
+
+    #[test]
+    fn every_epoch_is_relayed_once_in_order_and_a_refusal_stops() {
+        let a = area();
+        let mut seen = Relayed::default();
+        for e in 0..3 {
+            a.record(&progress(e, false));
+            a.record(&progress(e, true));
+        }
+        let mut got = Vec::new();
+        a.relay(&mut seen, false, &mut |p| {
+            got.push((p.epoch, p.epoch_end, p.val_metric));
+            true
+        });
+        assert_eq!(got.len(), 4, "three epochs and the latest step: {got:?}");
+        assert_eq!(got[2], (2, true, Some(0.52)));
+        assert!(a.drained(&seen) && !a.cancelled());
+        // Nothing new: nothing relayed, unless a cancel is pending (the step repeats).
+        let mut n = 0;
+        a.relay(&mut seen, false, &mut |_| {
+            n += 1;
+            true
+        });
+        assert_eq!(n, 0);
+        a.relay(&mut seen, true, &mut |_| false);
+        assert!(a.cancelled());
+    }
+
+    #[test]
+    fn a_slow_reader_skips_what_the_ring_overwrote() {
+        let a = area();
+        let mut seen = Relayed::default();
+        for e in 0..(MAX_EPOCH_RECORDS + 5) {
+            a.record(&progress(e, true));
+        }
+        let mut first = None;
+        a.relay(&mut seen, false, &mut |p| {
+            if p.epoch_end {
+                first.get_or_insert(p.epoch);
+            }
+            true
+        });
+        assert_eq!(first, Some(5));
     }
 }
