@@ -38,20 +38,77 @@ fn pool(n: usize) -> rayon::ThreadPool {
         .expect("pool")
 }
 
+/// CPU time of this process (all live threads), in seconds: the machine may be shared, and
+/// CPU time is what a run costs whatever else runs beside it.
+fn cpu_s() -> f64 {
+    let mut ns = 0u64;
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for t in dir.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+                ns += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    ns as f64 * 1e-9
+}
+
+/// CPU time of the calling thread, in seconds.
+fn thread_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0) as f64
+        * 1e-9
+}
+
 /// Runs `f` on `threads` threads: rayon's pool and candle's matmul both.
 fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     pool(threads).install(f)
 }
 
-/// Forward FLOPs of one context: projections (2·in·out per token and matrix) and the pairs
-/// (2·d for the score, 2·d for the weighted value, per pair).
+/// Wall and CPU seconds of `f` (run inside the pool it measures).
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
+    let (t, c) = (Instant::now(), cpu_s());
+    let r = f();
+    (r, t.elapsed().as_secs_f64(), cpu_s() - c)
+}
+
+/// A rate measured both ways: per wall second, and per CPU second of the threads used.
+#[derive(Clone, Copy)]
+struct Rate {
+    wall: f64,
+    cpu: f64,
+}
+
+impl Rate {
+    fn new(work: f64, wall: f64, cpu: f64, threads: usize) -> Rate {
+        Rate {
+            wall: work / wall,
+            cpu: work / (cpu / threads as f64),
+        }
+    }
+    fn scale(self, k: f64) -> Rate {
+        Rate {
+            wall: self.wall * k,
+            cpu: self.cpu * k,
+        }
+    }
+}
+
+/// Forward FLOPs of `tokens` tokens with `pairs` pairs (all attention types of a block):
+/// projections (2·in·out per token and matrix) and the pairs (2·d for the score, 2·d for the
+/// weighted value, per pair and block).
 fn fwd_flops(cfg: &ModelConfig, tokens: usize, pairs: usize) -> f64 {
     let d = cfg.d_model as f64;
     let h = d * cfg.ffn_mult as f64;
     let kinds = rdl_engine::model::attn_kinds(cfg).len() as f64;
     let per_token = cfg.blocks as f64 * (kinds * 2.0 * 4.0 * d * d + 2.0 * 3.0 * h * d);
-    tokens as f64 * per_token + pairs as f64 * 4.0 * d
+    tokens as f64 * per_token + cfg.blocks as f64 * pairs as f64 * 4.0 * d
 }
 
 /// GFLOP/s of gemm on `m×k · k×n`: one thread, and two threads on one product.
@@ -95,7 +152,15 @@ fn gemm_peak(m: usize, n: usize, k: usize) -> (f64, f64, f64) {
         }
         flops * reps as f64 / t.elapsed().as_secs_f64() / 1e9
     };
-    let one = time(&mut c, gemm::Parallelism::None);
+    // one thread: per CPU second (the machine may be shared)
+    let one = {
+        run(&mut c, gemm::Parallelism::None);
+        let c0 = cpu_s();
+        for _ in 0..reps {
+            run(&mut c, gemm::Parallelism::None);
+        }
+        flops * reps as f64 / (cpu_s() - c0) / 1e9
+    };
     let two = pool(2).install(|| time(&mut c, gemm::Parallelism::Rayon(2)));
     // two independent single-threaded products at once (what the fast paths do)
     let mut c2 = vec![0f32; m * n];
@@ -133,8 +198,15 @@ fn labels(b: &Batch) -> R<Tensor> {
     Tensor::from_vec(y, (b.n_ctx, 1), &Device::Cpu)
 }
 
-/// Steps/s and losses of `steps` training steps over `batches` (candle or fast path).
-fn train_run(s: &Setup, batches: &[Batch], steps: usize, fast: bool) -> R<(f64, Vec<f32>)> {
+/// Steps/s and losses of `steps` training steps over `batches` (candle or fast path) on
+/// `threads` threads.
+fn train_run(
+    s: &Setup,
+    batches: &[Batch],
+    steps: usize,
+    fast: bool,
+    threads: usize,
+) -> R<(Rate, Vec<f32>)> {
     let (vm, model) = new_model(s)?;
     let vars: Vec<_> = sorted_vars(&vm).into_iter().map(|(_, v)| v).collect();
     let mut opt = AdamW::new(
@@ -162,11 +234,14 @@ fn train_run(s: &Setup, batches: &[Batch], steps: usize, fast: bool) -> R<(f64, 
         Ok(())
     };
     step(0)?; // warm-up (allocations)
-    let t = Instant::now();
-    for i in 1..=steps {
-        step(i)?;
-    }
-    Ok((steps as f64 / t.elapsed().as_secs_f64(), losses))
+    let (r, wall, cpu) = timed(|| -> R<()> {
+        for i in 1..=steps {
+            step(i)?;
+        }
+        Ok(())
+    });
+    r?;
+    Ok((Rate::new(steps as f64, wall, cpu, threads), losses))
 }
 
 fn percentile(v: &mut [f64], q: f64) -> f64 {
@@ -174,8 +249,50 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
+/// `profile-{train,infer}[-candle]`: that workload alone on one thread for ~20 s (for
+/// `perf record`).
+fn profile(s: &Setup, what: &str) -> R<()> {
+    let dev = Device::Cpu;
+    let order: Vec<usize> = (0..s.ecs.len()).collect();
+    let candle = what.ends_with("-candle");
+    let t = Instant::now();
+    if what.starts_with("profile-train") {
+        let batches: Vec<Batch> = make_batches(&s.ecs, &order, 2048, 64)
+            .iter()
+            .map(|b| {
+                let r: Vec<&EncodedContext> = b.iter().map(|&i| &s.ecs[i]).collect();
+                Batch::new(&r, &s.cfg, s.dims.n_buckets, &dev)
+            })
+            .collect::<R<_>>()?;
+        let steps = if candle { 60 } else { 200 };
+        let (sps, _) = with_threads(1, || train_run(s, &batches, steps, !candle, 1))?;
+        println!(
+            "{what}: {:.2} steps/s ({:.2} per CPU second)",
+            sps.wall, sps.cpu
+        );
+    } else {
+        let (_, model) = new_model(s)?;
+        let fm = FastModel::new(&model)?.expect("supported");
+        let r: Vec<&EncodedContext> = s.ecs[..256.min(s.ecs.len())].iter().collect();
+        let b = Batch::new(&r, &s.cfg, s.dims.n_buckets, &dev)?;
+        with_threads(1, || -> R<()> {
+            for _ in 0..if candle { 10 } else { 40 } {
+                if candle {
+                    model.forward(&b, None)?;
+                } else {
+                    fm.forward(&b)?;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    println!("{what}: {:.1} s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
 fn main() -> R<()> {
     let quick = std::env::args().any(|a| a == "quick");
+    let prof = std::env::args().find(|a| a.starts_with("profile-"));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (enc, ecs) = contexts(if quick { 256 } else { 512 });
     let cfg = ModelConfig::small();
@@ -185,6 +302,16 @@ fn main() -> R<()> {
         n_out: 1,
     };
     let s = Setup { cfg, dims, ecs };
+    if let Some(p) = prof {
+        return profile(&s, &p);
+    }
+    if std::env::args().any(|a| a == "peak") {
+        for (m, nn, k) in [(256, 256, 256), (4096, 64, 64), (1024, 192, 64), (1024, 64, 64), (1024, 256, 64), (1024, 64, 128), (64, 64, 1024), (192, 64, 1024)] {
+            let (a, b, c) = gemm_peak(m, nn, k);
+            println!("| {m}x{k} · {k}x{nn} | {a:.1} | {b:.1} | {c:.1} |");
+        }
+        return Ok(());
+    }
     let dev = Device::Cpu;
     let tokens: usize = s.ecs.iter().map(|c| c.n_tokens()).sum();
     let all_refs: Vec<&EncodedContext> = s.ecs.iter().collect();
@@ -202,10 +329,9 @@ fn main() -> R<()> {
 
     // machine peak
     println!(
-        "\n## gemm f32 peak (GFLOP/s): 1 thread | 2 threads on one product | 2 products at once"
+        "\n## gemm f32 (GFLOP/s): 1 thread per CPU second | 2 threads on one product (wall) | 2 products at once (wall)"
     );
     let mut peak1 = 0f64;
-    let mut peak2 = 0f64;
     for (m, nn, k) in [
         (256, 256, 256),
         (4096, 64, 64),
@@ -214,14 +340,19 @@ fn main() -> R<()> {
     ] {
         let (a, b, c) = gemm_peak(m, nn, k);
         peak1 = peak1.max(a);
-        peak2 = peak2.max(b.max(c));
         println!("| {m}x{k} · {k}x{nn} | {a:.1} | {b:.1} | {c:.1} |");
     }
-    println!("peak used below: {peak1:.1} GFLOP/s one thread, {peak2:.1} two threads");
+    let peak = |threads: usize| peak1 * threads as f64;
+    println!(
+        "peak used below: {peak1:.1} GFLOP/s per core (the best single-thread product), {:.1} for {threads} cores",
+        peak(threads)
+    );
+    let pct = |r: Rate, th: usize| format!("{:.0}%", 100.0 * r.cpu / peak(th));
 
     // training
     let order: Vec<usize> = (0..s.ecs.len()).collect();
     println!("\n## training step (forward + backward + AdamW), BCE");
+    println!("rates per wall second [per CPU second of the threads used]; GFLOP/s counts 3× the forward's FLOPs");
     println!("| batch | path | threads | steps/s | examples/s | GFLOP/s | % peak |");
     println!("|---|---|---:|---:|---:|---:|---:|");
     for (label, bt, bc) in [
@@ -239,34 +370,40 @@ fn main() -> R<()> {
         let per_batch = s.ecs.len() as f64 / batches.len() as f64;
         for th in [1, threads] {
             for fast in [false, true] {
-                let steps = match (fast, bc == 64 && bt > 4096, quick) {
+                let steps = match (fast, bt > 4096, quick) {
                     (false, true, _) => 3,
                     (false, false, _) => 8,
-                    (true, _, true) => 10,
-                    (true, _, false) => 30,
+                    (true, true, _) => 8,
+                    (true, false, true) => 20,
+                    (true, false, false) => 60,
                 };
-                let (sps, _) = with_threads(th, || train_run(&s, &batches, steps, fast))?;
-                let ex = sps * per_batch;
-                let gf = ex * 3.0 * flops_ctx / 1e9;
-                let pk = if th == 1 { peak1 } else { peak2 };
+                let (sps, _) = with_threads(th, || train_run(&s, &batches, steps, fast, th))?;
+                let ex = sps.scale(per_batch);
+                let gf = ex.scale(3.0 * flops_ctx / 1e9);
                 println!(
-                    "| {label} | {} | {th} | {sps:.2} | {ex:.0} | {gf:.1} | {:.0}% |",
+                    "| {label} | {} | {th} | {:.2} [{:.2}] | {:.0} [{:.0}] | {:.1} [{:.1}] | {} |",
                     if fast { "fast" } else { "candle" },
-                    100.0 * gf / pk
+                    sps.wall,
+                    sps.cpu,
+                    ex.wall,
+                    ex.cpu,
+                    gf.wall,
+                    gf.cpu,
+                    pct(gf, th)
                 );
             }
         }
         if bt == 2048 {
             let steps = if quick { 20 } else { 40 };
-            let (_, a) = with_threads(threads, || train_run(&s, &batches, steps, false))?;
-            let (_, b) = with_threads(threads, || train_run(&s, &batches, steps, true))?;
+            let (_, a) = with_threads(threads, || train_run(&s, &batches, steps, false, threads))?;
+            let (_, b) = with_threads(threads, || train_run(&s, &batches, steps, true, threads))?;
             let worst = a
                 .iter()
                 .zip(&b)
                 .map(|(x, y)| (x - y).abs() / x.abs().max(1e-6))
                 .fold(0f32, f32::max);
             println!(
-                "loss trajectory over {} steps (same seed): first {:.6} / {:.6}, last {:.6} / {:.6} (candle / fast), max relative difference {worst:.2e}",
+                "\nloss trajectory over {} steps (same seed, {threads} threads): first {:.6} / {:.6}, last {:.6} / {:.6} (candle / fast), max relative difference {worst:.2e}\n",
                 a.len(),
                 a[0],
                 b[0],
@@ -279,7 +416,7 @@ fn main() -> R<()> {
     // inference
     let (_, model) = new_model(&s)?;
     let fm = FastModel::new(&model)?.expect("supported");
-    println!("\n## inference (forward to the head's outputs)");
+    println!("\n## inference (forward to the head's outputs), contexts/s per wall second [per CPU second]");
     println!("| batch | path | threads | contexts/s | GFLOP/s | % peak |");
     println!("|---|---|---:|---:|---:|---:|");
     let b256: Vec<Batch> = s
@@ -290,7 +427,7 @@ fn main() -> R<()> {
             Batch::new(&r, &s.cfg, s.dims.n_buckets, &dev)
         })
         .collect::<R<_>>()?;
-    let b1: Vec<Batch> = s.ecs[..if quick { 64 } else { 200 }]
+    let b1: Vec<Batch> = s.ecs[..if quick { 64 } else { 256 }]
         .iter()
         .map(|c| Batch::new(&[c], &s.cfg, s.dims.n_buckets, &dev))
         .collect::<R<_>>()?;
@@ -298,8 +435,8 @@ fn main() -> R<()> {
         let ctx_per = bs.iter().map(|b| b.n_ctx).sum::<usize>() as f64;
         for th in [1, threads] {
             for fast in [false, true] {
-                let reps = if fast { 3 } else { 1 };
-                let rate = with_threads(th, || -> R<f64> {
+                let reps = if fast { 4 } else { 1 };
+                let rate = with_threads(th, || -> R<Rate> {
                     let run = || -> R<()> {
                         for b in bs.iter() {
                             if fast {
@@ -311,31 +448,41 @@ fn main() -> R<()> {
                         Ok(())
                     };
                     run()?;
-                    let t = Instant::now();
-                    for _ in 0..reps {
-                        run()?;
-                    }
-                    Ok(ctx_per * reps as f64 / t.elapsed().as_secs_f64())
+                    let (r, wall, cpu) = timed(|| -> R<()> {
+                        for _ in 0..reps {
+                            run()?;
+                        }
+                        Ok(())
+                    });
+                    r?;
+                    Ok(Rate::new(ctx_per * reps as f64, wall, cpu, th))
                 })?;
-                let gf = rate * flops_ctx / 1e9;
-                let pk = if th == 1 { peak1 } else { peak2 };
+                let gf = rate.scale(flops_ctx / 1e9);
                 println!(
-                    "| {label} | {} | {th} | {rate:.0} | {gf:.1} | {:.0}% |",
+                    "| {label} | {} | {th} | {:.0} [{:.0}] | {:.1} [{:.1}] | {} |",
                     if fast { "fast" } else { "candle" },
-                    100.0 * gf / pk
+                    rate.wall,
+                    rate.cpu,
+                    gf.wall,
+                    gf.cpu,
+                    pct(gf, th)
                 );
             }
         }
     }
-    // latency of one context, one thread
+    // latency of one context, one thread: wall, and the thread's CPU time
     let mut lat = Vec::new();
+    let mut lat_cpu = Vec::new();
     let mut lat_b = Vec::new();
     let mut lat_c = Vec::new();
     with_threads(1, || -> R<()> {
         for (c, b) in s.ecs.iter().zip(&b1) {
-            let t = Instant::now();
+            let (r, wall, _) = timed(|| fm.forward(b));
+            r?;
+            lat.push(wall * 1e6);
+            let c0 = thread_cpu_s();
             fm.forward(b)?;
-            lat.push(t.elapsed().as_secs_f64() * 1e6);
+            lat_cpu.push((thread_cpu_s() - c0) * 1e6);
             let t = Instant::now();
             let b2 = Batch::new(&[c], &s.cfg, s.dims.n_buckets, &dev)?;
             fm.forward(&b2)?;
@@ -347,9 +494,11 @@ fn main() -> R<()> {
         Ok(())
     })?;
     println!(
-        "\none context, one thread (µs): fast p50 {:.0} p99 {:.0}; fast with Batch::new p50 {:.0} p99 {:.0}; candle p50 {:.0} p99 {:.0}",
+        "\none context, one thread (µs): fast p50 {:.0} p99 {:.0} (thread CPU time p50 {:.0} p99 {:.0}); fast with Batch::new p50 {:.0} p99 {:.0}; candle p50 {:.0} p99 {:.0}",
         percentile(&mut lat, 0.5),
         percentile(&mut lat, 0.99),
+        percentile(&mut lat_cpu, 0.5),
+        percentile(&mut lat_cpu, 0.99),
         percentile(&mut lat_b, 0.5),
         percentile(&mut lat_b, 0.99),
         percentile(&mut lat_c, 0.5),

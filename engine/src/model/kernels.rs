@@ -253,7 +253,8 @@ pub struct AttnShape<'a> {
 simd_dispatch! {
     /// Attention with a sink over allowed pairs. `qkv`: `n×3d` (queries, keys, values);
     /// `out`: `n×d` (overwritten; a query without keys gets zeros). With non-empty `w` and
-    /// `wsink`, keeps each pair's weight (`P×H`, chunk pair order) and the sink's (`n×H`).
+    /// `wsink`, keeps the pair weights (per query, head-major: `w[(p0 + hh·nk + j)]` for
+    /// the query's `nk` pairs from chunk position `p0`) and the sink's (`n×H`).
     pub fn attention_fwd(
         s: AttnShape<'_>,
         qkv: &[f32],
@@ -274,6 +275,24 @@ fn attention_fwd_impl<const F: bool>(
     wsink: &mut [f32],
     scratch: &mut Vec<f32>,
 ) {
+    // the head width as a constant for the AVX2 code (0: portable loops)
+    match (F, s.d / s.heads) {
+        (true, 8) => attention_fwd_body::<F, 1>(s, qkv, sink, out, w, wsink, scratch),
+        (true, 16) => attention_fwd_body::<F, 2>(s, qkv, sink, out, w, wsink, scratch),
+        (true, 32) => attention_fwd_body::<F, 4>(s, qkv, sink, out, w, wsink, scratch),
+        _ => attention_fwd_body::<F, 0>(s, qkv, sink, out, w, wsink, scratch),
+    }
+}
+#[inline(always)]
+fn attention_fwd_body<const F: bool, const NV: usize>(
+    s: AttnShape<'_>,
+    qkv: &[f32],
+    sink: &[f32],
+    out: &mut [f32],
+    w: &mut [f32],
+    wsink: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
     let (h, d) = (s.heads, s.d);
     let dh = d / h;
     let d3 = 3 * d;
@@ -281,9 +300,8 @@ fn attention_fwd_impl<const F: bool>(
     let scale = 1.0 / (dh as f32).sqrt();
     let save = !w.is_empty();
     let p_base = s.off[0] as usize;
-    let mut m = [0f32; 64];
-    let mut se = [0f32; 64];
-    let (m, se) = (&mut m[..h], &mut se[..h]);
+    let mut tmp = [0f32; 64];
+    let tmp = &mut tmp[..h];
     for i in 0..n {
         let (p0, p1) = (s.off[i] as usize, s.off[i + 1] as usize);
         let o = &mut out[i * d..(i + 1) * d];
@@ -301,61 +319,35 @@ fn attention_fwd_impl<const F: bool>(
             scratch.resize(nk * h, 0.0);
         }
         let sc = &mut scratch[..nk * h];
-        m.copy_from_slice(&sink[..h]);
         for (j, &kg) in keys.iter().enumerate() {
             let kr = (kg as usize - s.base) * d3 + d;
-            let k = &qkv[kr..kr + d];
+            simd::head_dots::<F, NV>(q, &qkv[kr..kr + d], h, dh, tmp);
             for hh in 0..h {
-                let v =
-                    simd::dot::<F>(&q[hh * dh..(hh + 1) * dh], &k[hh * dh..(hh + 1) * dh]) * scale;
-                sc[j * h + hh] = v;
-                if v > m[hh] {
-                    m[hh] = v;
-                }
-            }
-        }
-        for row in sc.chunks_exact_mut(h) {
-            for (v, &mm) in row.iter_mut().zip(m.iter()) {
-                *v -= mm;
-            }
-        }
-        simd::exp_inplace::<F>(sc);
-        for hh in 0..h {
-            se[hh] = simd::exp::<F>(sink[hh] - m[hh]);
-        }
-        // denominators: sink + keys, summed in pair order
-        let mut den = [0f32; 64];
-        let den = &mut den[..h];
-        den.copy_from_slice(se);
-        for row in sc.chunks_exact(h) {
-            for (a, &v) in den.iter_mut().zip(row) {
-                *a += v;
+                sc[hh * nk + j] = tmp[hh] * scale;
             }
         }
         for hh in 0..h {
-            den[hh] = 1.0 / den[hh];
-        }
-        for row in sc.chunks_exact_mut(h) {
-            for (v, &inv) in row.iter_mut().zip(den.iter()) {
-                *v *= inv;
+            let row = &mut sc[hh * nk..(hh + 1) * nk];
+            let m = simd::max(row).max(sink[hh]);
+            for v in row.iter_mut() {
+                *v = simd::exp::<F>(*v - m);
+            }
+            let se = simd::exp::<F>(sink[hh] - m);
+            let inv = 1.0 / (se + simd::sum(row));
+            simd::scale(row, inv);
+            if save {
+                wsink[i * h + hh] = se * inv;
             }
         }
         for (j, &kg) in keys.iter().enumerate() {
             let vr = (kg as usize - s.base) * d3 + 2 * d;
-            let v = &qkv[vr..vr + d];
             for hh in 0..h {
-                simd::axpy::<F>(
-                    &mut o[hh * dh..(hh + 1) * dh],
-                    sc[j * h + hh],
-                    &v[hh * dh..(hh + 1) * dh],
-                );
+                tmp[hh] = sc[hh * nk + j];
             }
+            simd::head_axpy::<F, NV>(o, tmp, &qkv[vr..vr + d], h, dh);
         }
         if save {
             w[(p0 - p_base) * h..(p1 - p_base) * h].copy_from_slice(sc);
-            for hh in 0..h {
-                wsink[i * h + hh] = se[hh] * den[hh];
-            }
         }
     }
 }
@@ -385,12 +377,33 @@ fn attention_bwd_impl<const F: bool>(
     dsink: &mut [f32],
     scratch: &mut Vec<f32>,
 ) {
+    // the head width as a constant for the AVX2 code (0: portable loops)
+    match (F, s.d / s.heads) {
+        (true, 8) => attention_bwd_body::<F, 1>(s, qkv, w, wsink, dout, dqkv, dsink, scratch),
+        (true, 16) => attention_bwd_body::<F, 2>(s, qkv, w, wsink, dout, dqkv, dsink, scratch),
+        (true, 32) => attention_bwd_body::<F, 4>(s, qkv, w, wsink, dout, dqkv, dsink, scratch),
+        _ => attention_bwd_body::<F, 0>(s, qkv, w, wsink, dout, dqkv, dsink, scratch),
+    }
+}
+#[inline(always)]
+fn attention_bwd_body<const F: bool, const NV: usize>(
+    s: AttnShape<'_>,
+    qkv: &[f32],
+    w: &[f32],
+    wsink: &[f32],
+    dout: &[f32],
+    dqkv: &mut [f32],
+    dsink: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
     let (h, d) = (s.heads, s.d);
     let dh = d / h;
     let d3 = 3 * d;
     let n = s.off.len() - 1;
     let scale = 1.0 / (dh as f32).sqrt();
     let p_base = s.off[0] as usize;
+    let mut tmp = [0f32; 64];
+    let tmp = &mut tmp[..h];
     for i in 0..n {
         let (p0, p1) = (s.off[i] as usize, s.off[i + 1] as usize);
         if p0 == p1 {
@@ -400,47 +413,42 @@ fn attention_bwd_impl<const F: bool>(
         let keys = &s.keys[p0..p1];
         let wi = &w[(p0 - p_base) * h..(p1 - p_base) * h];
         let g = &dout[i * d..(i + 1) * d];
-        if scratch.len() < nk * h {
-            scratch.resize(nk * h, 0.0);
+        if scratch.len() < nk * h + d {
+            scratch.resize(nk * h + d, 0.0);
         }
-        let ds = &mut scratch[..nk * h];
-        // dw = g·v; dv += w·g
-        let mut dot = [0f32; 64];
-        let dot = &mut dot[..h];
+        let (ds, dq) = scratch.split_at_mut(nk * h);
+        let dq = &mut dq[..d];
+        dq.fill(0.0);
+        // dw = g·v per head; dv += w·g
         for (j, &kg) in keys.iter().enumerate() {
             let vr = (kg as usize - s.base) * d3 + 2 * d;
+            simd::head_dots::<F, NV>(g, &qkv[vr..vr + d], h, dh, tmp);
             for hh in 0..h {
-                let (a, b) = (vr + hh * dh, vr + (hh + 1) * dh);
-                let gh = &g[hh * dh..(hh + 1) * dh];
-                let dw = simd::dot::<F>(gh, &qkv[a..b]);
-                let wj = wi[j * h + hh];
-                ds[j * h + hh] = dw;
-                dot[hh] = madd::<F>(wj, dw, dot[hh]);
-                simd::axpy::<F>(&mut dqkv[a..b], wj, gh);
+                ds[hh * nk + j] = tmp[hh];
+                tmp[hh] = wi[hh * nk + j];
+            }
+            simd::head_axpy::<F, NV>(&mut dqkv[vr..vr + d], tmp, g, h, dh);
+        }
+        // ds = w·(dw − Σ w·dw)·scale; the sink's value is zero: dsink = −w_sink·Σ w·dw
+        for hh in 0..h {
+            let (wr, dr) = (&wi[hh * nk..(hh + 1) * nk], &mut ds[hh * nk..(hh + 1) * nk]);
+            let dot = simd::dot::<F>(wr, dr);
+            dsink[hh] -= wsink[i * h + hh] * dot;
+            for (v, &ww) in dr.iter_mut().zip(wr) {
+                *v = ww * (*v - dot) * scale;
             }
         }
-        for hh in 0..h {
-            dsink[hh] -= wsink[i * h + hh] * dot[hh];
-        }
-        // ds = w·(dw − Σ w·dw), scaled; dq += ds·k, dk += ds·q
-        let qr = i * d3;
+        // dq += ds·k, dk += ds·q
+        let q = &qkv[i * d3..i * d3 + d];
         for (j, &kg) in keys.iter().enumerate() {
             let kr = (kg as usize - s.base) * d3 + d;
             for hh in 0..h {
-                let g = wi[j * h + hh] * (ds[j * h + hh] - dot[hh]) * scale;
-                let (qa, ka) = (qr + hh * dh, kr + hh * dh);
-                // q and k rows are distinct regions of dqkv/qkv (query slot vs key slot)
-                let (dq, dk) = if qa < ka {
-                    let (lo, hi) = dqkv.split_at_mut(ka);
-                    (&mut lo[qa..qa + dh], &mut hi[..dh])
-                } else {
-                    let (lo, hi) = dqkv.split_at_mut(qa);
-                    (&mut hi[..dh], &mut lo[ka..ka + dh])
-                };
-                simd::axpy::<F>(dq, g, &qkv[ka..ka + dh]);
-                simd::axpy::<F>(dk, g, &qkv[qa..qa + dh]);
+                tmp[hh] = ds[hh * nk + j];
             }
+            simd::head_axpy::<F, NV>(dq, tmp, &qkv[kr..kr + d], h, dh);
+            simd::head_axpy::<F, NV>(&mut dqkv[kr..kr + d], tmp, q, h, dh);
         }
+        simd::add_to(&mut dqkv[i * d3..i * d3 + d], dq);
     }
 }
 

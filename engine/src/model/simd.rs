@@ -66,15 +66,15 @@ pub fn dot<const F: bool>(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len();
     let b = &b[..n];
     let mut acc = [0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
         for l in 0..8 {
             acc[l] = madd::<F>(x[l], y[l], acc[l]);
         }
     }
     let mut s = hsum8(acc);
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+    for (x, y) in ra.iter().zip(rb) {
         s = madd::<F>(*x, *y, s);
     }
     s
@@ -84,14 +84,14 @@ pub fn dot<const F: bool>(a: &[f32], b: &[f32]) -> f32 {
 #[inline(always)]
 pub fn sum(a: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    for x in &mut ca {
+    let (ca, ra) = a.as_chunks::<8>();
+    for x in ca {
         for l in 0..8 {
             acc[l] += x[l];
         }
     }
     let mut s = hsum8(acc);
-    for x in ca.remainder() {
+    for x in ra {
         s += *x;
     }
     s
@@ -137,11 +137,132 @@ pub fn exp<const F: bool>(x: f32) -> f32 {
     p * pow
 }
 
-/// `x ← exp(x)`.
+/// Per-head dot products: `out[hh] = Σ_t a[hh·dh + t]·b[hh·dh + t]` for `hh < h`. `NV`:
+/// `dh / 8` when the AVX2 code may be used (`F`) and `dh` is a multiple of 8, else 0.
 #[inline(always)]
-pub fn exp_inplace<const F: bool>(x: &mut [f32]) {
+pub fn head_dots<const F: bool, const NV: usize>(
+    a: &[f32],
+    b: &[f32],
+    h: usize,
+    dh: usize,
+    out: &mut [f32],
+) {
+    let (a, b, out) = (&a[..h * dh], &b[..h * dh], &mut out[..h]);
+    #[cfg(target_arch = "x86_64")]
+    if F && NV > 0 {
+        debug_assert_eq!(dh, 8 * NV);
+        // SAFETY: `F` is only true in code compiled for AVX2+FMA; lengths checked above.
+        unsafe { x86::head_dots::<NV>(a.as_ptr(), b.as_ptr(), h, out.as_mut_ptr()) };
+        return;
+    }
+    for hh in 0..h {
+        out[hh] = dot::<F>(&a[hh * dh..(hh + 1) * dh], &b[hh * dh..(hh + 1) * dh]);
+    }
+}
+
+/// Per-head `y[hh·dh + t] += w[hh]·x[hh·dh + t]`; `NV` as in [`head_dots`].
+#[inline(always)]
+pub fn head_axpy<const F: bool, const NV: usize>(
+    y: &mut [f32],
+    w: &[f32],
+    x: &[f32],
+    h: usize,
+    dh: usize,
+) {
+    let (y, w, x) = (&mut y[..h * dh], &w[..h], &x[..h * dh]);
+    #[cfg(target_arch = "x86_64")]
+    if F && NV > 0 {
+        debug_assert_eq!(dh, 8 * NV);
+        // SAFETY: as in `head_dots`.
+        unsafe { x86::head_axpy::<NV>(y.as_mut_ptr(), w.as_ptr(), x.as_ptr(), h) };
+        return;
+    }
+    for hh in 0..h {
+        axpy::<F>(&mut y[hh * dh..(hh + 1) * dh], w[hh], &x[hh * dh..(hh + 1) * dh]);
+    }
+}
+
+/// Largest element (`-inf` when empty).
+#[inline(always)]
+pub fn max(a: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let (ch, rest) = a.as_chunks::<8>();
+    for x in ch {
+        for l in 0..8 {
+            acc[l] = if x[l] > acc[l] { x[l] } else { acc[l] };
+        }
+    }
+    let mut m = f32::NEG_INFINITY;
+    for v in acc.iter().chain(rest) {
+        if *v > m {
+            m = *v;
+        }
+    }
+    m
+}
+
+/// `x ← x·a`.
+#[inline(always)]
+pub fn scale(x: &mut [f32], a: f32) {
     for v in x.iter_mut() {
-        *v = exp::<F>(*v);
+        *v *= a;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// Sums of `v[0..4]` as `[Σv0, Σv1, Σv2, Σv3]`.
+    #[inline(always)]
+    unsafe fn hsum4(v: [__m256; 4]) -> __m128 {
+        let x = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+        _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps::<1>(x))
+    }
+
+    /// See [`super::head_dots`]; `dh = 8·NV`.
+    #[inline(always)]
+    pub unsafe fn head_dots<const NV: usize>(a: *const f32, b: *const f32, h: usize, out: *mut f32) {
+        let (nv, dh) = (NV, 8 * NV);
+        let mut g = 0;
+        while g < h {
+            let k = (h - g).min(4);
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (t, slot) in acc.iter_mut().enumerate().take(k) {
+                let base = (g + t) * dh;
+                let mut s = _mm256_mul_ps(_mm256_loadu_ps(a.add(base)), _mm256_loadu_ps(b.add(base)));
+                for v in 1..nv {
+                    let o = base + 8 * v;
+                    s = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(o)), _mm256_loadu_ps(b.add(o)), s);
+                }
+                *slot = s;
+            }
+            let r = hsum4(acc);
+            if k == 4 {
+                _mm_storeu_ps(out.add(g), r);
+            } else {
+                let mut tmp = [0f32; 4];
+                _mm_storeu_ps(tmp.as_mut_ptr(), r);
+                for t in 0..k {
+                    *out.add(g + t) = tmp[t];
+                }
+            }
+            g += 4;
+        }
+    }
+
+    /// See [`super::head_axpy`]; `dh = 8·NV`.
+    #[inline(always)]
+    pub unsafe fn head_axpy<const NV: usize>(y: *mut f32, w: *const f32, x: *const f32, h: usize) {
+        let (nv, dh) = (NV, 8 * NV);
+        for hh in 0..h {
+            let wv = _mm256_set1_ps(*w.add(hh));
+            for v in 0..nv {
+                let o = hh * dh + 8 * v;
+                let p = y.add(o);
+                _mm256_storeu_ps(p, _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.add(o)), _mm256_loadu_ps(p)));
+            }
+        }
     }
 }
 
