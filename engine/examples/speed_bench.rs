@@ -14,6 +14,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use rdl_engine::encode::{EncodedContext, Encoder, EncoderConfig};
 use rdl_engine::model::grad::{FastTrainer, Loss};
 use rdl_engine::model::infer::FastModel;
+use rdl_engine::model::optim::FastAdamW;
 use rdl_engine::model::{bce_with_logits, sorted_vars, Batch, Model, ModelConfig, ModelDims};
 use rdl_engine::train::make_batches;
 use rdl_engine::train::synth::churn_dataset;
@@ -209,14 +210,19 @@ fn train_run(
 ) -> R<(Rate, Vec<f32>)> {
     let (vm, model) = new_model(s)?;
     let vars: Vec<_> = sorted_vars(&vm).into_iter().map(|(_, v)| v).collect();
-    let mut opt = AdamW::new(
-        vars,
-        ParamsAdamW {
-            lr: 3e-3,
-            weight_decay: 0.01,
-            ..Default::default()
-        },
-    )?;
+    let params = ParamsAdamW {
+        lr: 3e-3,
+        weight_decay: 0.01,
+        ..Default::default()
+    };
+    // candle's AdamW with candle's path, the fused one (same bits) with the fast path
+    let mut opt: Box<dyn FnMut(&candle_core::backprop::GradStore) -> R<()>> = if fast {
+        let mut o = FastAdamW::new(vars, params)?;
+        Box::new(move |g| o.step(g))
+    } else {
+        let mut o = AdamW::new(vars, params)?;
+        Box::new(move |g| o.step(g))
+    };
     let mut ft = FastTrainer::new(&model).expect("supported");
     let ys: Vec<Tensor> = batches.iter().map(labels).collect::<R<_>>()?;
     let mut losses = Vec::with_capacity(steps);
@@ -229,7 +235,7 @@ fn train_run(
             let g = l.backward()?;
             (l, g)
         };
-        opt.step(&grads)?;
+        opt(&grads)?;
         losses.push(loss.to_scalar::<f32>()?);
         Ok(())
     };

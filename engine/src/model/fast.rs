@@ -6,7 +6,7 @@
 //! biases), so they are one `[3d, d]` matrix and one `[3d]` bias; likewise `w1`, `w3` of the
 //! feed-forward layer (`[2h, d]`). Each projection is then one matrix product.
 
-use candle_core::{Result, Tensor};
+use candle_core::{CpuStorage, Result, Storage, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -160,11 +160,25 @@ impl ParamLayout {
     /// The current parameter values, in layout order.
     pub fn read(&self) -> Result<Vec<f32>> {
         let mut p = Vec::with_capacity(self.total);
+        self.read_into(&mut p)?;
+        Ok(p)
+    }
+
+    /// [`ParamLayout::read`] into `p` (its buffer reused).
+    pub fn read_into(&self, p: &mut Vec<f32>) -> Result<()> {
+        p.clear();
         for (t, off) in &self.tensors {
             debug_assert_eq!(p.len(), *off);
-            p.extend(t.flatten_all()?.to_vec1::<f32>()?);
+            let (st, l) = t.storage_and_layout();
+            match (&*st, l.contiguous_offsets()) {
+                (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => p.extend_from_slice(&v[a..b]),
+                _ => {
+                    drop(st);
+                    p.extend(t.flatten_all()?.to_vec1::<f32>()?);
+                }
+            }
         }
-        Ok(p)
+        Ok(())
     }
 }
 
@@ -316,23 +330,6 @@ pub(crate) fn embed(lay: &ParamLayout, p: &[f32], hb: &HostBatch, ch: Chunk, x: 
     }
 }
 
-/// The attention shape of layer `kind` for a chunk.
-pub(crate) fn attn_shape<'a>(
-    lay: &ParamLayout,
-    hb: &'a HostBatch,
-    kind: usize,
-    ch: Chunk,
-) -> AttnShape<'a> {
-    let csr = &hb.csr[kind];
-    AttnShape {
-        off: &csr.off[ch.t0..=ch.t1],
-        keys: &csr.keys,
-        base: ch.t0,
-        heads: lay.heads,
-        d: lay.d,
-    }
-}
-
 /// Dropout masks of a batch in the order [`Model::forward`] draws them: per block, one
 /// `n×d` mask per attention layer then one for the feed-forward layer. `None` without
 /// dropout.
@@ -366,18 +363,172 @@ pub(crate) fn dropout_masks(
     )
 }
 
-/// Activations one layer keeps for the backward.
+/// Which rows of a chunk one layer computes. Only the target tokens' states leave the last
+/// layer, so going backwards from them: a feed-forward layer needs its rows, an attention
+/// layer its queries' rows and their keys. Rows outside are never read by anything that
+/// reaches an output (their gradients are exactly zero): skipping them changes nothing.
+#[derive(Debug, Default)]
+pub(crate) struct LayerPlan {
+    /// Attention type, `None` for the feed-forward layer.
+    pub kind: Option<usize>,
+    /// Rows (chunk-local, sorted) whose output is read later; `None`: every row.
+    pub out: Option<Vec<u32>>,
+    /// Rows whose normalised input the layer reads (`out` and, for attention, their keys);
+    /// `None`: every row.
+    pub inp: Option<Vec<u32>>,
+    /// Attention with a subset of queries: their pairs, keys as indices into the input rows.
+    pub csr: Option<Csr>,
+    /// ... and each query's own index in the input rows.
+    pub qrow: Vec<u32>,
+    /// Attention: the order to visit the queries in.
+    pub order: Vec<u32>,
+}
+
+impl LayerPlan {
+    pub fn n_out(&self, n: usize) -> usize {
+        self.out.as_ref().map_or(n, Vec::len)
+    }
+    pub fn n_inp(&self, n: usize) -> usize {
+        self.inp.as_ref().map_or(n, Vec::len)
+    }
+    /// Chunk row of output `i`.
+    #[inline]
+    pub fn out_row(&self, i: usize) -> usize {
+        self.out.as_ref().map_or(i, |r| r[i] as usize)
+    }
+}
+
+/// The layers' plans of a chunk, in forward order (see [`LayerPlan`]).
+pub(crate) fn plan(lay: &ParamLayout, hb: &HostBatch, ch: Chunk) -> Vec<LayerPlan> {
+    let n = ch.n();
+    let mut kinds = Vec::new();
+    for (attn, _) in &lay.blocks {
+        kinds.extend((0..attn.len()).map(Some));
+        kinds.push(None);
+    }
+    let mut need = vec![false; n];
+    for c in ch.c0..ch.c1 {
+        need[hb.target[c] as usize - ch.t0] = true;
+    }
+    let rows = |m: &[bool]| -> Option<Vec<u32>> {
+        let r: Vec<u32> = (0..n as u32).filter(|&t| m[t as usize]).collect();
+        (r.len() < n).then_some(r)
+    };
+    let mut plans: Vec<LayerPlan> = Vec::with_capacity(kinds.len());
+    for kind in kinds.into_iter().rev() {
+        let out = rows(&need);
+        let Some(k) = kind else {
+            plans.push(LayerPlan {
+                kind,
+                inp: out.clone(),
+                out,
+                ..Default::default()
+            });
+            continue;
+        };
+        let Some(out_rows) = out else {
+            plans.push(LayerPlan {
+                kind,
+                order: hb.csr[k].query_order(ch.t0, ch.t1, ch.t0),
+                ..Default::default()
+            });
+            continue;
+        };
+        let csr = &hb.csr[k];
+        for &q in &out_rows {
+            let t = q as usize + ch.t0;
+            for &key in &csr.keys[csr.off[t] as usize..csr.off[t + 1] as usize] {
+                need[key as usize - ch.t0] = true;
+            }
+        }
+        let inp = rows(&need);
+        // index of each chunk row among the input rows
+        let idx: Vec<u32> = match &inp {
+            Some(r) => {
+                let mut idx = vec![u32::MAX; n];
+                for (i, &t) in r.iter().enumerate() {
+                    idx[t as usize] = i as u32;
+                }
+                idx
+            }
+            None => (0..n as u32).collect(),
+        };
+        let mut off = Vec::with_capacity(out_rows.len() + 1);
+        let mut keys = Vec::new();
+        off.push(0u32);
+        for &q in &out_rows {
+            let t = q as usize + ch.t0;
+            for &key in &csr.keys[csr.off[t] as usize..csr.off[t + 1] as usize] {
+                keys.push(idx[key as usize - ch.t0]);
+            }
+            off.push(keys.len() as u32);
+        }
+        let csr = Csr { off, keys };
+        plans.push(LayerPlan {
+            kind,
+            qrow: out_rows.iter().map(|&q| idx[q as usize]).collect(),
+            order: csr.query_order(0, out_rows.len(), 0),
+            out: Some(out_rows),
+            inp,
+            csr: Some(csr),
+        });
+    }
+    plans.reverse();
+    plans
+}
+
+/// The attention shape of an attention layer of a chunk under its plan.
+pub(crate) fn attn_shape<'a>(
+    lay: &ParamLayout,
+    hb: &'a HostBatch,
+    ch: Chunk,
+    plan: &'a LayerPlan,
+) -> AttnShape<'a> {
+    match &plan.csr {
+        Some(c) => AttnShape {
+            off: &c.off,
+            keys: &c.keys,
+            base: 0,
+            qrow: &plan.qrow,
+            order: &plan.order,
+            heads: lay.heads,
+            d: lay.d,
+        },
+        None => {
+            let c = &hb.csr[plan.kind.expect("attention layer")];
+            AttnShape {
+                off: &c.off[ch.t0..=ch.t1],
+                keys: &c.keys,
+                base: ch.t0,
+                qrow: &[],
+                order: &plan.order,
+                heads: lay.heads,
+                d: lay.d,
+            }
+        }
+    }
+}
+
+/// Rows `rows` of `x` (`d` wide) into `dst`.
+pub(crate) fn gather(x: &[f32], rows: &[u32], d: usize, dst: &mut Vec<f32>) {
+    dst.clear();
+    for &r in rows {
+        dst.extend_from_slice(&x[r as usize * d..(r as usize + 1) * d]);
+    }
+}
+
+/// Activations one layer keeps for the backward (input rows and output rows of its plan).
 #[derive(Default)]
 pub(crate) struct LayerCache {
     pub xhat: Vec<f32>,
     pub rstd: Vec<f32>,
     /// The normalised input (`x̂·g + b`).
     pub y: Vec<f32>,
-    /// `qkv` (attention, `n×3d`) or `[u₁|u₃]` (feed-forward, `n×2h`).
+    /// `qkv` (attention, `3d` per input row) or `[u₁|u₃]` (feed-forward, `2h` per row).
     pub proj: Vec<f32>,
-    /// Attention output before `o` (`n×d`) or `silu(u₁)·u₃` (`n×h`).
+    /// Attention output before `o` (`d` per query) or `silu(u₁)·u₃` (`h` per row).
     pub act: Vec<f32>,
-    /// Pair weights `P×H` and sink weights `n×H` (attention).
+    /// Pair weights (`H` per pair) and sink weights (`H` per query).
     pub w: Vec<f32>,
     pub wsink: Vec<f32>,
 }
@@ -385,9 +536,9 @@ pub(crate) struct LayerCache {
 /// Scratch buffers of one chunk's forward pass.
 #[derive(Default)]
 pub(crate) struct Scratch {
-    pub y: Vec<f32>,
-    pub proj: Vec<f32>,
-    pub act: Vec<f32>,
+    /// The layer's activations when nothing is kept for a backward.
+    pub layer: LayerCache,
+    pub xg: Vec<f32>,
     pub out: Vec<f32>,
     pub pairs: Vec<f32>,
 }
@@ -399,14 +550,16 @@ fn fit(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
     &mut v[..n]
 }
 
-/// The blocks over a chunk's embeddings `x` (`n×d`, updated in place). With `caches`
-/// (one per layer, in order), keeps what the backward needs. `masks`: dropout masks of the
-/// whole batch (see [`dropout_masks`]).
+/// The blocks over a chunk's embeddings `x` (`n×d`, updated in place; rows outside the
+/// plans are left behind). With `caches` (one per layer, in order), keeps what the backward
+/// needs. `masks`: dropout masks of the whole batch (see [`dropout_masks`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn blocks_fwd(
     lay: &ParamLayout,
     p: &[f32],
     hb: &HostBatch,
     ch: Chunk,
+    plans: &[LayerPlan],
     x: &mut [f32],
     mut caches: Option<&mut [LayerCache]>,
     masks: Option<&[Vec<f32>]>,
@@ -414,62 +567,71 @@ pub(crate) fn blocks_fwd(
 ) {
     let (d, h, hid) = (lay.d, lay.heads, lay.hid);
     let n = ch.n();
+    let save = caches.is_some();
     let mut layer = 0;
-    let apply_mask = |masks: Option<&[Vec<f32>]>, layer: usize, o: &mut [f32]| {
-        if let Some(ms) = masks {
-            let m = &ms[layer][ch.t0 * d..ch.t1 * d];
-            for (v, &k) in o.iter_mut().zip(m) {
-                *v *= k;
-            }
-        }
-    };
     for (attn, ffn) in &lay.blocks {
-        for (kind, a) in attn.iter().enumerate() {
-            let shape = attn_shape(lay, hb, kind, ch);
-            let np = (shape.off[n] - shape.off[0]) as usize;
-            let g = &p[a.norm.g..a.norm.g + d];
-            let b = &p[a.norm.b..a.norm.b + d];
-            let wq = &p[a.qkv.w..a.qkv.w + 3 * d * d];
-            let bq = &p[a.qkv.b..a.qkv.b + 3 * d];
-            let sink = &p[a.sink..a.sink + h];
-            let out = fit(&mut s.out, n * d);
-            match caches.as_deref_mut() {
-                Some(cs) => {
-                    let c = &mut cs[layer];
-                    c.xhat.resize(n * d, 0.0);
-                    c.rstd.resize(n, 0.0);
-                    c.y.resize(n * d, 0.0);
-                    c.proj.resize(n * 3 * d, 0.0);
-                    c.act.resize(n * d, 0.0);
-                    c.w.resize(np * h, 0.0);
-                    c.wsink.resize(n * h, 0.0);
-                    kernels::layer_norm_fwd(x, g, b, d, &mut c.y, &mut c.xhat, &mut c.rstd);
-                    kernels::linear_fwd(&c.y, wq, bq, d, 3 * d, &mut c.proj);
+        let subs = attn
+            .iter()
+            .map(|a| (Some(a), a.norm))
+            .chain(std::iter::once((None, ffn.norm)));
+        for (a, norm) in subs {
+            let plan = &plans[layer];
+            let (n_in, n_out) = (plan.n_inp(n), plan.n_out(n));
+            let c = match caches.as_deref_mut() {
+                Some(cs) => &mut cs[layer],
+                None => &mut s.layer,
+            };
+            let xin: &[f32] = match &plan.inp {
+                Some(rows) => {
+                    gather(x, rows, d, &mut s.xg);
+                    &s.xg
+                }
+                None => x,
+            };
+            let y = fit(&mut c.y, n_in * d);
+            let (xhat, rstd): (&mut [f32], &mut [f32]) = if save {
+                (fit(&mut c.xhat, n_in * d), fit(&mut c.rstd, n_in))
+            } else {
+                (&mut [], &mut [])
+            };
+            kernels::layer_norm_fwd(
+                xin,
+                &p[norm.g..norm.g + d],
+                &p[norm.b..norm.b + d],
+                d,
+                y,
+                xhat,
+                rstd,
+            );
+            let out = fit(&mut s.out, n_out * d);
+            match a {
+                Some(a) => {
+                    let shape = attn_shape(lay, hb, ch, plan);
+                    let np = (shape.off[n_out] - shape.off[0]) as usize;
+                    let proj = fit(&mut c.proj, n_in * 3 * d);
+                    kernels::linear_fwd(
+                        y,
+                        &p[a.qkv.w..a.qkv.w + 3 * d * d],
+                        &p[a.qkv.b..a.qkv.b + 3 * d],
+                        d,
+                        3 * d,
+                        proj,
+                    );
+                    let act = fit(&mut c.act, n_out * d);
+                    let (w, wsink): (&mut [f32], &mut [f32]) = if save {
+                        (fit(&mut c.w, np * h), fit(&mut c.wsink, n_out * h))
+                    } else {
+                        (&mut [], &mut [])
+                    };
                     kernels::attention_fwd(
                         shape,
-                        &c.proj,
-                        sink,
-                        &mut c.act,
-                        &mut c.w,
-                        &mut c.wsink,
+                        proj,
+                        &p[a.sink..a.sink + h],
+                        act,
+                        w,
+                        wsink,
                         &mut s.pairs,
                     );
-                    kernels::linear_fwd(
-                        &c.act,
-                        &p[a.o.w..a.o.w + d * d],
-                        &p[a.o.b..a.o.b + d],
-                        d,
-                        d,
-                        out,
-                    );
-                }
-                None => {
-                    let y = fit(&mut s.y, n * d);
-                    kernels::layer_norm_fwd(x, g, b, d, y, &mut [], &mut []);
-                    let qkv = fit(&mut s.proj, n * 3 * d);
-                    kernels::linear_fwd(y, wq, bq, d, 3 * d, qkv);
-                    let act = fit(&mut s.act, n * d);
-                    kernels::attention_fwd(shape, qkv, sink, act, &mut [], &mut [], &mut s.pairs);
                     kernels::linear_fwd(
                         act,
                         &p[a.o.w..a.o.w + d * d],
@@ -479,44 +641,49 @@ pub(crate) fn blocks_fwd(
                         out,
                     );
                 }
+                None => {
+                    let proj = fit(&mut c.proj, n_in * 2 * hid);
+                    kernels::linear_fwd(
+                        y,
+                        &p[ffn.w13.w..ffn.w13.w + 2 * hid * d],
+                        &p[ffn.w13.b..ffn.w13.b + 2 * hid],
+                        d,
+                        2 * hid,
+                        proj,
+                    );
+                    let act = fit(&mut c.act, n_out * hid);
+                    kernels::swiglu_fwd(proj, hid, act);
+                    kernels::linear_fwd(
+                        act,
+                        &p[ffn.w2.w..ffn.w2.w + d * hid],
+                        &p[ffn.w2.b..ffn.w2.b + d],
+                        hid,
+                        d,
+                        out,
+                    );
+                }
             }
-            apply_mask(masks, layer, out);
-            kernels::add_assign(x, out);
+            // residual (dropout first)
+            if let Some(ms) = masks {
+                let m = &ms[layer];
+                for i in 0..n_out {
+                    let r = ch.t0 + plan.out_row(i);
+                    for (v, &k) in out[i * d..(i + 1) * d].iter_mut().zip(&m[r * d..(r + 1) * d]) {
+                        *v *= k;
+                    }
+                }
+            }
+            match &plan.out {
+                None => kernels::add_assign(x, out),
+                Some(rows) => {
+                    for (i, &r) in rows.iter().enumerate() {
+                        let r = r as usize;
+                        kernels::add_assign(&mut x[r * d..(r + 1) * d], &out[i * d..(i + 1) * d]);
+                    }
+                }
+            }
             layer += 1;
         }
-        let g = &p[ffn.norm.g..ffn.norm.g + d];
-        let b = &p[ffn.norm.b..ffn.norm.b + d];
-        let w13 = &p[ffn.w13.w..ffn.w13.w + 2 * hid * d];
-        let b13 = &p[ffn.w13.b..ffn.w13.b + 2 * hid];
-        let w2 = &p[ffn.w2.w..ffn.w2.w + d * hid];
-        let b2 = &p[ffn.w2.b..ffn.w2.b + d];
-        let out = fit(&mut s.out, n * d);
-        match caches.as_deref_mut() {
-            Some(cs) => {
-                let c = &mut cs[layer];
-                c.xhat.resize(n * d, 0.0);
-                c.rstd.resize(n, 0.0);
-                c.y.resize(n * d, 0.0);
-                c.proj.resize(n * 2 * hid, 0.0);
-                c.act.resize(n * hid, 0.0);
-                kernels::layer_norm_fwd(x, g, b, d, &mut c.y, &mut c.xhat, &mut c.rstd);
-                kernels::linear_fwd(&c.y, w13, b13, d, 2 * hid, &mut c.proj);
-                kernels::swiglu_fwd(&c.proj, hid, &mut c.act);
-                kernels::linear_fwd(&c.act, w2, b2, hid, d, out);
-            }
-            None => {
-                let y = fit(&mut s.y, n * d);
-                kernels::layer_norm_fwd(x, g, b, d, y, &mut [], &mut []);
-                let u = fit(&mut s.proj, n * 2 * hid);
-                kernels::linear_fwd(y, w13, b13, d, 2 * hid, u);
-                let a = fit(&mut s.act, n * hid);
-                kernels::swiglu_fwd(u, hid, a);
-                kernels::linear_fwd(a, w2, b2, hid, d, out);
-            }
-        }
-        apply_mask(masks, layer, out);
-        kernels::add_assign(x, out);
-        layer += 1;
     }
 }
 

@@ -47,6 +47,7 @@ struct Lane {
     dact: Vec<f32>,
     dproj: Vec<f32>,
     dmask: Vec<f32>,
+    dxin: Vec<f32>,
     row: Vec<f32>,
     loss: f64,
 }
@@ -55,6 +56,7 @@ struct Lane {
 pub struct FastTrainer {
     lay: ParamLayout,
     lanes: Vec<Lane>,
+    params: Vec<f32>,
 }
 
 fn fit(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -81,6 +83,7 @@ impl FastTrainer {
         fast::supported(m).then(|| FastTrainer {
             lay: ParamLayout::new(m),
             lanes: Vec::new(),
+            params: Vec::new(),
         })
     }
 
@@ -104,7 +107,8 @@ impl FastTrainer {
         if bsz != b.n_ctx || no != lay.n_out || (loss != Loss::CrossEntropy && no != 1) {
             candle_core::bail!("targets of shape {:?} for {} contexts", y.dims(), b.n_ctx);
         }
-        let p = lay.read()?;
+        lay.read_into(&mut self.params)?;
+        let p = &self.params;
         let hb = HostBatch::from_batch(b)?;
         let ys = y.flatten_all()?.to_vec1::<f32>()?;
         let masks = fast::dropout_masks(m, hb.n_tokens, rng);
@@ -113,7 +117,7 @@ impl FastTrainer {
         self.lanes.resize_with(n_lanes, Lane::default);
         let ctx = StepCtx {
             lay,
-            p: &p,
+            p,
             hb: &hb,
             ys: &ys,
             loss,
@@ -221,6 +225,7 @@ impl StepCtx<'_> {
         let n = ch.n();
         let n_layers = lay.blocks.iter().map(|(a, _)| a.len() + 1).sum::<usize>();
         lane.caches.resize_with(n_layers, LayerCache::default);
+        let plans = fast::plan(lay, hb, ch);
         let x = fit(&mut lane.x, n * d);
         fast::embed(lay, p, hb, ch, x);
         fast::blocks_fwd(
@@ -228,6 +233,7 @@ impl StepCtx<'_> {
             p,
             hb,
             ch,
+            &plans,
             x,
             Some(&mut lane.caches),
             self.masks,
@@ -275,109 +281,69 @@ impl StepCtx<'_> {
             );
         }
 
-        // blocks, last layer first
-        let mut layer = n_layers;
-        for (attn, ffn) in lay.blocks.iter().rev() {
-            layer -= 1;
+        // layers, last first
+        let subs: Vec<(Option<&fast::AttnOff>, &fast::FfnOff)> = lay
+            .blocks
+            .iter()
+            .flat_map(|(attn, ffn)| {
+                attn.iter()
+                    .map(move |a| (Some(a), ffn))
+                    .chain(std::iter::once((None, ffn)))
+            })
+            .collect();
+        for (layer, &(a, ffn)) in subs.iter().enumerate().rev() {
+            let plan = &plans[layer];
             let c = &lane.caches[layer];
-            let dout: &[f32] = match self.masks {
-                Some(ms) => {
-                    let dm = fit(&mut lane.dmask, n * d);
-                    let m = &ms[layer][ch.t0 * d..ch.t1 * d];
-                    for ((o, &a), &k) in dm.iter_mut().zip(dx.iter()).zip(m) {
-                        *o = a * k;
+            let (n_in, n_out) = (plan.n_inp(n), plan.n_out(n));
+            // gradient at the layer's output rows (through dropout)
+            let dout: &[f32] = match (self.masks, &plan.out) {
+                (None, None) => &*dx,
+                (masks, _) => {
+                    let dm = &mut lane.dmask;
+                    dm.clear();
+                    for i in 0..n_out {
+                        let r = plan.out_row(i);
+                        let src = &dx[r * d..(r + 1) * d];
+                        match masks {
+                            Some(ms) => {
+                                let m = &ms[layer][(ch.t0 + r) * d..(ch.t0 + r + 1) * d];
+                                dm.extend(src.iter().zip(m).map(|(a, k)| a * k));
+                            }
+                            None => dm.extend_from_slice(src),
+                        }
                     }
                     dm
                 }
-                None => &*dx,
             };
-            let da = fit(&mut lane.dact, n * hid);
-            {
-                let (dw, db) = two(g, (ffn.w2.w, d * hid), (ffn.w2.b, d));
-                kernels::linear_bwd(
-                    &c.act,
-                    dout,
-                    &p[ffn.w2.w..ffn.w2.w + d * hid],
-                    hid,
-                    d,
-                    dw,
-                    db,
-                    Some((da, false)),
-                );
-            }
-            let du = fit(&mut lane.dproj, n * 2 * hid);
-            kernels::swiglu_bwd(&c.proj, da, hid, du);
-            let dyb = fit(&mut lane.dy, n * d);
-            {
-                let (dw, db) = two(g, (ffn.w13.w, 2 * hid * d), (ffn.w13.b, 2 * hid));
-                kernels::linear_bwd(
-                    &c.y,
-                    du,
-                    &p[ffn.w13.w..ffn.w13.w + 2 * hid * d],
-                    d,
-                    2 * hid,
-                    dw,
-                    db,
-                    Some((dyb, false)),
-                );
-            }
-            {
-                let (dg, db) = two(g, (ffn.norm.g, d), (ffn.norm.b, d));
-                kernels::layer_norm_bwd(
-                    dyb,
-                    &c.xhat,
-                    &c.rstd,
-                    &p[ffn.norm.g..ffn.norm.g + d],
-                    d,
-                    dx,
-                    dg,
-                    db,
-                    tmp,
-                );
-            }
-            for (kind, a) in attn.iter().enumerate().rev() {
-                layer -= 1;
-                let c = &lane.caches[layer];
-                let shape = fast::attn_shape(lay, hb, kind, ch);
-                let dout: &[f32] = match self.masks {
-                    Some(ms) => {
-                        let dm = fit(&mut lane.dmask, n * d);
-                        let m = &ms[layer][ch.t0 * d..ch.t1 * d];
-                        for ((o, &a), &k) in dm.iter_mut().zip(dx.iter()).zip(m) {
-                            *o = a * k;
-                        }
-                        dm
+            let dyb = fit(&mut lane.dy, n_in * d);
+            let norm = match a {
+                Some(a) => {
+                    let datt = fit(&mut lane.dact, n_out * d);
+                    {
+                        let (dw, db) = two(g, (a.o.w, d * d), (a.o.b, d));
+                        kernels::linear_bwd(
+                            &c.act,
+                            dout,
+                            &p[a.o.w..a.o.w + d * d],
+                            d,
+                            d,
+                            dw,
+                            db,
+                            Some((datt, false)),
+                        );
                     }
-                    None => &*dx,
-                };
-                let datt = fit(&mut lane.dact, n * d);
-                {
-                    let (dw, db) = two(g, (a.o.w, d * d), (a.o.b, d));
-                    kernels::linear_bwd(
-                        &c.act,
-                        dout,
-                        &p[a.o.w..a.o.w + d * d],
-                        d,
-                        d,
-                        dw,
-                        db,
-                        Some((datt, false)),
+                    let dqkv = fit(&mut lane.dproj, n_in * 3 * d);
+                    dqkv.fill(0.0);
+                    kernels::attention_bwd(
+                        fast::attn_shape(lay, hb, ch, plan),
+                        &c.proj,
+                        &c.w,
+                        &c.wsink,
+                        datt,
+                        dqkv,
+                        &mut g[a.sink..a.sink + h],
+                        &mut lane.scratch.pairs,
                     );
-                }
-                let dqkv = fit(&mut lane.dproj, n * 3 * d);
-                dqkv.fill(0.0);
-                kernels::attention_bwd(
-                    shape,
-                    &c.proj,
-                    &c.w,
-                    &c.wsink,
-                    datt,
-                    dqkv,
-                    &mut g[a.sink..a.sink + h],
-                    &mut lane.scratch.pairs,
-                );
-                let dyb = fit(&mut lane.dy, n * d);
-                {
                     let (dw, db) = two(g, (a.qkv.w, 3 * d * d), (a.qkv.b, 3 * d));
                     kernels::linear_bwd(
                         &c.y,
@@ -389,19 +355,71 @@ impl StepCtx<'_> {
                         db,
                         Some((dyb, false)),
                     );
+                    a.norm
                 }
-                let (dg, db) = two(g, (a.norm.g, d), (a.norm.b, d));
-                kernels::layer_norm_bwd(
+                None => {
+                    let da = fit(&mut lane.dact, n_out * hid);
+                    {
+                        let (dw, db) = two(g, (ffn.w2.w, d * hid), (ffn.w2.b, d));
+                        kernels::linear_bwd(
+                            &c.act,
+                            dout,
+                            &p[ffn.w2.w..ffn.w2.w + d * hid],
+                            hid,
+                            d,
+                            dw,
+                            db,
+                            Some((da, false)),
+                        );
+                    }
+                    let du = fit(&mut lane.dproj, n_in * 2 * hid);
+                    kernels::swiglu_bwd(&c.proj, da, hid, du);
+                    let (dw, db) = two(g, (ffn.w13.w, 2 * hid * d), (ffn.w13.b, 2 * hid));
+                    kernels::linear_bwd(
+                        &c.y,
+                        du,
+                        &p[ffn.w13.w..ffn.w13.w + 2 * hid * d],
+                        d,
+                        2 * hid,
+                        dw,
+                        db,
+                        Some((dyb, false)),
+                    );
+                    ffn.norm
+                }
+            };
+            let (dg, db) = two(g, (norm.g, d), (norm.b, d));
+            match &plan.inp {
+                None => kernels::layer_norm_bwd(
                     dyb,
                     &c.xhat,
                     &c.rstd,
-                    &p[a.norm.g..a.norm.g + d],
+                    &p[norm.g..norm.g + d],
                     d,
                     dx,
                     dg,
                     db,
                     tmp,
-                );
+                ),
+                Some(rows) => {
+                    let dxi = fit(&mut lane.dxin, n_in * d);
+                    dxi.fill(0.0);
+                    kernels::layer_norm_bwd(
+                        dyb,
+                        &c.xhat,
+                        &c.rstd,
+                        &p[norm.g..norm.g + d],
+                        d,
+                        dxi,
+                        dg,
+                        db,
+                        tmp,
+                    );
+                    for (i, &r) in rows.iter().enumerate() {
+                        let r = r as usize;
+                        kernels::add_assign(&mut dx[r * d..(r + 1) * d], &dxi[i * d..(i + 1) * d]);
+                    }
+                }
             }
         }
 

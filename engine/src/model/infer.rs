@@ -85,7 +85,8 @@ impl FastModel {
         x.resize(n * d, 0.0);
         let x = &mut x[..n * d];
         fast::embed(&self.lay, &self.p, hb, ch, x);
-        fast::blocks_fwd(&self.lay, &self.p, hb, ch, x, None, None, s);
+        let plans = fast::plan(&self.lay, hb, ch);
+        fast::blocks_fwd(&self.lay, &self.p, hb, ch, &plans, x, None, None, s);
         let mut y = vec![0f32; d];
         for (i, c) in (ch.c0..ch.c1).enumerate() {
             let t = hb.target[c] as usize - ch.t0;

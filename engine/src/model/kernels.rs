@@ -237,24 +237,66 @@ impl Csr {
         }
         Csr { off, keys }
     }
+
+    /// Queries `q0..q1` (as offsets from `q0`) ordered by their first key (their own index
+    /// when they have none) and key count: queries with the same keys become neighbours.
+    pub fn query_order(&self, q0: usize, q1: usize, base: usize) -> Vec<u32> {
+        let key = |q: usize| -> (u32, u32) {
+            let (a, b) = (self.off[q] as usize, self.off[q + 1] as usize);
+            let first = if a < b {
+                self.keys[a] - base as u32
+            } else {
+                (q - q0) as u32
+            };
+            (first, (b - a) as u32)
+        };
+        let mut o: Vec<u32> = (0..(q1 - q0) as u32).collect();
+        o.sort_by_key(|&i| key(q0 + i as usize));
+        o
+    }
 }
 
-/// One attention layer's shapes and pairs for a chunk of `n` tokens starting at global token
-/// `base`: `off` is the chunk's `n + 1` slice of the CSR offsets (absolute pair positions).
+/// One attention layer's pairs and shapes: the keys of query `i` are
+/// `keys[off[i]..off[i + 1]]` (`off` may start anywhere: a slice of a larger CSR), rows of
+/// `qkv` at `key − base`; query `i`'s own row of `qkv` is `qrow[i]` (`i` when `qrow` is
+/// empty). Outputs are per query.
 #[derive(Clone, Copy)]
 pub struct AttnShape<'a> {
     pub off: &'a [u32],
     pub keys: &'a [u32],
     pub base: usize,
+    pub qrow: &'a [u32],
+    /// The order to visit queries in (empty: `0..nq`); queries with the same keys next to
+    /// each other keep those keys' rows in cache (see [`Csr::query_order`]).
+    pub order: &'a [u32],
     pub heads: usize,
     pub d: usize,
 }
 
+impl AttnShape<'_> {
+    #[inline(always)]
+    fn query(&self, k: usize) -> usize {
+        if self.order.is_empty() {
+            k
+        } else {
+            self.order[k] as usize
+        }
+    }
+    #[inline(always)]
+    fn qrow(&self, i: usize) -> usize {
+        if self.qrow.is_empty() {
+            i
+        } else {
+            self.qrow[i] as usize
+        }
+    }
+}
+
 simd_dispatch! {
-    /// Attention with a sink over allowed pairs. `qkv`: `n×3d` (queries, keys, values);
-    /// `out`: `n×d` (overwritten; a query without keys gets zeros). With non-empty `w` and
-    /// `wsink`, keeps the pair weights (per query, head-major: `w[(p0 + hh·nk + j)]` for
-    /// the query's `nk` pairs from chunk position `p0`) and the sink's (`n×H`).
+    /// Attention with a sink over allowed pairs. `qkv`: rows of `3d` (queries, keys,
+    /// values); `out`: `nq×d` (overwritten; a query without keys gets zeros). With non-empty
+    /// `w` and `wsink`, keeps the pair weights (`P×H`, pair-major, pairs from position `off[0]`) and the sink's
+    /// (`nq×H`).
     pub fn attention_fwd(
         s: AttnShape<'_>,
         qkv: &[f32],
@@ -300,13 +342,14 @@ fn attention_fwd_body<const F: bool, const NV: usize>(
     let scale = 1.0 / (dh as f32).sqrt();
     let save = !w.is_empty();
     let p_base = s.off[0] as usize;
-    let mut tmp = [0f32; 64];
-    let tmp = &mut tmp[..h];
-    for i in 0..n {
+    let (mut m, mut den, mut inv) = ([0f32; 64], [0f32; 64], [0f32; 64]);
+    let (m, den, inv) = (&mut m[..h], &mut den[..h], &mut inv[..h]);
+    for k in 0..n {
+        let i = s.query(k);
         let (p0, p1) = (s.off[i] as usize, s.off[i + 1] as usize);
         let o = &mut out[i * d..(i + 1) * d];
-        o.fill(0.0);
         if p0 == p1 {
+            o.fill(0.0);
             if save {
                 wsink[i * h..(i + 1) * h].fill(1.0);
             }
@@ -314,47 +357,42 @@ fn attention_fwd_body<const F: bool, const NV: usize>(
         }
         let nk = p1 - p0;
         let keys = &s.keys[p0..p1];
-        let q = &qkv[i * d3..i * d3 + d];
+        let qr = s.qrow(i) * d3;
+        let q = &qkv[qr..qr + d];
         if scratch.len() < nk * h {
             scratch.resize(nk * h, 0.0);
         }
+        // scores, pair-major [nk, h]
         let sc = &mut scratch[..nk * h];
-        for (j, &kg) in keys.iter().enumerate() {
-            let kr = (kg as usize - s.base) * d3 + d;
-            simd::head_dots::<F, NV>(q, &qkv[kr..kr + d], h, dh, tmp);
-            for hh in 0..h {
-                sc[hh * nk + j] = tmp[hh] * scale;
-            }
-        }
+        simd::row_dots::<F, NV>(q, keys, s.base, qkv, d3, d, h, dh, scale, sc);
+        // softmax with the sink, per head
+        simd::head_max(sc, h, sink, m);
         for hh in 0..h {
-            let row = &mut sc[hh * nk..(hh + 1) * nk];
-            let m = simd::max(row).max(sink[hh]);
-            for v in row.iter_mut() {
-                *v = simd::exp::<F>(*v - m);
-            }
-            let se = simd::exp::<F>(sink[hh] - m);
-            let inv = 1.0 / (se + simd::sum(row));
-            simd::scale(row, inv);
-            if save {
-                wsink[i * h + hh] = se * inv;
-            }
+            den[hh] = simd::exp::<F>(sink[hh] - m[hh]);
         }
-        for (j, &kg) in keys.iter().enumerate() {
-            let vr = (kg as usize - s.base) * d3 + 2 * d;
-            for hh in 0..h {
-                tmp[hh] = sc[hh * nk + j];
-            }
-            simd::head_axpy::<F, NV>(o, tmp, &qkv[vr..vr + d], h, dh);
+        let se: [f32; 64] = {
+            let mut a = [0f32; 64];
+            a[..h].copy_from_slice(den);
+            a
+        };
+        simd::head_exp_sum::<F>(sc, h, m, den);
+        for hh in 0..h {
+            inv[hh] = 1.0 / den[hh];
         }
+        simd::head_affine(sc, h, &[0f32; 64], inv, &[]);
+        simd::weighted_rows::<F, NV>(o, sc, keys, s.base, qkv, d3, 2 * d, h, dh);
         if save {
             w[(p0 - p_base) * h..(p1 - p_base) * h].copy_from_slice(sc);
+            for hh in 0..h {
+                wsink[i * h + hh] = se[hh] * inv[hh];
+            }
         }
     }
 }
 
 simd_dispatch! {
-    /// Backward of [`attention_fwd`]: `dqkv` (`n×3d`, accumulated: keys and values of
-    /// other queries add to it) and `dsink += ∂L/∂sink` from `dout` (`n×d`).
+    /// Backward of [`attention_fwd`]: `dqkv` (rows of `3d` as `qkv`, accumulated) and
+    /// `dsink += ∂L/∂sink` from `dout` (`nq×d`).
     pub fn attention_bwd(
         s: AttnShape<'_>,
         qkv: &[f32],
@@ -402,9 +440,10 @@ fn attention_bwd_body<const F: bool, const NV: usize>(
     let n = s.off.len() - 1;
     let scale = 1.0 / (dh as f32).sqrt();
     let p_base = s.off[0] as usize;
-    let mut tmp = [0f32; 64];
-    let tmp = &mut tmp[..h];
-    for i in 0..n {
+    let (mut dot, mut scl) = ([0f32; 64], [scale; 64]);
+    let (dot, scl) = (&mut dot[..h], &mut scl[..h]);
+    for k in 0..n {
+        let i = s.query(k);
         let (p0, p1) = (s.off[i] as usize, s.off[i + 1] as usize);
         if p0 == p1 {
             continue;
@@ -417,38 +456,21 @@ fn attention_bwd_body<const F: bool, const NV: usize>(
             scratch.resize(nk * h + d, 0.0);
         }
         let (ds, dq) = scratch.split_at_mut(nk * h);
-        let dq = &mut dq[..d];
-        dq.fill(0.0);
-        // dw = g·v per head; dv += w·g
-        for (j, &kg) in keys.iter().enumerate() {
-            let vr = (kg as usize - s.base) * d3 + 2 * d;
-            simd::head_dots::<F, NV>(g, &qkv[vr..vr + d], h, dh, tmp);
-            for hh in 0..h {
-                ds[hh * nk + j] = tmp[hh];
-                tmp[hh] = wi[hh * nk + j];
-            }
-            simd::head_axpy::<F, NV>(&mut dqkv[vr..vr + d], tmp, g, h, dh);
-        }
+        let (ds, dq) = (&mut ds[..nk * h], &mut dq[..d]);
+        let qr = s.qrow(i) * d3;
+        // dw = g·v per head (pair-major); dv += w·g
+        simd::row_dots::<F, NV>(g, keys, s.base, qkv, d3, 2 * d, h, dh, 1.0, ds);
+        simd::row_axpys::<F, NV>(dqkv, keys, s.base, d3, 2 * d, wi, g, h, dh);
         // ds = w·(dw − Σ w·dw)·scale; the sink's value is zero: dsink = −w_sink·Σ w·dw
+        simd::head_dot_cols::<F>(wi, ds, h, dot);
         for hh in 0..h {
-            let (wr, dr) = (&wi[hh * nk..(hh + 1) * nk], &mut ds[hh * nk..(hh + 1) * nk]);
-            let dot = simd::dot::<F>(wr, dr);
-            dsink[hh] -= wsink[i * h + hh] * dot;
-            for (v, &ww) in dr.iter_mut().zip(wr) {
-                *v = ww * (*v - dot) * scale;
-            }
+            dsink[hh] -= wsink[i * h + hh] * dot[hh];
         }
-        // dq += ds·k, dk += ds·q
-        let q = &qkv[i * d3..i * d3 + d];
-        for (j, &kg) in keys.iter().enumerate() {
-            let kr = (kg as usize - s.base) * d3 + d;
-            for hh in 0..h {
-                tmp[hh] = ds[hh * nk + j];
-            }
-            simd::head_axpy::<F, NV>(dq, tmp, &qkv[kr..kr + d], h, dh);
-            simd::head_axpy::<F, NV>(&mut dqkv[kr..kr + d], tmp, q, h, dh);
-        }
-        simd::add_to(&mut dqkv[i * d3..i * d3 + d], dq);
+        simd::head_affine(ds, h, dot, scl, wi);
+        // dq = ds·k, dk += ds·q
+        simd::weighted_rows::<F, NV>(dq, ds, keys, s.base, qkv, d3, d, h, dh);
+        simd::row_axpys::<F, NV>(dqkv, keys, s.base, d3, d, ds, &qkv[qr..qr + d], h, dh);
+        simd::add_to(&mut dqkv[qr..qr + d], dq);
     }
 }
 

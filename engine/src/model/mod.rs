@@ -17,6 +17,7 @@ pub mod fast;
 pub mod grad;
 pub mod infer;
 pub mod kernels;
+pub mod optim;
 pub mod pair_ops;
 pub(crate) mod simd;
 

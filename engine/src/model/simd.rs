@@ -137,14 +137,16 @@ pub fn exp<const F: bool>(x: f32) -> f32 {
     p * pow
 }
 
-/// Per-head dot products: `out[hh] = Σ_t a[hh·dh + t]·b[hh·dh + t]` for `hh < h`. `NV`:
-/// `dh / 8` when the AVX2 code may be used (`F`) and `dh` is a multiple of 8, else 0.
+/// Per-head dot products, scaled: `out[hh] = scale·Σ_t a[hh·dh + t]·b[hh·dh + t]` for
+/// `hh < h`. `NV`: `dh / 8` when the AVX2 code may be used (`F`) and `dh` is a multiple of
+/// 8, else 0.
 #[inline(always)]
 pub fn head_dots<const F: bool, const NV: usize>(
     a: &[f32],
     b: &[f32],
     h: usize,
     dh: usize,
+    scale: f32,
     out: &mut [f32],
 ) {
     let (a, b, out) = (&a[..h * dh], &b[..h * dh], &mut out[..h]);
@@ -152,11 +154,152 @@ pub fn head_dots<const F: bool, const NV: usize>(
     if F && NV > 0 {
         debug_assert_eq!(dh, 8 * NV);
         // SAFETY: `F` is only true in code compiled for AVX2+FMA; lengths checked above.
-        unsafe { x86::head_dots::<NV>(a.as_ptr(), b.as_ptr(), h, out.as_mut_ptr()) };
+        unsafe { x86::head_dots::<NV>(a.as_ptr(), b.as_ptr(), h, scale, out.as_mut_ptr()) };
         return;
     }
     for hh in 0..h {
-        out[hh] = dot::<F>(&a[hh * dh..(hh + 1) * dh], &b[hh * dh..(hh + 1) * dh]);
+        out[hh] = dot::<F>(&a[hh * dh..(hh + 1) * dh], &b[hh * dh..(hh + 1) * dh]) * scale;
+    }
+}
+
+/// Per-head reductions and maps over a pair-major `[nk, h]` matrix `x` (`x[j·h + hh]`). When
+/// `h` divides 8, whole 8-lane vectors are processed with lane `l` belonging to head `l % h`.
+#[inline(always)]
+fn by_head(h: usize) -> bool {
+    h <= 8 && 8 % h == 0
+}
+
+/// `m[hh] = max(init[hh], max_j x[j·h + hh])`.
+#[inline(always)]
+pub fn head_max(x: &[f32], h: usize, init: &[f32], m: &mut [f32]) {
+    let (init, m) = (&init[..h], &mut m[..h]);
+    m.copy_from_slice(init);
+    let mut start = 0;
+    if by_head(h) {
+        let (ch, _) = x.as_chunks::<8>();
+        let mut acc = [f32::NEG_INFINITY; 8];
+        for c in ch {
+            for l in 0..8 {
+                acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+            }
+        }
+        for (l, &a) in acc.iter().enumerate() {
+            if a > m[l % h] {
+                m[l % h] = a;
+            }
+        }
+        start = ch.len() * 8;
+    }
+    for (i, &v) in x.iter().enumerate().skip(start) {
+        if v > m[i % h] {
+            m[i % h] = v;
+        }
+    }
+}
+
+/// `x[j·h + hh] ← exp(x[j·h + hh] − m[hh])`, adding each head's values to `sum[hh]`.
+#[inline(always)]
+pub fn head_exp_sum<const F: bool>(x: &mut [f32], h: usize, m: &[f32], sum: &mut [f32]) {
+    let (m, sum) = (&m[..h], &mut sum[..h]);
+    let mut start = 0;
+    #[cfg(target_arch = "x86_64")]
+    if F && by_head(h) {
+        let mut pat = [0f32; 8];
+        for l in 0..8 {
+            pat[l] = m[l % h];
+        }
+        let (ch, _) = x.as_chunks_mut::<8>();
+        let mut acc = [0f32; 8];
+        // SAFETY: AVX2 code under `F`; whole chunks of 8.
+        unsafe { x86::exp_sub_sum(ch, &pat, &mut acc) };
+        for (l, &a) in acc.iter().enumerate() {
+            sum[l % h] += a;
+        }
+        start = ch.len() * 8;
+    }
+    if start == 0 && by_head(h) {
+        let mut pat = [0f32; 8];
+        for l in 0..8 {
+            pat[l] = m[l % h];
+        }
+        let (ch, _) = x.as_chunks_mut::<8>();
+        let mut acc = [0f32; 8];
+        for c in ch.iter_mut() {
+            for l in 0..8 {
+                c[l] = exp::<F>(c[l] - pat[l]);
+                acc[l] += c[l];
+            }
+        }
+        for (l, &a) in acc.iter().enumerate() {
+            sum[l % h] += a;
+        }
+        start = ch.len() * 8;
+    }
+    for (i, v) in x.iter_mut().enumerate().skip(start) {
+        *v = exp::<F>(*v - m[i % h]);
+        sum[i % h] += *v;
+    }
+}
+
+/// `x[j·h + hh] ← (x[j·h + hh] − sub[hh])·mul[hh]·w[j·h + hh]` (`w` empty: no factor).
+#[inline(always)]
+pub fn head_affine(x: &mut [f32], h: usize, sub: &[f32], mul: &[f32], w: &[f32]) {
+    let (sub, mul) = (&sub[..h], &mul[..h]);
+    let with_w = !w.is_empty();
+    let mut start = 0;
+    if by_head(h) {
+        let mut ps = [0f32; 8];
+        let mut pm = [0f32; 8];
+        for l in 0..8 {
+            ps[l] = sub[l % h];
+            pm[l] = mul[l % h];
+        }
+        let (ch, _) = x.as_chunks_mut::<8>();
+        if with_w {
+            let (wc, _) = w.as_chunks::<8>();
+            for (c, wv) in ch.iter_mut().zip(wc) {
+                for l in 0..8 {
+                    c[l] = wv[l] * ((c[l] - ps[l]) * pm[l]);
+                }
+            }
+        } else {
+            for c in ch.iter_mut() {
+                for l in 0..8 {
+                    c[l] = (c[l] - ps[l]) * pm[l];
+                }
+            }
+        }
+        start = ch.len() * 8;
+    }
+    for (i, v) in x.iter_mut().enumerate().skip(start) {
+        let f = if with_w { w[i] } else { 1.0 };
+        *v = f * ((*v - sub[i % h]) * mul[i % h]);
+    }
+}
+
+/// `out[hh] = Σ_j a[j·h + hh]·b[j·h + hh]`.
+#[inline(always)]
+pub fn head_dot_cols<const F: bool>(a: &[f32], b: &[f32], h: usize, out: &mut [f32]) {
+    let out = &mut out[..h];
+    out.fill(0.0);
+    let b = &b[..a.len()];
+    let mut start = 0;
+    if by_head(h) {
+        let (ca, _) = a.as_chunks::<8>();
+        let (cb, _) = b.as_chunks::<8>();
+        let mut acc = [0f32; 8];
+        for (x, y) in ca.iter().zip(cb) {
+            for l in 0..8 {
+                acc[l] = madd::<F>(x[l], y[l], acc[l]);
+            }
+        }
+        for (l, &v) in acc.iter().enumerate() {
+            out[l % h] += v;
+        }
+        start = ca.len() * 8;
+    }
+    for i in start..a.len() {
+        out[i % h] = madd::<F>(a[i], b[i], out[i % h]);
     }
 }
 
@@ -182,30 +325,137 @@ pub fn head_axpy<const F: bool, const NV: usize>(
     }
 }
 
-/// Largest element (`-inf` when empty).
+/// `out ← Σ_j Σ_hh w[j·h + hh] · src[row_j + hh·dh ..][..dh]` (per head, into that head's
+/// slice of `out`), `row_j = (keys[j] − base)·stride + col`, `nk = keys.len()`: the
+/// attention-weighted sum of value (or key) rows. Overwrites `out` (`h·dh`).
 #[inline(always)]
-pub fn max(a: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 8];
-    let (ch, rest) = a.as_chunks::<8>();
-    for x in ch {
-        for l in 0..8 {
-            acc[l] = if x[l] > acc[l] { x[l] } else { acc[l] };
+#[allow(clippy::too_many_arguments)]
+pub fn weighted_rows<const F: bool, const NV: usize>(
+    out: &mut [f32],
+    w: &[f32],
+    keys: &[u32],
+    base: usize,
+    src: &[f32],
+    stride: usize,
+    col: usize,
+    h: usize,
+    dh: usize,
+) {
+    let d = h * dh;
+    let nk = keys.len();
+    let (out, w) = (&mut out[..d], &w[..h * nk]);
+    #[cfg(target_arch = "x86_64")]
+    if F && NV > 0 && (d == 64 || d == 32) {
+        for &k in keys {
+            // every row in bounds (the kernel below reads `d` floats from each)
+            let _ = &src[(k as usize - base) * stride + col..][..d];
         }
-    }
-    let mut m = f32::NEG_INFINITY;
-    for v in acc.iter().chain(rest) {
-        if *v > m {
-            m = *v;
+        // SAFETY: AVX2 code under `F`; rows checked above; `out` and `w` sized above.
+        unsafe {
+            if d == 64 {
+                x86::weighted_rows::<8, NV>(out, w, keys, base, src.as_ptr(), stride, col);
+            } else {
+                x86::weighted_rows::<4, NV>(out, w, keys, base, src.as_ptr(), stride, col);
+            }
         }
+        return;
     }
-    m
+    out.fill(0.0);
+    for (j, &k) in keys.iter().enumerate() {
+        let r = (k as usize - base) * stride + col;
+        head_axpy::<F, NV>(out, &w[j * h..(j + 1) * h], &src[r..r + d], h, dh);
+    }
 }
 
-/// `x ← x·a`.
+/// Whether the register-resident AVX2 row kernels handle `h` heads of `dh` (`d = h·dh`):
+/// `d` of 32 or 64 floats, heads by fours.
 #[inline(always)]
-pub fn scale(x: &mut [f32], a: f32) {
-    for v in x.iter_mut() {
-        *v *= a;
+fn rows_fast<const F: bool, const NV: usize>(h: usize, dh: usize) -> bool {
+    F && NV > 0 && dh == 8 * NV && h.is_multiple_of(4) && (h * dh == 64 || h * dh == 32)
+}
+
+/// Panics unless every row `(k − base)·stride + col` of `keys` has `d` floats in `len`.
+#[inline(always)]
+fn check_rows(keys: &[u32], base: usize, stride: usize, col: usize, d: usize, len: usize) {
+    for &k in keys {
+        let r = (k as usize)
+            .checked_sub(base)
+            .expect("key below the chunk")
+            * stride
+            + col;
+        assert!(r + d <= len, "key row out of range");
+    }
+}
+
+/// Per-head dot products of `a` with rows: `out[j·h + hh] = scale·Σ_t a[hh·dh + t]·
+/// src[row_j + hh·dh + t]`, `row_j = (keys[j] − base)·stride + col`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn row_dots<const F: bool, const NV: usize>(
+    a: &[f32],
+    keys: &[u32],
+    base: usize,
+    src: &[f32],
+    stride: usize,
+    col: usize,
+    h: usize,
+    dh: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let d = h * dh;
+    let (a, out) = (&a[..d], &mut out[..keys.len() * h]);
+    #[cfg(target_arch = "x86_64")]
+    if rows_fast::<F, NV>(h, dh) {
+        check_rows(keys, base, stride, col, d, src.len());
+        // SAFETY: AVX2 code under `F`; rows, `a` and `out` checked above.
+        unsafe {
+            if d == 64 {
+                x86::row_dots::<8, NV>(a.as_ptr(), keys, base, src.as_ptr(), stride, col, scale, out.as_mut_ptr());
+            } else {
+                x86::row_dots::<4, NV>(a.as_ptr(), keys, base, src.as_ptr(), stride, col, scale, out.as_mut_ptr());
+            }
+        }
+        return;
+    }
+    for (j, &k) in keys.iter().enumerate() {
+        let r = (k as usize - base) * stride + col;
+        head_dots::<F, NV>(a, &src[r..r + d], h, dh, scale, &mut out[j * h..(j + 1) * h]);
+    }
+}
+
+/// Per-head updates of rows: `dst[row_j + hh·dh + t] += w[j·h + hh]·x[hh·dh + t]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn row_axpys<const F: bool, const NV: usize>(
+    dst: &mut [f32],
+    keys: &[u32],
+    base: usize,
+    stride: usize,
+    col: usize,
+    w: &[f32],
+    x: &[f32],
+    h: usize,
+    dh: usize,
+) {
+    let d = h * dh;
+    let (x, w) = (&x[..d], &w[..keys.len() * h]);
+    #[cfg(target_arch = "x86_64")]
+    if rows_fast::<F, NV>(h, dh) {
+        check_rows(keys, base, stride, col, d, dst.len());
+        // SAFETY: as in `row_dots`.
+        unsafe {
+            if d == 64 {
+                x86::row_axpys::<8, NV>(dst.as_mut_ptr(), keys, base, stride, col, w.as_ptr(), x.as_ptr());
+            } else {
+                x86::row_axpys::<4, NV>(dst.as_mut_ptr(), keys, base, stride, col, w.as_ptr(), x.as_ptr());
+            }
+        }
+        return;
+    }
+    for (j, &k) in keys.iter().enumerate() {
+        let r = (k as usize - base) * stride + col;
+        head_axpy::<F, NV>(&mut dst[r..r + d], &w[j * h..(j + 1) * h], x, h, dh);
     }
 }
 
@@ -222,8 +472,15 @@ mod x86 {
 
     /// See [`super::head_dots`]; `dh = 8·NV`.
     #[inline(always)]
-    pub unsafe fn head_dots<const NV: usize>(a: *const f32, b: *const f32, h: usize, out: *mut f32) {
+    pub unsafe fn head_dots<const NV: usize>(
+        a: *const f32,
+        b: *const f32,
+        h: usize,
+        scale: f32,
+        out: *mut f32,
+    ) {
         let (nv, dh) = (NV, 8 * NV);
+        let sc = _mm_set1_ps(scale);
         let mut g = 0;
         while g < h {
             let k = (h - g).min(4);
@@ -237,7 +494,7 @@ mod x86 {
                 }
                 *slot = s;
             }
-            let r = hsum4(acc);
+            let r = _mm_mul_ps(hsum4(acc), sc);
             if k == 4 {
                 _mm_storeu_ps(out.add(g), r);
             } else {
@@ -248,6 +505,127 @@ mod x86 {
                 }
             }
             g += 4;
+        }
+    }
+
+    /// See [`super::weighted_rows`]: `d = 8·D8`, `dh = 8·NV`, accumulators in registers.
+    #[inline(always)]
+    pub unsafe fn weighted_rows<const D8: usize, const NV: usize>(
+        out: &mut [f32],
+        w: &[f32],
+        keys: &[u32],
+        base: usize,
+        src: *const f32,
+        stride: usize,
+        col: usize,
+    ) {
+        let h = D8 / NV;
+        let mut acc = [_mm256_setzero_ps(); D8];
+        for (j, &k) in keys.iter().enumerate() {
+            let row = src.add((k as usize - base) * stride + col);
+            for (v, a) in acc.iter_mut().enumerate() {
+                let wv = _mm256_set1_ps(*w.get_unchecked(j * h + v / NV));
+                *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(row.add(8 * v)), *a);
+            }
+        }
+        for (v, a) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.as_mut_ptr().add(8 * v), *a);
+        }
+    }
+
+    /// `exp` of 8 lanes, the same operations as [`super::exp`] with FMA.
+    #[inline(always)]
+    pub unsafe fn exp8(x: __m256) -> __m256 {
+        let x = _mm256_min_ps(_mm256_set1_ps(88.376_26), _mm256_max_ps(_mm256_set1_ps(-87.336_55), x));
+        let n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), _mm256_set1_ps(0.5)));
+        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693_359_4), x);
+        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.121_944_4e-4), r);
+        let mut p = _mm256_set1_ps(1.987_569_1e-4);
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.398_199_9e-3));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.333_452e-3));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.166_579_6e-2));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.666_666_5e-1));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.000_000_1e-1));
+        let p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0));
+        let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
+        _mm256_mul_ps(p, _mm256_castsi256_ps(e))
+    }
+
+    /// `c ← exp(c − pat)` per chunk, `acc += c`.
+    #[inline(always)]
+    pub unsafe fn exp_sub_sum(ch: &mut [[f32; 8]], pat: &[f32; 8], acc: &mut [f32; 8]) {
+        let pv = _mm256_loadu_ps(pat.as_ptr());
+        let mut a = _mm256_setzero_ps();
+        for c in ch.iter_mut() {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), pv));
+            _mm256_storeu_ps(c.as_mut_ptr(), e);
+            a = _mm256_add_ps(a, e);
+        }
+        _mm256_storeu_ps(acc.as_mut_ptr(), a);
+    }
+
+    /// See [`super::row_dots`]: `d = 8·D8`, `dh = 8·NV`, heads by fours; `a` in registers.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn row_dots<const D8: usize, const NV: usize>(
+        a: *const f32,
+        keys: &[u32],
+        base: usize,
+        src: *const f32,
+        stride: usize,
+        col: usize,
+        scale: f32,
+        out: *mut f32,
+    ) {
+        let h = D8 / NV;
+        let mut av = [_mm256_setzero_ps(); D8];
+        for (v, x) in av.iter_mut().enumerate() {
+            *x = _mm256_loadu_ps(a.add(8 * v));
+        }
+        let sc = _mm_set1_ps(scale);
+        for (j, &k) in keys.iter().enumerate() {
+            let row = src.add((k as usize - base) * stride + col);
+            let mut g = 0;
+            while g < h {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for (t, slot) in acc.iter_mut().enumerate() {
+                    let v0 = (g + t) * NV;
+                    let mut x = _mm256_mul_ps(av[v0], _mm256_loadu_ps(row.add(8 * v0)));
+                    for u in 1..NV {
+                        x = _mm256_fmadd_ps(av[v0 + u], _mm256_loadu_ps(row.add(8 * (v0 + u))), x);
+                    }
+                    *slot = x;
+                }
+                _mm_storeu_ps(out.add(j * h + g), _mm_mul_ps(hsum4(acc), sc));
+                g += 4;
+            }
+        }
+    }
+
+    /// See [`super::row_axpys`]: `d = 8·D8`, `dh = 8·NV`; `x` in registers.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn row_axpys<const D8: usize, const NV: usize>(
+        dst: *mut f32,
+        keys: &[u32],
+        base: usize,
+        stride: usize,
+        col: usize,
+        w: *const f32,
+        x: *const f32,
+    ) {
+        let h = D8 / NV;
+        let mut xv = [_mm256_setzero_ps(); D8];
+        for (v, r) in xv.iter_mut().enumerate() {
+            *r = _mm256_loadu_ps(x.add(8 * v));
+        }
+        for (j, &k) in keys.iter().enumerate() {
+            let row = dst.add((k as usize - base) * stride + col);
+            for (v, xr) in xv.iter().enumerate() {
+                let wv = _mm256_set1_ps(*w.add(j * h + v / NV));
+                let p = row.add(8 * v);
+                _mm256_storeu_ps(p, _mm256_fmadd_ps(wv, *xr, _mm256_loadu_ps(p)));
+            }
         }
     }
 
