@@ -18,7 +18,10 @@ fn cpu_s() -> f64 {
 }
 
 fn main() -> candle_core::Result<()> {
-    let n_ctx: usize = std::env::var("N_CTX").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let n_ctx: usize = std::env::var("N_CTX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
     let data = churn_dataset(n_ctx, 80, 4000, 1);
     let sgs: Vec<_> = data.iter().map(|(s, _)| s.clone()).collect();
     let enc = Encoder::fit(EncoderConfig::default(), &sgs);

@@ -20,6 +20,7 @@ use rdl_engine::train::make_batches;
 use rdl_engine::train::synth::churn_dataset;
 
 type R<T> = candle_core::Result<T>;
+type StepFn = dyn FnMut(&candle_core::backprop::GradStore) -> R<()>;
 
 fn contexts(n: usize) -> (Encoder, Vec<EncodedContext>) {
     let data = churn_dataset(n, 80, 4000, 1);
@@ -216,7 +217,7 @@ fn train_run(
         ..Default::default()
     };
     // candle's AdamW with candle's path, the fused one (same bits) with the fast path
-    let mut opt: Box<dyn FnMut(&candle_core::backprop::GradStore) -> R<()>> = if fast {
+    let mut opt: Box<StepFn> = if fast {
         let mut o = FastAdamW::new(vars, params)?;
         Box::new(move |g| o.step(g))
     } else {
@@ -312,7 +313,16 @@ fn main() -> R<()> {
         return profile(&s, &p);
     }
     if std::env::args().any(|a| a == "peak") {
-        for (m, nn, k) in [(256, 256, 256), (4096, 64, 64), (1024, 192, 64), (1024, 64, 64), (1024, 256, 64), (1024, 64, 128), (64, 64, 1024), (192, 64, 1024)] {
+        for (m, nn, k) in [
+            (256, 256, 256),
+            (4096, 64, 64),
+            (1024, 192, 64),
+            (1024, 64, 64),
+            (1024, 256, 64),
+            (1024, 64, 128),
+            (64, 64, 1024),
+            (192, 64, 1024),
+        ] {
             let (a, b, c) = gemm_peak(m, nn, k);
             println!("| {m}x{k} · {k}x{nn} | {a:.1} | {b:.1} | {c:.1} |");
         }

@@ -668,7 +668,10 @@ pub(crate) fn blocks_fwd(
                 let m = &ms[layer];
                 for i in 0..n_out {
                     let r = ch.t0 + plan.out_row(i);
-                    for (v, &k) in out[i * d..(i + 1) * d].iter_mut().zip(&m[r * d..(r + 1) * d]) {
+                    for (v, &k) in out[i * d..(i + 1) * d]
+                        .iter_mut()
+                        .zip(&m[r * d..(r + 1) * d])
+                    {
                         *v *= k;
                     }
                 }

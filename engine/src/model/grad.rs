@@ -112,7 +112,13 @@ impl FastTrainer {
         let hb = HostBatch::from_batch(b)?;
         let ys = y.flatten_all()?.to_vec1::<f32>()?;
         let masks = fast::dropout_masks(m, hb.n_tokens, rng);
-        let chunks = fast::chunks(&hb.spans, std::env::var("RDL_CHUNK").ok().and_then(|v| v.parse().ok()).unwrap_or(CHUNK_TOKENS));
+        let chunks = fast::chunks(
+            &hb.spans,
+            std::env::var("RDL_CHUNK")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(CHUNK_TOKENS),
+        );
         let n_lanes = rayon::current_num_threads().clamp(1, chunks.len().max(1));
         self.lanes.resize_with(n_lanes, Lane::default);
         let ctx = StepCtx {

@@ -54,7 +54,13 @@ impl FastModel {
     /// `parallel` and there are several.
     pub(crate) fn forward_host(&self, hb: &HostBatch, parallel: bool) -> Vec<f32> {
         let no = self.lay.n_out;
-        let chunks = fast::chunks(&hb.spans, std::env::var("RDL_CHUNK").ok().and_then(|v| v.parse().ok()).unwrap_or(CHUNK_TOKENS));
+        let chunks = fast::chunks(
+            &hb.spans,
+            std::env::var("RDL_CHUNK")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(CHUNK_TOKENS),
+        );
         let mut out = vec![0f32; hb.spans.len() * no];
         let run = |ch: &Chunk, o: &mut [f32]| {
             SCRATCH.with(|s| {

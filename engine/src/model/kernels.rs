@@ -3,6 +3,8 @@
 //! candle's CPU matmul uses), fused layer norm, attention over allowed pairs with a sink,
 //! SwiGLU, each with its backward. No allocation in the hot loops; one thread each (the
 //! callers run independent chunks of contexts on rayon's pool).
+// Kernels take their operands as separate slices on purpose (no packing structs).
+#![allow(clippy::too_many_arguments)]
 
 use super::simd::{self, madd, simd_dispatch};
 
@@ -11,7 +13,6 @@ pub const LN_EPS: f32 = 1e-5;
 
 /// `c (m×n, row stride ldc) = [c +] a·b`, `a` (m×k) and `b` (k×n) given by their row and
 /// column strides.
-#[allow(clippy::too_many_arguments)]
 pub fn gemm(
     m: usize,
     n: usize,
@@ -84,7 +85,6 @@ pub fn linear_fwd(x: &[f32], w: &[f32], b: &[f32], inp: usize, out: usize, y: &m
 
 /// Backward of [`linear_fwd`]: `dw += dyᵀ·x`, `db += Σ_rows dy`, and `dx (=|+=) dy·w` when
 /// asked for.
-#[allow(clippy::too_many_arguments)]
 pub fn linear_bwd(
     x: &[f32],
     dy: &[f32],

@@ -159,7 +159,9 @@ mod tests {
             [(7usize, 3usize), (1, 5), (4, 1)]
                 .iter()
                 .map(|&(a, b)| {
-                    let v: Vec<f32> = (0..a * b).map(|i| ((i as f32 + seed) * 0.37).sin()).collect();
+                    let v: Vec<f32> = (0..a * b)
+                        .map(|i| ((i as f32 + seed) * 0.37).sin())
+                        .collect();
                     Var::from_tensor(&Tensor::from_vec(v, (a, b), &dev)?)
                 })
                 .collect()

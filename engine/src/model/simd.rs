@@ -6,6 +6,8 @@
 //! inlined into the `#[target_feature(enable = "avx2,fma")]` copy they vectorise to 8-lane
 //! FMA code; `F` says whether a fused multiply-add may be used (`mul_add` without the FMA
 //! instruction is a slow library call).
+// Kernels take their operands as separate slices on purpose (no packing structs).
+#![allow(clippy::too_many_arguments)]
 
 /// Whether this CPU runs the AVX2+FMA copies of the kernels.
 #[inline]
@@ -25,12 +27,10 @@ pub fn has_avx2_fma() -> bool {
 macro_rules! simd_dispatch {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident : $t:ty),* $(,)?) $(-> $r:ty)? => $imp:ident;) => {
         $(#[$m])*
-        #[allow(clippy::too_many_arguments)]
         $vis fn $name($($a: $t),*) $(-> $r)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
                 unsafe fn fast($($a: $t),*) $(-> $r)? {
                     $imp::<true>($($a),*)
                 }
@@ -131,7 +131,7 @@ pub fn exp<const F: bool>(x: f32) -> f32 {
     p = madd::<F>(p, r, 8.333_452e-3);
     p = madd::<F>(p, r, 4.166_579_6e-2);
     p = madd::<F>(p, r, 1.666_666_5e-1);
-    p = madd::<F>(p, r, 5.000_000_1e-1);
+    p = madd::<F>(p, r, 0.5);
     let p = madd::<F>(p, r * r, r) + 1.0;
     let pow = f32::from_bits(((n as i32 + 127) << 23) as u32);
     p * pow
@@ -321,7 +321,11 @@ pub fn head_axpy<const F: bool, const NV: usize>(
         return;
     }
     for hh in 0..h {
-        axpy::<F>(&mut y[hh * dh..(hh + 1) * dh], w[hh], &x[hh * dh..(hh + 1) * dh]);
+        axpy::<F>(
+            &mut y[hh * dh..(hh + 1) * dh],
+            w[hh],
+            &x[hh * dh..(hh + 1) * dh],
+        );
     }
 }
 
@@ -329,7 +333,6 @@ pub fn head_axpy<const F: bool, const NV: usize>(
 /// slice of `out`), `row_j = (keys[j] − base)·stride + col`, `nk = keys.len()`: the
 /// attention-weighted sum of value (or key) rows. Overwrites `out` (`h·dh`).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub fn weighted_rows<const F: bool, const NV: usize>(
     out: &mut [f32],
     w: &[f32],
@@ -378,11 +381,7 @@ fn rows_fast<const F: bool, const NV: usize>(h: usize, dh: usize) -> bool {
 #[inline(always)]
 fn check_rows(keys: &[u32], base: usize, stride: usize, col: usize, d: usize, len: usize) {
     for &k in keys {
-        let r = (k as usize)
-            .checked_sub(base)
-            .expect("key below the chunk")
-            * stride
-            + col;
+        let r = (k as usize).checked_sub(base).expect("key below the chunk") * stride + col;
         assert!(r + d <= len, "key row out of range");
     }
 }
@@ -390,7 +389,6 @@ fn check_rows(keys: &[u32], base: usize, stride: usize, col: usize, d: usize, le
 /// Per-head dot products of `a` with rows: `out[j·h + hh] = scale·Σ_t a[hh·dh + t]·
 /// src[row_j + hh·dh + t]`, `row_j = (keys[j] − base)·stride + col`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub fn row_dots<const F: bool, const NV: usize>(
     a: &[f32],
     keys: &[u32],
@@ -411,22 +409,46 @@ pub fn row_dots<const F: bool, const NV: usize>(
         // SAFETY: AVX2 code under `F`; rows, `a` and `out` checked above.
         unsafe {
             if d == 64 {
-                x86::row_dots::<8, NV>(a.as_ptr(), keys, base, src.as_ptr(), stride, col, scale, out.as_mut_ptr());
+                x86::row_dots::<8, NV>(
+                    a.as_ptr(),
+                    keys,
+                    base,
+                    src.as_ptr(),
+                    stride,
+                    col,
+                    scale,
+                    out.as_mut_ptr(),
+                );
             } else {
-                x86::row_dots::<4, NV>(a.as_ptr(), keys, base, src.as_ptr(), stride, col, scale, out.as_mut_ptr());
+                x86::row_dots::<4, NV>(
+                    a.as_ptr(),
+                    keys,
+                    base,
+                    src.as_ptr(),
+                    stride,
+                    col,
+                    scale,
+                    out.as_mut_ptr(),
+                );
             }
         }
         return;
     }
     for (j, &k) in keys.iter().enumerate() {
         let r = (k as usize - base) * stride + col;
-        head_dots::<F, NV>(a, &src[r..r + d], h, dh, scale, &mut out[j * h..(j + 1) * h]);
+        head_dots::<F, NV>(
+            a,
+            &src[r..r + d],
+            h,
+            dh,
+            scale,
+            &mut out[j * h..(j + 1) * h],
+        );
     }
 }
 
 /// Per-head updates of rows: `dst[row_j + hh·dh + t] += w[j·h + hh]·x[hh·dh + t]`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub fn row_axpys<const F: bool, const NV: usize>(
     dst: &mut [f32],
     keys: &[u32],
@@ -446,9 +468,25 @@ pub fn row_axpys<const F: bool, const NV: usize>(
         // SAFETY: as in `row_dots`.
         unsafe {
             if d == 64 {
-                x86::row_axpys::<8, NV>(dst.as_mut_ptr(), keys, base, stride, col, w.as_ptr(), x.as_ptr());
+                x86::row_axpys::<8, NV>(
+                    dst.as_mut_ptr(),
+                    keys,
+                    base,
+                    stride,
+                    col,
+                    w.as_ptr(),
+                    x.as_ptr(),
+                );
             } else {
-                x86::row_axpys::<4, NV>(dst.as_mut_ptr(), keys, base, stride, col, w.as_ptr(), x.as_ptr());
+                x86::row_axpys::<4, NV>(
+                    dst.as_mut_ptr(),
+                    keys,
+                    base,
+                    stride,
+                    col,
+                    w.as_ptr(),
+                    x.as_ptr(),
+                );
             }
         }
         return;
@@ -487,7 +525,8 @@ mod x86 {
             let mut acc = [_mm256_setzero_ps(); 4];
             for (t, slot) in acc.iter_mut().enumerate().take(k) {
                 let base = (g + t) * dh;
-                let mut s = _mm256_mul_ps(_mm256_loadu_ps(a.add(base)), _mm256_loadu_ps(b.add(base)));
+                let mut s =
+                    _mm256_mul_ps(_mm256_loadu_ps(a.add(base)), _mm256_loadu_ps(b.add(base)));
                 for v in 1..nv {
                     let o = base + 8 * v;
                     s = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(o)), _mm256_loadu_ps(b.add(o)), s);
@@ -500,8 +539,8 @@ mod x86 {
             } else {
                 let mut tmp = [0f32; 4];
                 _mm_storeu_ps(tmp.as_mut_ptr(), r);
-                for t in 0..k {
-                    *out.add(g + t) = tmp[t];
+                for (t, v) in tmp.iter().enumerate().take(k) {
+                    *out.add(g + t) = *v;
                 }
             }
             g += 4;
@@ -536,8 +575,15 @@ mod x86 {
     /// `exp` of 8 lanes, the same operations as [`super::exp`] with FMA.
     #[inline(always)]
     pub unsafe fn exp8(x: __m256) -> __m256 {
-        let x = _mm256_min_ps(_mm256_set1_ps(88.376_26), _mm256_max_ps(_mm256_set1_ps(-87.336_55), x));
-        let n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), _mm256_set1_ps(0.5)));
+        let x = _mm256_min_ps(
+            _mm256_set1_ps(88.376_26),
+            _mm256_max_ps(_mm256_set1_ps(-87.336_55), x),
+        );
+        let n = _mm256_floor_ps(_mm256_fmadd_ps(
+            x,
+            _mm256_set1_ps(std::f32::consts::LOG2_E),
+            _mm256_set1_ps(0.5),
+        ));
         let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693_359_4), x);
         let r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.121_944_4e-4), r);
         let mut p = _mm256_set1_ps(1.987_569_1e-4);
@@ -545,9 +591,15 @@ mod x86 {
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.333_452e-3));
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.166_579_6e-2));
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.666_666_5e-1));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.000_000_1e-1));
-        let p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0));
-        let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5));
+        let p = _mm256_add_ps(
+            _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r),
+            _mm256_set1_ps(1.0),
+        );
+        let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(n),
+            _mm256_set1_epi32(127),
+        ));
         _mm256_mul_ps(p, _mm256_castsi256_ps(e))
     }
 
@@ -566,7 +618,6 @@ mod x86 {
 
     /// See [`super::row_dots`]: `d = 8·D8`, `dh = 8·NV`, heads by fours; `a` in registers.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     pub unsafe fn row_dots<const D8: usize, const NV: usize>(
         a: *const f32,
         keys: &[u32],
@@ -604,7 +655,6 @@ mod x86 {
 
     /// See [`super::row_axpys`]: `d = 8·D8`, `dh = 8·NV`; `x` in registers.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     pub unsafe fn row_axpys<const D8: usize, const NV: usize>(
         dst: *mut f32,
         keys: &[u32],
@@ -638,7 +688,10 @@ mod x86 {
             for v in 0..nv {
                 let o = hh * dh + 8 * v;
                 let p = y.add(o);
-                _mm256_storeu_ps(p, _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.add(o)), _mm256_loadu_ps(p)));
+                _mm256_storeu_ps(
+                    p,
+                    _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.add(o)), _mm256_loadu_ps(p)),
+                );
             }
         }
     }
