@@ -280,18 +280,42 @@ fn profile(s: &Setup, what: &str) -> R<()> {
     } else {
         let (_, model) = new_model(s)?;
         let fm = FastModel::new(&model)?.expect("supported");
-        let r: Vec<&EncodedContext> = s.ecs[..256.min(s.ecs.len())].iter().collect();
-        let b = Batch::new(&r, &s.cfg, s.dims.n_buckets, &dev)?;
-        with_threads(1, || -> R<()> {
-            for _ in 0..if candle { 10 } else { 40 } {
-                if candle {
-                    model.forward(&b, None)?;
-                } else {
-                    fm.forward(&b)?;
+        // profile-infer: batches of 256 contexts; profile-infer1: one context at a time
+        let per = if what.starts_with("profile-infer1") {
+            1
+        } else {
+            256
+        };
+        let bs: Vec<Batch> = s
+            .ecs
+            .chunks(per)
+            .take(256 / per)
+            .map(|c| {
+                let r: Vec<&EncodedContext> = c.iter().collect();
+                Batch::new(&r, &s.cfg, s.dims.n_buckets, &dev)
+            })
+            .collect::<R<_>>()?;
+        let (r, wall, cpu) = with_threads(1, || {
+            timed(|| -> R<()> {
+                for _ in 0..if candle { 10 } else { 40 } {
+                    for b in &bs {
+                        if candle {
+                            model.forward(b, None)?;
+                        } else {
+                            fm.forward(b)?;
+                        }
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })
+        });
+        r?;
+        let n = (if candle { 10 } else { 40 } * 256) as f64;
+        println!(
+            "{what}: {:.0} contexts/s ({:.0} per CPU second)",
+            n / wall,
+            n / cpu
+        );
     }
     println!("{what}: {:.1} s", t.elapsed().as_secs_f64());
     Ok(())

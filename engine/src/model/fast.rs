@@ -6,6 +6,8 @@
 //! biases), so they are one `[3d, d]` matrix and one `[3d]` bias; likewise `w1`, `w3` of the
 //! feed-forward layer (`[2h, d]`). Each projection is then one matrix product.
 
+use std::sync::Arc;
+
 use candle_core::{CpuStorage, Result, Storage, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -380,8 +382,8 @@ pub(crate) struct LayerPlan {
     pub csr: Option<Csr>,
     /// ... and each query's own index in the input rows.
     pub qrow: Vec<u32>,
-    /// Attention: the order to visit the queries in.
-    pub order: Vec<u32>,
+    /// Attention: the order to visit the queries in (shared by the layers of a type).
+    pub order: Arc<[u32]>,
 }
 
 impl LayerPlan {
@@ -415,6 +417,7 @@ pub(crate) fn plan(lay: &ParamLayout, hb: &HostBatch, ch: Chunk) -> Vec<LayerPla
         (r.len() < n).then_some(r)
     };
     let mut plans: Vec<LayerPlan> = Vec::with_capacity(kinds.len());
+    let mut orders: Vec<Option<Arc<[u32]>>> = vec![None; hb.csr.len()];
     for kind in kinds.into_iter().rev() {
         let out = rows(&need);
         let Some(k) = kind else {
@@ -429,7 +432,9 @@ pub(crate) fn plan(lay: &ParamLayout, hb: &HostBatch, ch: Chunk) -> Vec<LayerPla
         let Some(out_rows) = out else {
             plans.push(LayerPlan {
                 kind,
-                order: hb.csr[k].query_order(ch.t0, ch.t1, ch.t0),
+                order: orders[k]
+                    .get_or_insert_with(|| hb.csr[k].query_order(ch.t0, ch.t1, ch.t0).into())
+                    .clone(),
                 ..Default::default()
             });
             continue;
@@ -467,7 +472,7 @@ pub(crate) fn plan(lay: &ParamLayout, hb: &HostBatch, ch: Chunk) -> Vec<LayerPla
         plans.push(LayerPlan {
             kind,
             qrow: out_rows.iter().map(|&q| idx[q as usize]).collect(),
-            order: csr.query_order(0, out_rows.len(), 0),
+            order: csr.query_order(0, out_rows.len(), 0).into(),
             out: Some(out_rows),
             inp,
             csr: Some(csr),

@@ -582,6 +582,10 @@ mod tests {
         compare(&cfg, 1, Loss::Bce, &ecs, nc)?;
         compare(&cfg, 1, Loss::Huber, &ecs, nc)?;
         compare(&cfg, 4, Loss::CrossEntropy, &ecs, nc)?;
+        // eight heads of 8 (the other vectorised attention shape)
+        let mut c8 = ModelConfig::small();
+        c8.heads = 8;
+        compare(&c8, 1, Loss::Bce, &ecs, nc)?;
         // dropout, full attention, another shape
         let mut c2 = ModelConfig::small();
         c2.dropout = 0.2;

@@ -153,6 +153,12 @@ mod tests {
                 c.seed = 3;
                 c
             }),
+            (2, {
+                let mut c = ModelConfig::small();
+                c.heads = 8;
+                c.seed = 4;
+                c
+            }),
             (1, {
                 let mut c = ModelConfig::small();
                 c.neighbor_attention = false;

@@ -228,6 +228,12 @@ impl Csr {
         for i in 0..n {
             off[i + 1] += off[i];
         }
+        if q.is_sorted() {
+            return Csr {
+                off,
+                keys: k.to_vec(),
+            };
+        }
         let mut keys = vec![0u32; q.len()];
         let mut next: Vec<u32> = off[..n].to_vec();
         for (&qi, &ki) in q.iter().zip(k) {
@@ -342,8 +348,6 @@ fn attention_fwd_body<const F: bool, const NV: usize>(
     let scale = 1.0 / (dh as f32).sqrt();
     let save = !w.is_empty();
     let p_base = s.off[0] as usize;
-    let (mut m, mut den, mut inv) = ([0f32; 64], [0f32; 64], [0f32; 64]);
-    let (m, den, inv) = (&mut m[..h], &mut den[..h], &mut inv[..h]);
     for k in 0..n {
         let i = s.query(k);
         let (p0, p1) = (s.off[i] as usize, s.off[i + 1] as usize);
@@ -366,26 +370,15 @@ fn attention_fwd_body<const F: bool, const NV: usize>(
         let sc = &mut scratch[..nk * h];
         simd::row_dots::<F, NV>(q, keys, s.base, qkv, d3, d, h, dh, scale, sc);
         // softmax with the sink, per head
-        simd::head_max(sc, h, sink, m);
-        for hh in 0..h {
-            den[hh] = simd::exp::<F>(sink[hh] - m[hh]);
-        }
-        let se: [f32; 64] = {
-            let mut a = [0f32; 64];
-            a[..h].copy_from_slice(den);
-            a
+        let ws: &mut [f32] = if save {
+            &mut wsink[i * h..(i + 1) * h]
+        } else {
+            &mut []
         };
-        simd::head_exp_sum::<F>(sc, h, m, den);
-        for hh in 0..h {
-            inv[hh] = 1.0 / den[hh];
-        }
-        simd::head_affine(sc, h, &[0f32; 64], inv, &[]);
+        simd::softmax_sink::<F>(sc, h, sink, ws);
         simd::weighted_rows::<F, NV>(o, sc, keys, s.base, qkv, d3, 2 * d, h, dh);
         if save {
             w[(p0 - p_base) * h..(p1 - p_base) * h].copy_from_slice(sc);
-            for hh in 0..h {
-                wsink[i * h + hh] = se[hh] * inv[hh];
-            }
         }
     }
 }
@@ -440,8 +433,6 @@ fn attention_bwd_body<const F: bool, const NV: usize>(
     let n = s.off.len() - 1;
     let scale = 1.0 / (dh as f32).sqrt();
     let p_base = s.off[0] as usize;
-    let (mut dot, mut scl) = ([0f32; 64], [scale; 64]);
-    let (dot, scl) = (&mut dot[..h], &mut scl[..h]);
     for k in 0..n {
         let i = s.query(k);
         let (p0, p1) = (s.off[i] as usize, s.off[i + 1] as usize);
@@ -462,11 +453,7 @@ fn attention_bwd_body<const F: bool, const NV: usize>(
         simd::row_dots::<F, NV>(g, keys, s.base, qkv, d3, 2 * d, h, dh, 1.0, ds);
         simd::row_axpys::<F, NV>(dqkv, keys, s.base, d3, 2 * d, wi, g, h, dh);
         // ds = w·(dw − Σ w·dw)·scale; the sink's value is zero: dsink = −w_sink·Σ w·dw
-        simd::head_dot_cols::<F>(wi, ds, h, dot);
-        for hh in 0..h {
-            dsink[hh] -= wsink[i * h + hh] * dot[hh];
-        }
-        simd::head_affine(ds, h, dot, scl, wi);
+        simd::softmax_sink_bwd::<F>(wi, ds, h, &wsink[i * h..(i + 1) * h], scale, dsink);
         // dq = ds·k, dk += ds·q
         simd::weighted_rows::<F, NV>(dq, ds, keys, s.base, qkv, d3, d, h, dh);
         simd::row_axpys::<F, NV>(dqkv, keys, s.base, d3, d, ds, &qkv[qr..qr + d], h, dh);

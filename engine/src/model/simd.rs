@@ -163,10 +163,22 @@ pub fn head_dots<const F: bool, const NV: usize>(
 }
 
 /// Per-head reductions and maps over a pair-major `[nk, h]` matrix `x` (`x[j·h + hh]`). When
-/// `h` divides 8, whole 8-lane vectors are processed with lane `l` belonging to head `l % h`.
+/// `h` divides 8 (1, 2, 4 or 8 heads), whole 8-lane vectors are processed with lane `l`
+/// belonging to head `l & (h − 1)`; what is left (whole rows) row by row. No integer
+/// division: it costs more than the arithmetic here.
 #[inline(always)]
 fn by_head(h: usize) -> bool {
     h <= 8 && 8 % h == 0
+}
+
+/// `v[l & (h − 1)]` for the 8 lanes (`by_head(h)`).
+#[inline(always)]
+fn pattern(v: &[f32], h: usize) -> [f32; 8] {
+    let mut p = [0f32; 8];
+    for (l, x) in p.iter_mut().enumerate() {
+        *x = v[l & (h - 1)];
+    }
+    p
 }
 
 /// `m[hh] = max(init[hh], max_j x[j·h + hh])`.
@@ -184,15 +196,18 @@ pub fn head_max(x: &[f32], h: usize, init: &[f32], m: &mut [f32]) {
             }
         }
         for (l, &a) in acc.iter().enumerate() {
-            if a > m[l % h] {
-                m[l % h] = a;
+            let t = &mut m[l & (h - 1)];
+            if a > *t {
+                *t = a;
             }
         }
         start = ch.len() * 8;
     }
-    for (i, &v) in x.iter().enumerate().skip(start) {
-        if v > m[i % h] {
-            m[i % h] = v;
+    for row in x[start..].chunks_exact(h) {
+        for (t, &v) in m.iter_mut().zip(row) {
+            if v > *t {
+                *t = v;
+            }
         }
     }
 }
@@ -202,42 +217,33 @@ pub fn head_max(x: &[f32], h: usize, init: &[f32], m: &mut [f32]) {
 pub fn head_exp_sum<const F: bool>(x: &mut [f32], h: usize, m: &[f32], sum: &mut [f32]) {
     let (m, sum) = (&m[..h], &mut sum[..h]);
     let mut start = 0;
-    #[cfg(target_arch = "x86_64")]
-    if F && by_head(h) {
-        let mut pat = [0f32; 8];
-        for l in 0..8 {
-            pat[l] = m[l % h];
-        }
+    if by_head(h) {
+        let pat = pattern(m, h);
         let (ch, _) = x.as_chunks_mut::<8>();
         let mut acc = [0f32; 8];
-        // SAFETY: AVX2 code under `F`; whole chunks of 8.
-        unsafe { x86::exp_sub_sum(ch, &pat, &mut acc) };
-        for (l, &a) in acc.iter().enumerate() {
-            sum[l % h] += a;
+        #[cfg(target_arch = "x86_64")]
+        if F {
+            // SAFETY: AVX2 code under `F`; whole chunks of 8.
+            unsafe { x86::exp_sub_sum(ch, &pat, &mut acc) };
         }
-        start = ch.len() * 8;
-    }
-    if start == 0 && by_head(h) {
-        let mut pat = [0f32; 8];
-        for l in 0..8 {
-            pat[l] = m[l % h];
-        }
-        let (ch, _) = x.as_chunks_mut::<8>();
-        let mut acc = [0f32; 8];
-        for c in ch.iter_mut() {
-            for l in 0..8 {
-                c[l] = exp::<F>(c[l] - pat[l]);
-                acc[l] += c[l];
+        if !cfg!(target_arch = "x86_64") || !F {
+            for c in ch.iter_mut() {
+                for l in 0..8 {
+                    c[l] = exp::<F>(c[l] - pat[l]);
+                    acc[l] += c[l];
+                }
             }
         }
         for (l, &a) in acc.iter().enumerate() {
-            sum[l % h] += a;
+            sum[l & (h - 1)] += a;
         }
         start = ch.len() * 8;
     }
-    for (i, v) in x.iter_mut().enumerate().skip(start) {
-        *v = exp::<F>(*v - m[i % h]);
-        sum[i % h] += *v;
+    for row in x[start..].chunks_exact_mut(h) {
+        for ((v, &mm), s) in row.iter_mut().zip(m).zip(sum.iter_mut()) {
+            *v = exp::<F>(*v - mm);
+            *s += *v;
+        }
     }
 }
 
@@ -248,12 +254,7 @@ pub fn head_affine(x: &mut [f32], h: usize, sub: &[f32], mul: &[f32], w: &[f32])
     let with_w = !w.is_empty();
     let mut start = 0;
     if by_head(h) {
-        let mut ps = [0f32; 8];
-        let mut pm = [0f32; 8];
-        for l in 0..8 {
-            ps[l] = sub[l % h];
-            pm[l] = mul[l % h];
-        }
+        let (ps, pm) = (pattern(sub, h), pattern(mul, h));
         let (ch, _) = x.as_chunks_mut::<8>();
         if with_w {
             let (wc, _) = w.as_chunks::<8>();
@@ -271,9 +272,16 @@ pub fn head_affine(x: &mut [f32], h: usize, sub: &[f32], mul: &[f32], w: &[f32])
         }
         start = ch.len() * 8;
     }
-    for (i, v) in x.iter_mut().enumerate().skip(start) {
-        let f = if with_w { w[i] } else { 1.0 };
-        *v = f * ((*v - sub[i % h]) * mul[i % h]);
+    for (r, row) in x[start..].chunks_exact_mut(h).enumerate() {
+        let wr = if with_w {
+            &w[start + r * h..start + (r + 1) * h]
+        } else {
+            &[]
+        };
+        for (hh, v) in row.iter_mut().enumerate() {
+            let f = if with_w { wr[hh] } else { 1.0 };
+            *v = f * ((*v - sub[hh]) * mul[hh]);
+        }
     }
 }
 
@@ -294,12 +302,14 @@ pub fn head_dot_cols<const F: bool>(a: &[f32], b: &[f32], h: usize, out: &mut [f
             }
         }
         for (l, &v) in acc.iter().enumerate() {
-            out[l % h] += v;
+            out[l & (h - 1)] += v;
         }
         start = ca.len() * 8;
     }
-    for i in start..a.len() {
-        out[i % h] = madd::<F>(a[i], b[i], out[i % h]);
+    for (ra, rb) in a[start..].chunks_exact(h).zip(b[start..].chunks_exact(h)) {
+        for ((o, &x), &y) in out.iter_mut().zip(ra).zip(rb) {
+            *o = madd::<F>(x, y, *o);
+        }
     }
 }
 
@@ -349,10 +359,7 @@ pub fn weighted_rows<const F: bool, const NV: usize>(
     let (out, w) = (&mut out[..d], &w[..h * nk]);
     #[cfg(target_arch = "x86_64")]
     if F && NV > 0 && (d == 64 || d == 32) {
-        for &k in keys {
-            // every row in bounds (the kernel below reads `d` floats from each)
-            let _ = &src[(k as usize - base) * stride + col..][..d];
-        }
+        check_rows(keys, base, stride, col, d, src.len());
         // SAFETY: AVX2 code under `F`; rows checked above; `out` and `w` sized above.
         unsafe {
             if d == 64 {
@@ -370,6 +377,83 @@ pub fn weighted_rows<const F: bool, const NV: usize>(
     }
 }
 
+/// Softmax with a sink of a query's pair-major `[nk, h]` scores, per head, in place:
+/// `w = exp(s − m) / (exp(sink − m) + Σ exp(s − m))`, `m` the largest of the scores and the
+/// sink. The sink's weights go to `wsink` (`h` floats; empty: not kept).
+#[inline(always)]
+pub fn softmax_sink<const F: bool>(sc: &mut [f32], h: usize, sink: &[f32], wsink: &mut [f32]) {
+    let sink = &sink[..h];
+    #[cfg(target_arch = "x86_64")]
+    if F && (h == 4 || h == 8) {
+        let ws = if wsink.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            wsink[..h].as_mut_ptr()
+        };
+        // SAFETY: AVX2 code under `F`; `sink` and `wsink` hold `h` floats.
+        unsafe {
+            if h == 4 {
+                x86::softmax_sink::<4>(sc, sink.as_ptr(), ws)
+            } else {
+                x86::softmax_sink::<8>(sc, sink.as_ptr(), ws)
+            }
+        }
+        return;
+    }
+    let (mut m, mut den, mut se) = ([0f32; 64], [0f32; 64], [0f32; 64]);
+    let (m, den, se) = (&mut m[..h], &mut den[..h], &mut se[..h]);
+    head_max(sc, h, sink, m);
+    for hh in 0..h {
+        se[hh] = exp::<F>(sink[hh] - m[hh]);
+    }
+    den.copy_from_slice(se);
+    head_exp_sum::<F>(sc, h, m, den);
+    for d in den.iter_mut() {
+        *d = 1.0 / *d;
+    }
+    head_affine(sc, h, &[0f32; 64], den, &[]);
+    if !wsink.is_empty() {
+        for hh in 0..h {
+            wsink[hh] = se[hh] * den[hh];
+        }
+    }
+}
+
+/// Backward of [`softmax_sink`] followed by the score scale: `ds ← w·(dw − Σ_j w·dw)·scale`
+/// per head (`ds` holds `dw` on entry), and `dsink −= w_sink·Σ_j w·dw` (the sink's value is
+/// zero).
+#[inline(always)]
+pub fn softmax_sink_bwd<const F: bool>(
+    w: &[f32],
+    ds: &mut [f32],
+    h: usize,
+    wsink: &[f32],
+    scale: f32,
+    dsink: &mut [f32],
+) {
+    let (wsink, dsink) = (&wsink[..h], &mut dsink[..h]);
+    let w = &w[..ds.len()];
+    #[cfg(target_arch = "x86_64")]
+    if F && (h == 4 || h == 8) {
+        // SAFETY: AVX2 code under `F`; `wsink` and `dsink` hold `h` floats, `w` as `ds`.
+        unsafe {
+            if h == 4 {
+                x86::softmax_sink_bwd::<4>(w, ds, wsink.as_ptr(), scale, dsink.as_mut_ptr())
+            } else {
+                x86::softmax_sink_bwd::<8>(w, ds, wsink.as_ptr(), scale, dsink.as_mut_ptr())
+            }
+        }
+        return;
+    }
+    let mut dot = [0f32; 64];
+    let dot = &mut dot[..h];
+    head_dot_cols::<F>(w, ds, h, dot);
+    for hh in 0..h {
+        dsink[hh] -= wsink[hh] * dot[hh];
+    }
+    head_affine(ds, h, dot, &[scale; 64], w);
+}
+
 /// Whether the register-resident AVX2 row kernels handle `h` heads of `dh` (`d = h·dh`):
 /// `d` of 32 or 64 floats, heads by fours.
 #[inline(always)]
@@ -380,10 +464,19 @@ fn rows_fast<const F: bool, const NV: usize>(h: usize, dh: usize) -> bool {
 /// Panics unless every row `(k − base)·stride + col` of `keys` has `d` floats in `len`.
 #[inline(always)]
 fn check_rows(keys: &[u32], base: usize, stride: usize, col: usize, d: usize, len: usize) {
+    let (mut lo, mut hi) = (u32::MAX, 0u32);
     for &k in keys {
-        let r = (k as usize).checked_sub(base).expect("key below the chunk") * stride + col;
-        assert!(r + d <= len, "key row out of range");
+        lo = lo.min(k);
+        hi = hi.max(k);
     }
+    if keys.is_empty() {
+        return;
+    }
+    assert!(lo as usize >= base, "key below the chunk");
+    assert!(
+        (hi as usize - base) * stride + col + d <= len,
+        "key row out of range"
+    );
 }
 
 /// Per-head dot products of `a` with rows: `out[j·h + hh] = scale·Σ_t a[hh·dh + t]·
@@ -614,6 +707,136 @@ mod x86 {
             a = _mm256_add_ps(a, e);
         }
         _mm256_storeu_ps(acc.as_mut_ptr(), a);
+    }
+
+    /// Per-head values of a pair-major block as 8 lanes: `H = 8` as is, `H = 4` the two
+    /// halves folded (`f`), then duplicated back.
+    #[inline(always)]
+    unsafe fn fold<const H: usize>(v: __m256, f: impl Fn(__m128, __m128) -> __m128) -> __m256 {
+        if H == 8 {
+            v
+        } else {
+            let x = f(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            _mm256_set_m128(x, x)
+        }
+    }
+
+    /// See [`super::softmax_sink`]; `H` 4 or 8.
+    #[inline(always)]
+    pub unsafe fn softmax_sink<const H: usize>(sc: &mut [f32], sink: *const f32, ws: *mut f32) {
+        let n = sc.len();
+        let full = n / 8 * 8;
+        let p = sc.as_mut_ptr();
+        // per-head sink as 8 lanes
+        let s8 = if H == 8 {
+            _mm256_loadu_ps(sink)
+        } else {
+            let s = _mm_loadu_ps(sink);
+            _mm256_set_m128(s, s)
+        };
+        let mut m8 = s8;
+        let mut c = 0;
+        while c < full {
+            m8 = _mm256_max_ps(m8, _mm256_loadu_ps(p.add(c)));
+            c += 8;
+        }
+        // a last key of 4 heads (H = 4, odd key count): lanes 0..4
+        let tail = full < n;
+        let t4 = if tail {
+            _mm_loadu_ps(p.add(full))
+        } else {
+            _mm_set1_ps(f32::NEG_INFINITY)
+        };
+        let m = if H == 8 {
+            m8
+        } else {
+            let x = _mm_max_ps(
+                _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps::<1>(m8)),
+                t4,
+            );
+            _mm256_set_m128(x, x)
+        };
+        let mut acc = _mm256_setzero_ps();
+        let mut c = 0;
+        while c < full {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(c)), m));
+            _mm256_storeu_ps(p.add(c), e);
+            acc = _mm256_add_ps(acc, e);
+            c += 8;
+        }
+        let sum = fold::<H>(acc, |a, b| _mm_add_ps(a, b));
+        let (sum, te) = if tail {
+            let e = _mm256_castps256_ps128(exp8(_mm256_sub_ps(_mm256_set_m128(t4, t4), m)));
+            (_mm256_add_ps(sum, _mm256_set_m128(e, e)), e)
+        } else {
+            (sum, _mm_setzero_ps())
+        };
+        let se = exp8(_mm256_sub_ps(s8, m));
+        let inv = _mm256_div_ps(_mm256_set1_ps(1.0), _mm256_add_ps(sum, se));
+        let mut c = 0;
+        while c < full {
+            _mm256_storeu_ps(p.add(c), _mm256_mul_ps(_mm256_loadu_ps(p.add(c)), inv));
+            c += 8;
+        }
+        if tail {
+            _mm_storeu_ps(p.add(full), _mm_mul_ps(te, _mm256_castps256_ps128(inv)));
+        }
+        if !ws.is_null() {
+            let x = _mm256_mul_ps(se, inv);
+            if H == 8 {
+                _mm256_storeu_ps(ws, x);
+            } else {
+                _mm_storeu_ps(ws, _mm256_castps256_ps128(x));
+            }
+        }
+    }
+
+    /// See [`super::softmax_sink_bwd`]; `H` 4 or 8.
+    #[inline(always)]
+    pub unsafe fn softmax_sink_bwd<const H: usize>(
+        w: &[f32],
+        ds: &mut [f32],
+        wsink: *const f32,
+        scale: f32,
+        dsink: *mut f32,
+    ) {
+        let n = ds.len();
+        let full = n / 8 * 8;
+        let (wp, p) = (w.as_ptr(), ds.as_mut_ptr());
+        let mut acc = _mm256_setzero_ps();
+        let mut c = 0;
+        while c < full {
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add(c)), _mm256_loadu_ps(p.add(c)), acc);
+            c += 8;
+        }
+        let tail = full < n;
+        let mut dot = fold::<H>(acc, |a, b| _mm_add_ps(a, b));
+        if tail {
+            let t = _mm_mul_ps(_mm_loadu_ps(wp.add(full)), _mm_loadu_ps(p.add(full)));
+            dot = _mm256_add_ps(dot, _mm256_set_m128(t, t));
+        }
+        if H == 8 {
+            let d = _mm256_loadu_ps(dsink);
+            _mm256_storeu_ps(dsink, _mm256_fnmadd_ps(_mm256_loadu_ps(wsink), dot, d));
+        } else {
+            let d = _mm_loadu_ps(dsink);
+            let x = _mm_fnmadd_ps(_mm_loadu_ps(wsink), _mm256_castps256_ps128(dot), d);
+            _mm_storeu_ps(dsink, x);
+        }
+        let sc = _mm256_set1_ps(scale);
+        let mut c = 0;
+        while c < full {
+            let x = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(p.add(c)), dot), sc);
+            _mm256_storeu_ps(p.add(c), _mm256_mul_ps(_mm256_loadu_ps(wp.add(c)), x));
+            c += 8;
+        }
+        if tail {
+            let x = _mm_mul_ps(
+                _mm_sub_ps(_mm_loadu_ps(p.add(full)), _mm256_castps256_ps128(dot)),
+                _mm256_castps256_ps128(sc),
+            );
+            _mm_storeu_ps(p.add(full), _mm_mul_ps(_mm_loadu_ps(wp.add(full)), x));
+        }
     }
 
     /// See [`super::row_dots`]: `d = 8·D8`, `dh = 8·NV`, heads by fours; `a` in registers.
