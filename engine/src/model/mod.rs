@@ -13,7 +13,13 @@
 pub mod attention;
 pub mod batch;
 pub mod explain;
+pub mod fast;
+pub mod grad;
+pub mod infer;
+pub mod kernels;
+pub mod optim;
 pub mod pair_ops;
+pub(crate) mod simd;
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::VarMap;

@@ -6,13 +6,15 @@
 
 use std::time::{Duration, Instant};
 
+use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::{Optimizer, ParamsAdamW};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{EpochStats, Progress, TrainError};
+use crate::model::optim::FastAdamW;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,6 +57,22 @@ pub trait Objective {
         rng: &mut ChaCha8Rng,
         dropout: &mut ChaCha8Rng,
     ) -> Result<Option<Tensor>, TrainError>;
+    /// The loss of one batch and its gradients: candle's backward of [`Objective::loss`]
+    /// unless the objective computes them faster.
+    fn loss_and_grads(
+        &mut self,
+        batch: &Self::Batch,
+        rng: &mut ChaCha8Rng,
+        dropout: &mut ChaCha8Rng,
+    ) -> Result<Option<(Tensor, GradStore)>, TrainError> {
+        match self.loss(batch, rng, dropout)? {
+            Some(l) => {
+                let g = l.backward()?;
+                Ok(Some((l, g)))
+            }
+            None => Ok(None),
+        }
+    }
     /// The validation metric and whether larger is better; `None` without validation
     /// data. `poll` before each piece of work: `false` means cancel.
     fn validate(
@@ -145,7 +163,8 @@ pub fn fit<O: Objective>(
 ) -> Result<Fitted, TrainError> {
     let start = Instant::now();
     let budget = cfg.time_budget_s.map(Duration::from_secs_f64);
-    let mut opt = AdamW::new(
+    // candle's AdamW, fused (the same arithmetic; see `model::optim`)
+    let mut opt = FastAdamW::new(
         vars.to_vec(),
         ParamsAdamW {
             lr: cfg.lr,
@@ -163,10 +182,9 @@ pub fn fit<O: Objective>(
     for epoch in 0..cfg.max_epochs.max(1) {
         let (mut loss_sum, mut loss_n) = (0.0, 0usize);
         for b in obj.batches(&mut rng) {
-            let Some(loss) = obj.loss(&b, &mut rng, &mut drop_rng)? else {
+            let Some((loss, mut grads)) = obj.loss_and_grads(&b, &mut rng, &mut drop_rng)? else {
                 continue;
             };
-            let mut grads = loss.backward()?;
             clip(&mut grads, vars, cfg.clip_norm)?;
             // Under a time budget the schedule ends where the budget will: decay is planned
             // over the steps that fit, not over epochs that will never run.

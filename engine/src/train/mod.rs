@@ -1,10 +1,12 @@
 //! Training, evaluation, calibration and (de)serialisation of a model.
 //!
 //! Determinism: parameter initialisation, shuffling and dropout use seeded ChaCha generators,
-//! and every reduction in the sparse attention is sequential. candle's CPU matmul splits work
-//! over its thread pool; with a fixed thread count the results are reproducible run to run,
-//! but a different thread count may change the last bits of the floats (and so, over many
-//! steps, the trained weights).
+//! and every reduction in the sparse attention is sequential. On the CPU a step runs the
+//! hand-written forward and backward of `model::grad`, which splits a batch into one share
+//! per thread of rayon's pool and sums the shares' gradients in order (candle's matmul, on
+//! other devices, splits work over its pool likewise); with a fixed thread count the results
+//! are reproducible run to run, but a different thread count may change the last bits of the
+//! floats (and so, over many steps, the trained weights).
 
 pub mod calibrate;
 pub mod explain;
@@ -14,6 +16,7 @@ pub mod synth;
 use std::collections::HashMap;
 use std::fmt;
 
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use rand::seq::SliceRandom;
@@ -22,6 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::encode::{EncodedContext, Encoder};
 use crate::metrics;
+use crate::model::grad::{FastTrainer, Loss};
+use crate::model::infer::FastModel;
 use crate::model::{
     bce_with_logits, cross_entropy, huber, sorted_vars, Batch, Model, ModelConfig, ModelDims,
 };
@@ -208,7 +213,18 @@ pub struct TrainedModel {
     pub predict_batch_tokens: usize,
     varmap: VarMap,
     model: Model,
+    /// `model`'s weights for the no-graph forward pass that predictions use (CPU).
+    fast: Option<FastModel>,
     device: Device,
+}
+
+/// The fast forward pass of `model` on the CPU, when its configuration allows.
+fn fast_model(model: &Model, dev: &Device) -> Result<Option<FastModel>, TrainError> {
+    Ok(if dev.is_cpu() {
+        FastModel::new(model)?
+    } else {
+        None
+    })
 }
 
 fn labels_tensor(
@@ -267,8 +283,10 @@ fn check_labels(task: Head, ctxs: &[EncodedContext], need: bool) -> Result<(), T
 
 /// Raw model outputs (`[n_out]` per context) in batches of `batch_tokens`. `poll` runs
 /// before every batch; `false` stops with [`TrainError::Cancelled`].
+/// With `fast` (the same model's weights), outputs come from its no-graph forward pass.
 fn raw_outputs(
     model: &Model,
+    fast: Option<&FastModel>,
     ctxs: &[EncodedContext],
     batch_tokens: usize,
     dev: &Device,
@@ -286,7 +304,10 @@ fn raw_outputs(
             refs.iter().map(|c| c.n_tokens()).sum(),
         ));
         let batch = Batch::new(&refs, &model.cfg, model.dims.n_buckets, dev)?;
-        out.extend(model.forward(&batch, None)?.to_vec2::<f32>()?);
+        match fast {
+            Some(f) => out.extend(f.forward(&batch)?),
+            None => out.extend(model.forward(&batch, None)?.to_vec2::<f32>()?),
+        }
     }
     crate::threads::use_threads(crate::threads::configured());
     Ok(out)
@@ -341,6 +362,8 @@ struct Tabular<'a> {
     val: &'a [EncodedContext],
     target_norm: Option<(f64, f64)>,
     order: Vec<usize>,
+    /// The hand-written forward and backward (CPU), when the configuration allows.
+    fast: Option<FastTrainer>,
 }
 
 impl Objective for Tabular<'_> {
@@ -384,6 +407,36 @@ impl Objective for Tabular<'_> {
         }))
     }
 
+    fn loss_and_grads(
+        &mut self,
+        b: &Vec<usize>,
+        rng: &mut ChaCha8Rng,
+        dropout: &mut ChaCha8Rng,
+    ) -> Result<Option<(Tensor, GradStore)>, TrainError> {
+        let Some(fast) = self.fast.as_mut() else {
+            let Some(l) = self.loss(b, rng, dropout)? else {
+                return Ok(None);
+            };
+            let g = l.backward()?;
+            return Ok(Some((l, g)));
+        };
+        let refs: Vec<&EncodedContext> = b.iter().map(|&i| &self.train[i]).collect();
+        let batch = Batch::new(&refs, &self.model.cfg, self.n_buckets, self.dev)?;
+        let y = labels_tensor(self.cfg.head, &batch.labels, self.target_norm, self.dev)?;
+        let loss = match self.cfg.head {
+            Head::Binary => Loss::Bce,
+            Head::Regression => Loss::Huber,
+            Head::Multiclass { .. } => Loss::CrossEntropy,
+        };
+        Ok(Some(fast.loss_and_grads(
+            self.model,
+            &batch,
+            &y,
+            loss,
+            Some(dropout),
+        )?))
+    }
+
     fn validate(
         &mut self,
         poll: &mut dyn FnMut() -> bool,
@@ -391,8 +444,10 @@ impl Objective for Tabular<'_> {
         if self.val.is_empty() {
             return Ok(None);
         }
+        let fast = fast_model(self.model, self.dev)?;
         let raw = raw_outputs(
             self.model,
+            fast.as_ref(),
             self.val,
             self.cfg.batch_tokens * 4,
             self.dev,
@@ -461,6 +516,11 @@ pub fn train_on(
         val,
         target_norm,
         order: (0..train.len()).collect(),
+        fast: if dev.is_cpu() {
+            FastTrainer::new(&model)
+        } else {
+            None
+        },
     };
     let fitted = fit::fit(&cfg.fit_config(), &vars, &mut obj, on_step)?;
     let (history, step, total_steps, start) = (
@@ -478,6 +538,7 @@ pub fn train_on(
         calibration: Calibration::default(),
         history,
         predict_batch_tokens: cfg.batch_tokens * 4,
+        fast: fast_model(&model, &dev)?,
         varmap,
         model,
         device: dev,
@@ -490,6 +551,7 @@ pub fn train_on(
         let mut poll = fit::poller(on_step, last.0, step, total_steps, last.1, start);
         let raw = raw_outputs(
             &tm.model,
+            tm.fast.as_ref(),
             val,
             tm.predict_batch_tokens,
             &tm.device,
@@ -589,6 +651,7 @@ impl TrainedModel {
     pub fn raw(&self, ctxs: &[EncodedContext]) -> Result<Vec<Vec<f32>>, TrainError> {
         raw_outputs(
             &self.model,
+            self.fast.as_ref(),
             ctxs,
             self.predict_batch_tokens,
             &self.device,
@@ -685,6 +748,7 @@ impl TrainedModel {
             calibration: meta_field(&meta, "calibration")?,
             history: meta_field(&meta, "history")?,
             predict_batch_tokens: 8192,
+            fast: fast_model(&model, &dev)?,
             varmap,
             model,
             device: dev,

@@ -1,0 +1,192 @@
+//! The no-autograd forward pass: [`FastModel`] holds a model's parameters as flat `f32`
+//! arrays and runs the hand-written kernels of [`super::kernels`] over chunks of whole
+//! contexts, chunks in parallel on rayon's pool. It computes the function of
+//! [`Model::forward`] (equal within float rounding, see the tests) without building a graph.
+//!
+//! Inference also skips work whose result cannot reach a prediction: only the target token's
+//! state leaves the last block, so each layer runs its queries (and the feed-forward layers
+//! their rows) only for the tokens some later layer still reads ([`needed_rows`]).
+
+use std::cell::RefCell;
+
+use candle_core::Result;
+use rayon::prelude::*;
+
+use super::fast::{self, Chunk, HostBatch, ParamLayout, Scratch};
+use super::{Batch, Model};
+
+/// Tokens per chunk of the inference pass.
+const CHUNK_TOKENS: usize = 512;
+
+/// A model's parameters laid out for the fast forward pass.
+pub struct FastModel {
+    pub(crate) lay: ParamLayout,
+    pub(crate) p: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<(Scratch, Vec<f32>)> = RefCell::new(Default::default());
+}
+
+impl FastModel {
+    /// Copies the parameters of `m` (later changes to `m` are not seen). `None` when the
+    /// configuration is one the fast path does not handle (see [`fast::supported`]).
+    pub fn new(m: &Model) -> Result<Option<FastModel>> {
+        if !fast::supported(m) {
+            return Ok(None);
+        }
+        let lay = ParamLayout::new(m);
+        let p = lay.read()?;
+        Ok(Some(FastModel { lay, p }))
+    }
+
+    /// Outputs `[B][n_out]` of [`Model::forward`] (no dropout).
+    pub fn forward(&self, b: &Batch) -> Result<Vec<Vec<f32>>> {
+        let hb = HostBatch::from_batch(b)?;
+        let out = self.forward_host(&hb, true);
+        Ok(out
+            .chunks(self.lay.n_out.max(1))
+            .map(|c| c.to_vec())
+            .collect())
+    }
+
+    /// Outputs of every context laid end to end (`B × n_out`); chunks in parallel when
+    /// `parallel` and there are several.
+    pub(crate) fn forward_host(&self, hb: &HostBatch, parallel: bool) -> Vec<f32> {
+        let no = self.lay.n_out;
+        let chunks = fast::chunks(
+            &hb.spans,
+            std::env::var("RDL_CHUNK")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(CHUNK_TOKENS),
+        );
+        let mut out = vec![0f32; hb.spans.len() * no];
+        let run = |ch: &Chunk, o: &mut [f32]| {
+            SCRATCH.with(|s| {
+                let (s, x) = &mut *s.borrow_mut();
+                self.chunk(hb, *ch, x, s, o)
+            })
+        };
+        let mut parts: Vec<(&Chunk, &mut [f32])> = Vec::with_capacity(chunks.len());
+        let mut rest = &mut out[..];
+        for ch in &chunks {
+            let (a, b) = rest.split_at_mut((ch.c1 - ch.c0) * no);
+            parts.push((ch, a));
+            rest = b;
+        }
+        if parallel && chunks.len() > 1 && rayon::current_num_threads() > 1 {
+            parts.into_par_iter().for_each(|(ch, o)| run(ch, o));
+        } else {
+            for (ch, o) in parts {
+                run(ch, o);
+            }
+        }
+        out
+    }
+
+    fn chunk(&self, hb: &HostBatch, ch: Chunk, x: &mut Vec<f32>, s: &mut Scratch, out: &mut [f32]) {
+        let d = self.lay.d;
+        let n = ch.n();
+        x.resize(n * d, 0.0);
+        let x = &mut x[..n * d];
+        fast::embed(&self.lay, &self.p, hb, ch, x);
+        let plans = fast::plan(&self.lay, hb, ch);
+        fast::blocks_fwd(&self.lay, &self.p, hb, ch, &plans, x, None, None, s);
+        let mut y = vec![0f32; d];
+        for (i, c) in (ch.c0..ch.c1).enumerate() {
+            let t = hb.target[c] as usize - ch.t0;
+            let no = self.lay.n_out;
+            fast::head_fwd(
+                &self.lay,
+                &self.p,
+                &x[t * d..(t + 1) * d],
+                &mut y,
+                &mut [],
+                &mut [],
+                &mut out[i * no..(i + 1) * no],
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::{EncodedContext, Encoder, EncoderConfig};
+    use crate::model::{ModelConfig, ModelDims};
+    use crate::train::synth::churn_dataset;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    fn contexts(n: usize, max_tokens: usize, orders: usize) -> (Encoder, Vec<EncodedContext>) {
+        let data = churn_dataset(n, orders, orders * 4, 5);
+        let sgs: Vec<_> = data.iter().map(|(s, _)| s.clone()).collect();
+        let enc = Encoder::fit(
+            EncoderConfig {
+                max_tokens,
+                n_buckets: 512,
+            },
+            &sgs,
+        );
+        let ecs = data
+            .iter()
+            .map(|(s, y)| enc.encode_labeled(s, *y))
+            .collect();
+        (enc, ecs)
+    }
+
+    /// The fast forward equals candle's for binary, regression-shaped and multiclass heads,
+    /// default and non-default configurations.
+    #[test]
+    fn fast_forward_equals_candle() -> Result<()> {
+        let dev = Device::Cpu;
+        let (enc, ecs) = contexts(24, 256, 60);
+        let refs: Vec<&EncodedContext> = ecs.iter().collect();
+        for (n_out, cfg) in [
+            (1, ModelConfig::small()),
+            (3, {
+                let mut c = ModelConfig::small();
+                c.full_attention = true;
+                c.d_model = 32;
+                c.heads = 2;
+                c.seed = 3;
+                c
+            }),
+            (2, {
+                let mut c = ModelConfig::small();
+                c.heads = 8;
+                c.seed = 4;
+                c
+            }),
+            (1, {
+                let mut c = ModelConfig::small();
+                c.neighbor_attention = false;
+                c.blocks = 3;
+                c.ffn_mult = 3;
+                c.seed = 9;
+                c
+            }),
+        ] {
+            let dims = ModelDims {
+                n_columns: enc.n_columns(),
+                n_buckets: 512,
+                n_out,
+            };
+            let m = Model::new(&cfg, &dims, &VarMap::new(), &dev)?;
+            let b = Batch::new(&refs, &cfg, 512, &dev)?;
+            let want = m.forward(&b, None)?.to_vec2::<f32>()?;
+            let fm = FastModel::new(&m)?.expect("supported");
+            let got = fm.forward(&b)?;
+            let one = fm.forward(&Batch::new(&refs[3..4], &cfg, 512, &dev)?)?;
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                for (a, b) in g.iter().zip(w) {
+                    assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+                }
+            }
+            assert!((one[0][0] - want[3][0]).abs() < 1e-4);
+        }
+        Ok(())
+    }
+}
