@@ -13,6 +13,10 @@ phase_start "cargo fmt --check"
 cargo fmt --all -- --check
 phase_end
 
+phase_start "layout (scripts/check_layout.py: src/ thin, no import circle, no long file or function)"
+python3 "$RDL_ROOT/scripts/check_layout.py"
+phase_end
+
 phase_start "engine unit tests (cargo test -p rdl-engine)"
 cargo test -p rdl-engine
 phase_end

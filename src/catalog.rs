@@ -9,9 +9,7 @@
 use std::collections::HashMap;
 
 use rdl_engine::ident::quote_qualified;
-use rdl_engine::schema::{
-    detect_time_column, infer_semantic, Column, ForeignKey, SchemaGraph, Table, TimeSource,
-};
+use rdl_engine::schema::{infer_semantic, Column, ForeignKey, SchemaGraph, Table};
 
 use crate::error::{spi, RdlError};
 use crate::sql::query_one;
@@ -234,33 +232,9 @@ pub fn read_graph(schemas: Option<Vec<String>>) -> SchemaGraph {
             overrides.insert(spi(row.get(1)).unwrap_or_default(), spi(row.get(2)));
         }
 
-        let mut warnings = Vec::new();
-        for (i, t) in tables.iter_mut().enumerate() {
-            match overrides.get(&oids[i]) {
-                Some(col) => {
-                    t.time_column = col.clone();
-                    t.time_source = Some(TimeSource::User);
-                }
-                None => {
-                    t.time_column = detect_time_column(&t.columns);
-                    t.time_source = t.time_column.as_ref().map(|_| TimeSource::Detected);
-                    let temporal = t
-                        .columns
-                        .iter()
-                        .filter(|c| c.semantic == rdl_engine::schema::SemanticType::Timestamp)
-                        .count();
-                    if t.time_column.is_none() && temporal > 1 {
-                        warnings.push(format!(
-                            "table {} has {temporal} date/time columns and none is conventionally \
-                             named: it is treated as static; choose one with \
-                             rdl_set_time_column('{}', '<column>')",
-                            t.table,
-                            t.table.replace('\'', "''")
-                        ));
-                    }
-                }
-            }
-        }
+        let warnings = (tables.iter_mut().enumerate())
+            .filter_map(|(i, t)| t.choose_time_column(overrides.remove(&oids[i])))
+            .collect();
 
         let unreadable =
             spi(client.select(UNREADABLE_SQL, None, &[schemas_arg.into(), path_arg.into()]))

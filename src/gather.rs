@@ -11,6 +11,7 @@ use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::PgOid;
 use rdl_engine::encode::Value;
+use rdl_engine::pipeline::gather::FetchStats;
 use rdl_engine::pipeline::{Gathered, Result};
 use rdl_engine::sampler::{Assembler, Direction, FetchedRow, OutKind, Plan, Request, TablePlan};
 
@@ -265,18 +266,6 @@ fn record(rows: usize, t0: std::time::Instant, t1: std::time::Instant) {
         v.convert_s += t1.elapsed().as_secs_f64();
         st.set(v);
     });
-}
-
-/// Where the sampler's time goes, accumulated per backend since the last [`take_stats`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FetchStats {
-    pub statements: usize,
-    /// Rows the statements returned (before the assembler's dedup and caps).
-    pub rows: usize,
-    /// Seconds PostgreSQL spent executing the statements (plan, scan, SPI tuple table).
-    pub exec_s: f64,
-    /// Seconds spent converting the returned datums into Rust values.
-    pub convert_s: f64,
 }
 
 thread_local! {

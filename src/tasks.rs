@@ -9,7 +9,7 @@ use std::rc::Rc;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgOid};
-use rdl_engine::pipeline::{Label, Labeled, Split};
+use rdl_engine::pipeline::{check_applies, Label, Labeled, Needs, Split};
 use rdl_engine::pql::{self, TaskSpec, TaskType};
 
 use crate::catalog;
@@ -307,4 +307,9 @@ pub fn run_labels(
         }
         rows
     })
+}
+
+/// 42809 unless the task is of the kind `function` needs.
+pub fn applies(t: &TaskSpec, task: &str, function: &str, needs: Needs) {
+    check_applies(t.task_type, task, function, needs).unwrap_or_else(|e| crate::error::raise(e))
 }

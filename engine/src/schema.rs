@@ -253,6 +253,35 @@ fn is_attribute_date(name: &str) -> bool {
         || n.starts_with("valid_")
 }
 
+impl Table {
+    /// Sets the table's time column: the user's choice (`rdl_set_time_column`, `Some`,
+    /// possibly "none"), else the detected one. A warning when detection found several
+    /// date/time columns and none conventionally named.
+    pub fn choose_time_column(&mut self, chosen: Option<Option<String>>) -> Option<String> {
+        if let Some(col) = chosen {
+            self.time_column = col;
+            self.time_source = Some(TimeSource::User);
+            return None;
+        }
+        self.time_column = detect_time_column(&self.columns);
+        self.time_source = self.time_column.as_ref().map(|_| TimeSource::Detected);
+        let temporal = self
+            .columns
+            .iter()
+            .filter(|c| c.semantic == SemanticType::Timestamp)
+            .count();
+        (self.time_column.is_none() && temporal > 1).then(|| {
+            format!(
+                "table {} has {temporal} date/time columns and none is conventionally \
+                 named: it is treated as static; choose one with \
+                 rdl_set_time_column('{}', '<column>')",
+                self.table,
+                self.table.replace('\'', "''")
+            )
+        })
+    }
+}
+
 /// Picks a table's time column: the only date/timestamp column, or among several the one
 /// with a conventional name. `None` when there is no candidate or no way to choose (the
 /// caller reports it; `rdl_set_time_column` settles it).

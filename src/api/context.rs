@@ -5,7 +5,7 @@ use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB};
 use rdl_engine::base::time::format_timestamp;
 use rdl_engine::encode::Value;
-use rdl_engine::pipeline::gather::{check_fits, gather_all, hide};
+use rdl_engine::pipeline::gather::{self, check_fits, gather_all, hide};
 use rdl_engine::pipeline::{tabular, Split};
 use rdl_engine::pql::TaskSpec;
 use rdl_engine::sampler::{Plan, SamplerConfig};
@@ -149,55 +149,15 @@ fn rdl_sampler_stats(
     let task = crate::error::not_null(task, "task");
     let split = crate::error::not_null(split, "split");
     let (t, plan, seeds) = split_gather_plan(task, split, max_seeds);
-    crate::gather::take_stats();
-    let t0 = std::time::Instant::now();
-    let (mut contexts, mut rows, mut cells, mut max_rows) = (0usize, 0usize, 0usize, 0usize);
     let mut src = SpiSource::new(task, &t);
     let hidden = tabular::hidden(&t);
-    gather_all(
-        &mut src,
-        &plan,
-        &t.entity.table,
-        &seeds,
-        hidden.as_ref(),
-        &mut |_, _, g| {
-            for (c, f) in g.contexts.iter().zip(g.found) {
-                if f {
-                    contexts += 1;
-                    rows += c.rows.len();
-                    max_rows = max_rows.max(c.rows.len());
-                    cells += c.rows.iter().map(|r| r.values.len()).sum::<usize>();
-                }
-            }
-            Ok(())
-        },
-    )
-    .unwrap_or_else(|e| raise(e));
-    let secs = t0.elapsed().as_secs_f64().max(1e-9);
-    let st = crate::gather::take_stats();
-    JsonB(json!({
-        "task": task,
-        "split": split,
-        "seeds": seeds.len(),
-        "contexts": contexts,
-        "rows": rows,
-        "cells": cells,
-        "mean_rows_per_context": rows as f64 / contexts.max(1) as f64,
-        "max_rows_per_context": max_rows,
-        "depth": plan.config.depth,
-        "fanout": plan.config.fanout,
-        "seconds": secs,
-        "contexts_per_s": contexts as f64 / secs,
-        "rows_per_s": rows as f64 / secs,
-        // The same statements' rows at PostgreSQL's own execution rate: what the sampler
-        // would reach if converting and assembling were free.
-        "statements": st.statements,
-        "rows_fetched": st.rows,
-        "sql_seconds": st.exec_s,
-        "convert_seconds": st.convert_s,
-        "assemble_seconds": (secs - st.exec_s - st.convert_s).max(0.0),
-        "sql_rows_per_s": st.rows as f64 / st.exec_s.max(1e-9),
-    }))
+    let table = &t.entity.table;
+    let mut stats = crate::gather::take_stats;
+    let mut out = gather::measure(&mut src, &plan, table, &seeds, hidden.as_ref(), &mut stats)
+        .unwrap_or_else(|e| raise(e));
+    out["task"] = json!(task);
+    out["split"] = json!(split);
+    JsonB(out)
 }
 
 /// The statements the sampler executes to gather the contexts of a split (at most

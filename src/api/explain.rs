@@ -6,12 +6,13 @@
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB};
-use rdl_engine::pipeline::explain;
+use rdl_engine::pipeline::{explain, Needs};
 use serde_json::json;
 
-use crate::api::predict::{gather_entity, not_ranking};
+use crate::api::predict::gather_entity;
 use crate::error::{raise, RdlError};
 use crate::source::SpiSource;
+use crate::tasks::applies;
 
 /// Why the active model predicts what it predicts for one entity as of `as_of` (default:
 /// now): the shares of tables, columns and the `top_k` rows of the context in the
@@ -35,7 +36,7 @@ fn rdl_explain(
         .raise()
     }
     let assuming = assuming.map(|j| j.0);
-    let check = |t: &_| not_ranking(t, task, "rdl_explain");
+    let check = |t: &_| applies(t, task, "rdl_explain", Needs::NotRanking);
     let (spec, l, one) = gather_entity(task, check, &id, as_of, assuming.as_ref());
     let mut out = explain::explain_one(&l.servable, spec.task_type, &one, top_k as usize)
         .unwrap_or_else(|e| raise(e));
@@ -65,7 +66,7 @@ fn rdl_predict_detail(
         .raise()
     }
     let assuming = assuming.map(|j| j.0);
-    let check = |t: &_| not_ranking(t, task, "rdl_predict_detail");
+    let check = |t: &_| applies(t, task, "rdl_predict_detail", Needs::NotRanking);
     let (spec, l, one) = gather_entity(task, check, &id, as_of, assuming.as_ref());
     let selection = crate::models::selection_metrics(l.servable.id);
     let mut out = explain::detail(&l.servable, spec.task_type, &one, coverage, selection)
@@ -93,7 +94,9 @@ fn rdl_importance(
     if max_examples < 1 {
         RdlError::new("22023", "max_examples must be at least 1").raise()
     }
-    let (spec, l) = crate::models::active(task, |t| not_ranking(t, task, "rdl_importance"));
+    let (spec, l) = crate::models::active(task, |t| {
+        applies(t, task, "rdl_importance", Needs::NotRanking)
+    });
     let mut src = SpiSource::new(task, &spec);
     let out = explain::importance(&mut src, &l.servable, &spec, max_examples as usize)
         .unwrap_or_else(|e| raise(e));

@@ -8,15 +8,16 @@ use pgrx::prelude::*;
 use pgrx::{AnyArray, AnyElement, JsonB};
 use rdl_engine::pipeline::one::{gather_one, One};
 use rdl_engine::pipeline::report::argmax;
-use rdl_engine::pipeline::{recommend, tabular, Split};
+use rdl_engine::pipeline::{recommend, tabular, Needs, Split};
 use rdl_engine::pql::{TaskSpec, TaskType};
 use serde_json::{json, Map};
 
 use crate::api::context::anchor_of;
 use crate::entity;
-use crate::error::{raise, RdlError};
+use crate::error::raise;
 use crate::models::{self, Loaded};
 use crate::source::SpiSource;
+use crate::tasks::applies;
 use crate::worker::Worker;
 
 /// One entity's context as the active model sees it (what-if changes of `assuming`
@@ -45,52 +46,33 @@ pub fn gather_entity(
     (spec, l, one)
 }
 
-/// The calibrated outputs for one entity.
+/// The calibrated outputs for one entity; `None` for a NULL id (the task still checked).
 fn predict_one(
-    task: &str,
+    task: Option<&str>,
     multiclass: bool,
     function: &str,
-    entity_id: &AnyElement,
+    entity_id: Option<AnyElement>,
     as_of: Option<TimestampWithTimeZone>,
-    assuming: Option<&serde_json::Value>,
-) -> (Rc<Loaded>, Vec<f64>) {
-    let check = |t: &TaskSpec| require(t, task, multiclass, function);
-    let (spec, l, one) = gather_entity(task, check, entity_id, as_of, assuming);
+    assuming: Option<JsonB>,
+) -> Option<(Rc<Loaded>, Vec<f64>)> {
+    let task = crate::error::not_null(task, "task");
+    let needs = if multiclass {
+        Needs::Class
+    } else {
+        Needs::Value
+    };
+    let check = |t: &TaskSpec| applies(t, task, function, needs);
+    let Some(id) = entity_id else {
+        check(&crate::tasks::load(task));
+        return None;
+    };
+    let assuming = assuming.map(|j| j.0);
+    let (spec, l, one) = gather_entity(task, check, &id, as_of, assuming.as_ref());
     let enc = l.servable.encoder().encode(&one.context);
     let mut src = SpiSource::new(task, &spec);
     let p = tabular::score(&mut src, &Worker, &l.servable, std::slice::from_ref(&enc))
         .unwrap_or_else(|e| raise(e));
-    (l, p.into_iter().next().unwrap_or_default())
-}
-
-pub fn require(t: &TaskSpec, task: &str, multiclass: bool, function: &str) {
-    not_ranking(t, task, function);
-    let is_multi = t.task_type == TaskType::MulticlassClassification;
-    if is_multi != multiclass {
-        let hint = if is_multi {
-            "The task predicts a class: use rdl_predict_class(task, id) or rdl_predict_proba(task, id)."
-        } else {
-            "The task predicts a number: use rdl_predict(task, id)."
-        };
-        RdlError::new(
-            "42809",
-            format!("{function} does not apply to task \"{task}\""),
-        )
-        .hint(hint)
-        .raise()
-    }
-}
-
-/// 42809 for a ranking task: its model recommends items, it does not predict a value.
-pub fn not_ranking(t: &TaskSpec, task: &str, function: &str) {
-    if t.task_type == TaskType::Ranking {
-        RdlError::new(
-            "42809",
-            format!("{function} does not apply to task \"{task}\""),
-        )
-        .hint("The task ranks items: use rdl_recommend(task, id, k) and rdl_evaluate(task).")
-        .raise()
-    }
+    Some((l, p.into_iter().next().unwrap_or_default()))
 }
 
 /// The active model's prediction for one entity as of `as_of` (default: now): the
@@ -102,14 +84,8 @@ fn rdl_predict(
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
     assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<f64> {
-    let task = crate::error::not_null(task, "task");
-    let Some(id) = entity_id else {
-        // Still an error for an unknown task or a wrong kind of task.
-        require(&crate::tasks::load(task), task, false, "rdl_predict");
-        return None;
-    };
-    let assuming = assuming.map(|j| j.0);
-    Some(predict_one(task, false, "rdl_predict", &id, as_of, assuming.as_ref()).1[0])
+    let (_, p) = predict_one(task, false, "rdl_predict", entity_id, as_of, assuming)?;
+    Some(p[0])
 }
 
 /// The most likely class of one entity (multiclass tasks).
@@ -120,20 +96,8 @@ fn rdl_predict_class(
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
     assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<String> {
-    let task = crate::error::not_null(task, "task");
-    let Some(id) = entity_id else {
-        require(&crate::tasks::load(task), task, true, "rdl_predict_class");
-        return None;
-    };
-    let assuming = assuming.map(|j| j.0);
-    let (l, p) = predict_one(
-        task,
-        true,
-        "rdl_predict_class",
-        &id,
-        as_of,
-        assuming.as_ref(),
-    );
+    let f = "rdl_predict_class";
+    let (l, p) = predict_one(task, true, f, entity_id, as_of, assuming)?;
     l.servable.stored.classes.get(argmax(&p)).cloned()
 }
 
@@ -146,28 +110,14 @@ fn rdl_predict_proba(
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
     assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<JsonB> {
-    let task = crate::error::not_null(task, "task");
-    let Some(id) = entity_id else {
-        require(&crate::tasks::load(task), task, true, "rdl_predict_proba");
-        return None;
-    };
-    let assuming = assuming.map(|j| j.0);
-    let (l, p) = predict_one(
-        task,
-        true,
-        "rdl_predict_proba",
-        &id,
-        as_of,
-        assuming.as_ref(),
-    );
+    let f = "rdl_predict_proba";
+    let (l, p) = predict_one(task, true, f, entity_id, as_of, assuming)?;
     let mut order: Vec<usize> = (0..p.len()).collect();
     order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-    let mut m = Map::new();
-    for i in order {
-        if let Some(c) = l.servable.stored.classes.get(i) {
-            m.insert(c.clone(), json!(p[i]));
-        }
-    }
+    let classes = &l.servable.stored.classes;
+    let m: Map<_, _> = (order.into_iter())
+        .filter_map(|i| Some((classes.get(i)?.clone(), json!(p[i]))))
+        .collect();
     Some(JsonB(serde_json::Value::Object(m)))
 }
 
@@ -189,7 +139,9 @@ fn rdl_predict_batch(
     ),
 > {
     let task = crate::error::not_null(task, "task");
-    let (spec, l) = models::active(task, |t| not_ranking(t, task, "rdl_predict_batch"));
+    let (spec, l) = models::active(task, |t| {
+        applies(t, task, "rdl_predict_batch", Needs::NotRanking)
+    });
     // A NULL array holds no ids: no rows (the task is still checked).
     let Some(entity_ids) = entity_ids else {
         return TableIterator::new(Vec::new());

@@ -19,8 +19,7 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB};
 use rdl_engine::pipeline::recommend::{self, ItemIndex};
-use rdl_engine::pipeline::Source;
-use rdl_engine::pql::{TaskSpec, TaskType};
+use rdl_engine::pipeline::{Needs, Source};
 use serde_json::json;
 
 use crate::api::context::anchor_of;
@@ -28,6 +27,7 @@ use crate::entity;
 use crate::error::{raise, RdlError};
 use crate::models::Loaded;
 use crate::source::SpiSource;
+use crate::tasks::applies;
 
 /// Item indexes kept per backend.
 pub const MAX_INDEXES: usize = 4;
@@ -40,22 +40,6 @@ type IndexEntry = (IndexKey, Rc<RefCell<ItemIndex>>);
 thread_local! {
     /// Most recently used last.
     static INDEXES: RefCell<Vec<IndexEntry>> = const { RefCell::new(Vec::new()) };
-}
-
-/// 42809 unless the task is a ranking task.
-pub fn require_ranking(t: &TaskSpec, task: &str, function: &str) {
-    if t.task_type != TaskType::Ranking {
-        RdlError::new(
-            "42809",
-            format!("{function} does not apply to task \"{task}\""),
-        )
-        .detail(format!(
-            "Task \"{task}\" is a {} task; {function} needs a ranking task (PREDICT LIST_DISTINCT(...) RANK TOP k).",
-            serde_json::to_value(t.task_type).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-        ))
-        .hint("Use rdl_predict, rdl_predict_class or rdl_predict_batch for this task.")
-        .raise()
-    }
 }
 
 /// The item index of a model at item-side time `ti`, for the calling role: from the cache
@@ -106,10 +90,16 @@ fn rdl_recommend(
     }
     let Some(id) = entity_id else {
         // Still an error for an unknown task or a task of another kind.
-        require_ranking(&crate::tasks::load(task), task, "rdl_recommend");
+        applies(
+            &crate::tasks::load(task),
+            task,
+            "rdl_recommend",
+            Needs::Ranking,
+        );
         return TableIterator::new(Vec::new());
     };
-    let (spec, l) = crate::models::active(task, |t| require_ranking(t, task, "rdl_recommend"));
+    let (spec, l) =
+        crate::models::active(task, |t| applies(t, task, "rdl_recommend", Needs::Ranking));
     let key = entity::key_text(&id, &spec.entity.key_type, task);
     let anchor = anchor_of(as_of);
     let mut src = SpiSource::new(task, &spec);
@@ -139,8 +129,9 @@ fn rdl_recommend_prepare(
 ) -> JsonB {
     let task = crate::error::not_null(task, "task");
     let t0 = Instant::now();
-    let (spec, l) =
-        crate::models::active(task, |t| require_ranking(t, task, "rdl_recommend_prepare"));
+    let (spec, l) = crate::models::active(task, |t| {
+        applies(t, task, "rdl_recommend_prepare", Needs::Ranking)
+    });
     let mut src = SpiSource::new(task, &spec);
     let ti = recommend::index_time(&l.servable, anchor_of(as_of)).unwrap_or_else(|e| raise(e));
     let idx = index_for(&mut src, &l, ti);

@@ -6,7 +6,8 @@
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use rdl_engine::pipeline::{Label, Split};
+use rdl_engine::pipeline::report::anchor_summary;
+use rdl_engine::pipeline::Split;
 use rdl_engine::pql;
 
 use crate::catalog;
@@ -96,9 +97,9 @@ fn rdl_create_task(
             serde_json::json!({
                 "val_cutoff": rdl_engine::base::time::format_timestamp(splits.val_cutoff),
                 "test_cutoff": rdl_engine::base::time::format_timestamp(splits.test_cutoff),
-                "train": split_summary(&splits.train),
-                "val": split_summary(&splits.val),
-                "test": split_summary(&splits.test),
+                "train": anchor_summary(&splits.train),
+                "val": anchor_summary(&splits.val),
+                "test": anchor_summary(&splits.test),
             }),
         );
     }
@@ -107,18 +108,6 @@ fn rdl_create_task(
 
 fn anchors(us: &[i64]) -> Vec<TimestampWithTimeZone> {
     us.iter().map(|&t| pgtime::to_pg(t)).collect()
-}
-
-fn split_summary(a: &[i64]) -> serde_json::Value {
-    let first = a
-        .iter()
-        .min()
-        .map(|&t| rdl_engine::base::time::format_timestamp(t));
-    let last = a
-        .iter()
-        .max()
-        .map(|&t| rdl_engine::base::time::format_timestamp(t));
-    serde_json::json!({ "count": a.len(), "first": first, "last": last })
 }
 
 /// Drops a task with its models, runs and grants (its owner only).
@@ -222,17 +211,6 @@ fn role_oid(role: &str) -> i64 {
     })
 }
 
-/// A labelled row as SQL shows it: `label` holds binary and regression labels,
-/// `label_text` the class of a multiclass task and the item list of a ranking task.
-fn label_columns(l: Label) -> (Option<f64>, Option<String>) {
-    match l {
-        Label::Missing => (None, None),
-        Label::Value(v) => (Some(v), None),
-        Label::Class(c) => (None, Some(c)),
-        Label::Items(items) => (None, Some(format!("{{{}}}", items.join(",")))),
-    }
-}
-
 /// The training table of a split: one row per (entity, anchor) with its label, computed
 /// by one set-based statement as the calling user.
 #[pg_extern]
@@ -253,7 +231,7 @@ fn rdl_task_table(
     let rows = tasks::split_rows(name, &spec, split)
         .into_iter()
         .map(|r| {
-            let (l, t) = label_columns(r.label);
+            let (l, t) = r.label.columns();
             (r.entity, pgtime::to_pg(r.anchor), l, t)
         })
         .collect::<Vec<_>>();
@@ -276,7 +254,7 @@ fn rdl_labels(
     let spec = tasks::load(name);
     let rows = tasks::run_labels(&spec, spec.labels_at_sql(), anchor.into());
     TableIterator::new(rows.into_iter().map(|r| {
-        let (l, t) = label_columns(r.label);
+        let (l, t) = r.label.columns();
         (r.entity, l, t)
     }))
 }

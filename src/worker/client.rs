@@ -44,10 +44,7 @@ pub fn predict(
     }
     let sh = shmem::get()?;
     sh.live_worker()?;
-    let procno = unsafe { (*pg_sys::MyProc).pgprocno };
-    if procno < 0 || procno as usize >= sh.slots().len() {
-        return None;
-    }
+    let procno = my_slot(sh)?;
     let n_out = model.head.n_out().max(1);
     let fingerprint = model.fingerprint();
     let max_batch = guc::MAX_BATCH.get().max(1) as usize;
@@ -130,25 +127,7 @@ fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> O
     let seq = next_seq();
     unsafe {
         ptr::write_bytes(base, 0, std::mem::size_of::<Header>());
-        let h = &mut *hdr;
-        h.begin(
-            proto::KIND_PREDICT,
-            seq,
-            (pg_sys::MyProcPid, procno),
-            pg_sys::MyDatabaseId.to_u32(),
-        );
-        h.version = req.version;
-        h.model_id = req.model_id;
-        h.fingerprint = req.fingerprint;
-        h.n_ctx = req.n_ctx as u32;
-        h.n_out = req.n_out as u32;
-        h.delay_ms = guc::DEBUG_WORKER_DELAY_MS.get().max(0) as u32;
-        h.model_off = lay.model_off as u64;
-        h.model_len = model_len as u64;
-        h.payload_off = lay.payload_off as u64;
-        h.payload_len = req.payload.len() as u64;
-        h.out_off = lay.out_off as u64;
-        h.out_len = out_len as u64;
+        describe_prediction(&mut *hdr, seq, procno, req, &lay, model_len);
         if let Some(m) = model {
             ptr::copy_nonoverlapping(m.as_ptr(), base.add(lay.model_off), m.len());
         }
@@ -159,12 +138,7 @@ fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> O
         );
         pg_sys::on_dsm_detach(seg, Some(mark_gone), pg_sys::Datum::from(hdr as usize));
     }
-    let handle = unsafe { pg_sys::dsm_segment_handle(seg) };
-    let word = ((seq as u64) << 32) | handle as u64;
-    let generation = sh.generation.load(Ordering::Acquire);
-    let slot = &sh.slots()[procno as usize];
-    slot.store(word, Ordering::Release);
-    sh.wake_worker();
+    let posted = Posted::post(sh, procno, seq, seg);
 
     let timeout_ms = guc::WORKER_TIMEOUT_MS.get().max(0) as u128;
     let t0 = Instant::now();
@@ -175,15 +149,14 @@ fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> O
         if st != proto::PENDING {
             break Some(st);
         }
-        if sh.generation.load(Ordering::Acquire) != generation || sh.live_worker().is_none() {
+        if posted.worker_gone(sh) {
             // The worker exited or was restarted: this request is lost (a new worker may
             // still have taken it; its answer would go unread). Compute in-process.
-            let _ = slot.compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
             break None;
         }
         let waited = t0.elapsed().as_millis();
         if timeout_ms > 0 && waited >= timeout_ms {
-            let _ = slot.compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
+            posted.withdraw(sh);
             unsafe { pg_sys::dsm_detach(seg) };
             RdlError::new(
                 "57014",
@@ -198,14 +171,7 @@ fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> O
         if timeout_ms > 0 {
             wait = wait.min(timeout_ms - waited);
         }
-        unsafe {
-            pg_sys::WaitLatch(
-                pg_sys::MyLatch,
-                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-                wait.max(1) as std::ffi::c_long,
-                pg_sys::PG_WAIT_EXTENSION,
-            );
-        }
+        wait_latch(wait.max(1) as std::ffi::c_long);
         // Cancel, statement_timeout, termination: an ERROR here aborts the transaction,
         // whose resource owner detaches the segment; the worker sees the backend gone.
         pgrx::check_for_interrupts!();
@@ -221,22 +187,7 @@ fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> O
         proto::DONE if !matches => {
             Answer::Failed("the worker's answer does not match the request".into())
         }
-        proto::DONE => {
-            let mut v = vec![0f32; req.n_ctx * req.n_out];
-            unsafe {
-                ptr::copy_nonoverlapping(
-                    base.add(lay.out_off),
-                    v.as_mut_ptr().cast::<u8>(),
-                    out_len,
-                );
-            }
-            // Outputs are little-endian f32: the same as the native order here, made
-            // explicit for the day it is not.
-            for x in &mut v {
-                *x = f32::from_bits(u32::from_le(x.to_bits()));
-            }
-            Answer::Outputs(v)
-        }
+        proto::DONE => Answer::Outputs(unsafe { read_outputs(base.add(lay.out_off), out_len) }),
         proto::NEED_MODEL => Answer::NeedModel,
         _ => Answer::Failed(h.error()),
     });
@@ -272,10 +223,7 @@ pub fn train(
     if !train_here_or_there(sh) {
         return None;
     }
-    let procno = unsafe { (*pg_sys::MyProc).pgprocno };
-    if procno < 0 || procno as usize >= sh.slots().len() {
-        return None;
-    }
+    let procno = my_slot(sh)?;
     let config = serde_json::to_vec(&(cfg, model_cfg, encoder)).ok()?;
     let train_b = wire::encode_batch(train);
     let val_b = wire::encode_batch(val);
@@ -332,12 +280,7 @@ pub fn train(
     }
     drop((config, train_b, val_b));
     let area = unsafe { &*base.add(lay.area_off).cast::<proto::TrainArea>() };
-    let handle = unsafe { pg_sys::dsm_segment_handle(seg) };
-    let word = ((seq as u64) << 32) | handle as u64;
-    let generation = sh.generation.load(Ordering::Acquire);
-    let slot = &sh.slots()[procno as usize];
-    slot.store(word, Ordering::Release);
-    sh.wake_worker();
+    let posted = Posted::post(sh, procno, seq, seg);
 
     let h = unsafe { &*hdr };
     let mut seen = proto::Relayed::default();
@@ -357,8 +300,7 @@ pub fn train(
         if st != proto::PENDING && area.drained(&seen) {
             break st;
         }
-        if sh.generation.load(Ordering::Acquire) != generation || sh.live_worker().is_none() {
-            let _ = slot.compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
+        if posted.worker_gone(sh) {
             RdlError::new(
                 "57P01",
                 "rdl's background worker exited during the training",
@@ -366,52 +308,150 @@ pub fn train(
             .hint("Retry; SET rdl.train_on_worker = off trains in this backend.")
             .raise()
         }
-        unsafe {
-            pg_sys::WaitLatch(
-                pg_sys::MyLatch,
-                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-                100,
-                pg_sys::PG_WAIT_EXTENSION,
-            );
-        }
+        wait_latch(100);
     };
     if status == proto::FAILED && h.err_kind == proto::ERR_BUSY {
         pgrx::notice!("rdl_train: the background worker is busy with other trainings; training in this backend");
         return None;
     }
-    let result = if status == proto::DONE {
-        let len = area.result_len.load(Ordering::Acquire);
-        let rh = area.result_handle.load(Ordering::Acquire);
-        let rseg = unsafe { pg_sys::dsm_attach(rh as pg_sys::dsm_handle) };
-        // The length comes from another process: checked against the segment it names.
-        let fits = !rseg.is_null()
-            && len <= proto::MAX_RESULT_LEN
-            && len as usize <= unsafe { pg_sys::dsm_segment_map_length(rseg) };
-        if rseg.is_null() {
-            Err(TrainError::Other(
-                "the trained model's segment is gone".into(),
-            ))
-        } else if !fits {
-            unsafe { pg_sys::dsm_detach(rseg) };
-            Err(TrainError::Other(format!(
-                "the worker announced a model of {len} bytes that its segment does not hold"
-            )))
-        } else {
-            let len = len as usize;
-            let mut bytes = vec![0u8; len];
-            unsafe {
-                let src = pg_sys::dsm_segment_address(rseg).cast::<u8>();
-                ptr::copy_nonoverlapping(src, bytes.as_mut_ptr(), len);
-                pg_sys::dsm_detach(rseg);
-            }
-            area.ack.store(1, Ordering::Release);
-            sh.wake_worker();
-            TrainedModel::from_bytes(&bytes)
-        }
+    Some(if status == proto::DONE {
+        trained_model(sh, area)
     } else {
         Err(h.train_error())
-    };
-    Some(result)
+    })
+}
+
+/// The model the worker trained, read from the segment it published, then acknowledged
+/// so that the worker frees it.
+fn trained_model(sh: &Shared, area: &proto::TrainArea) -> Result<TrainedModel, TrainError> {
+    let len = area.result_len.load(Ordering::Acquire);
+    let rh = area.result_handle.load(Ordering::Acquire);
+    let rseg = unsafe { pg_sys::dsm_attach(rh as pg_sys::dsm_handle) };
+    if rseg.is_null() {
+        return Err(TrainError::Other(
+            "the trained model's segment is gone".into(),
+        ));
+    }
+    // The length comes from another process: checked against the segment it names.
+    if len > proto::MAX_RESULT_LEN || len as usize > unsafe { pg_sys::dsm_segment_map_length(rseg) }
+    {
+        unsafe { pg_sys::dsm_detach(rseg) };
+        return Err(TrainError::Other(format!(
+            "the worker announced a model of {len} bytes that its segment does not hold"
+        )));
+    }
+    let len = len as usize;
+    let mut bytes = vec![0u8; len];
+    unsafe {
+        let src = pg_sys::dsm_segment_address(rseg).cast::<u8>();
+        ptr::copy_nonoverlapping(src, bytes.as_mut_ptr(), len);
+        pg_sys::dsm_detach(rseg);
+    }
+    area.ack.store(1, Ordering::Release);
+    sh.wake_worker();
+    TrainedModel::from_bytes(&bytes)
+}
+
+/// This backend's request slot in the worker's table, if it has one.
+fn my_slot(sh: &Shared) -> Option<i32> {
+    let procno = unsafe { (*pg_sys::MyProc).pgprocno };
+    (procno >= 0 && (procno as usize) < sh.slots().len()).then_some(procno)
+}
+
+/// A request posted in this backend's slot: the word the worker takes, and the worker
+/// generation it was posted to.
+struct Posted<'a> {
+    slot: &'a std::sync::atomic::AtomicU64,
+    word: u64,
+    generation: u64,
+}
+
+impl<'a> Posted<'a> {
+    fn post(sh: &'a Shared, procno: i32, seq: u32, seg: *mut pg_sys::dsm_segment) -> Self {
+        let handle = unsafe { pg_sys::dsm_segment_handle(seg) };
+        let word = ((seq as u64) << 32) | handle as u64;
+        let generation = sh.generation.load(Ordering::Acquire);
+        let slot = &sh.slots()[procno as usize];
+        slot.store(word, Ordering::Release);
+        sh.wake_worker();
+        Posted {
+            slot,
+            word,
+            generation,
+        }
+    }
+
+    /// Takes the request back if the worker has not taken it yet.
+    fn withdraw(&self, _sh: &Shared) {
+        let _ = self
+            .slot
+            .compare_exchange(self.word, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// The worker that was asked exited or was restarted (the request is withdrawn).
+    fn worker_gone(&self, sh: &Shared) -> bool {
+        let gone =
+            sh.generation.load(Ordering::Acquire) != self.generation || sh.live_worker().is_none();
+        if gone {
+            self.withdraw(sh);
+        }
+        gone
+    }
+}
+
+/// Sleeps until the latch is set or `ms` pass; the postmaster's death ends the process.
+fn wait_latch(ms: std::ffi::c_long) {
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            ms,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+    }
+}
+
+/// Fills a prediction request's header: what to score, and where each part lies.
+fn describe_prediction(
+    h: &mut Header,
+    seq: u32,
+    procno: i32,
+    req: &Request,
+    lay: &proto::Layout,
+    model_len: usize,
+) {
+    h.begin(
+        proto::KIND_PREDICT,
+        seq,
+        (unsafe { pg_sys::MyProcPid }, procno),
+        unsafe { pg_sys::MyDatabaseId }.to_u32(),
+    );
+    h.version = req.version;
+    h.model_id = req.model_id;
+    h.fingerprint = req.fingerprint;
+    h.n_ctx = req.n_ctx as u32;
+    h.n_out = req.n_out as u32;
+    h.delay_ms = guc::DEBUG_WORKER_DELAY_MS.get().max(0) as u32;
+    h.model_off = lay.model_off as u64;
+    h.model_len = model_len as u64;
+    h.payload_off = lay.payload_off as u64;
+    h.payload_len = req.payload.len() as u64;
+    h.out_off = lay.out_off as u64;
+    h.out_len = req.n_ctx as u64 * req.n_out as u64 * 4;
+}
+
+/// The worker's outputs: `len` bytes of little-endian f32 (the native order here, made
+/// explicit for the day it is not).
+///
+/// # Safety
+/// `src` points at `len` readable bytes.
+unsafe fn read_outputs(src: *const u8, len: usize) -> Vec<f32> {
+    let mut v = vec![0f32; len / 4];
+    unsafe { ptr::copy_nonoverlapping(src, v.as_mut_ptr().cast::<u8>(), len) };
+    for x in &mut v {
+        *x = f32::from_bits(u32::from_le(x.to_bits()));
+    }
+    v
 }
 
 /// Detaches a session-pinned segment when dropped (also while an ERROR unwinds).

@@ -117,31 +117,6 @@ fn rdl_status() -> JsonB {
         }));
     };
     let pid = sh.live_worker();
-    let (device, note, listed, cache_bytes, cache_limit, n_cached) = sh.read_listing(|s| {
-        let n = (s.n_listed.load(Ordering::Relaxed) as usize).min(shmem::MAX_LISTED);
-        let listed: Vec<(u32, i64, i32, u64, u64, i64)> = s.listed[..n]
-            .iter()
-            .map(|l| {
-                (
-                    l.db_oid.load(Ordering::Relaxed),
-                    l.model_id.load(Ordering::Relaxed),
-                    l.version.load(Ordering::Relaxed),
-                    l.bytes.load(Ordering::Relaxed),
-                    l.hits.load(Ordering::Relaxed),
-                    l.last_used_us.load(Ordering::Relaxed),
-                )
-            })
-            .collect();
-        (
-            shmem::get_str(&s.device),
-            shmem::get_str(&s.device_note),
-            listed,
-            s.cache_bytes.load(Ordering::Relaxed),
-            s.cache_limit.load(Ordering::Relaxed),
-            s.n_cached.load(Ordering::Relaxed),
-        )
-    });
-    let now = shmem::now_us();
     // The worker serves every database: a role that is not a superuser sees only the
     // models of this database that row-level security lets it see (tasks it may use).
     let visible: Option<std::collections::HashSet<i64>> = if unsafe { pg_sys::superuser() } {
@@ -154,70 +129,37 @@ fn rdl_status() -> JsonB {
         }))
     };
     let this_db = unsafe { pg_sys::MyDatabaseId.to_u32() };
-    let models: Vec<serde_json::Value> = listed
-        .into_iter()
-        .filter(|(db, id, ..)| {
-            visible
-                .as_ref()
-                .is_none_or(|v| *db == this_db && v.contains(id))
-        })
-        .map(|(db, id, version, bytes, hits, last)| {
-            json!({
-                "database": database_name(db),
-                "model_id": id,
-                "version": version,
-                "bytes": bytes,
-                "uses": hits,
-                "idle_s": if last > 0 { Some(((now - last).max(0) as f64 / 1e6 * 10.0).round() / 10.0) } else { None },
-            })
-        })
-        .collect();
-    let passes = sh.passes.load(Ordering::Relaxed);
-    let requests = sh.requests.load(Ordering::Relaxed);
-    let contexts = sh.contexts.load(Ordering::Relaxed);
-    let mean = |x: u64| {
-        if passes == 0 {
-            None
-        } else {
-            Some((x as f64 / passes as f64 * 100.0).round() / 100.0)
-        }
+    let show = |db: u32, id: i64| {
+        visible
+            .as_ref()
+            .is_none_or(|v| db == this_db && v.contains(&id))
     };
-    JsonB(json!({
-        "preloaded": true,
-        "mode": if pid.is_some() && use_worker { "worker" } else { "in-process" },
-        "worker_pid": pid,
-        "worker_started_at": pid.and_then(|_| iso_time(sh.started_at_us.load(Ordering::Relaxed))),
-        "worker_starts": sh.generation.load(Ordering::Relaxed),
-        "device": if pid.is_some() { Some(device) } else { None },
-        "device_setting": crate::guc::device_setting(),
-        "device_note": if note.is_empty() { None } else { Some(note) },
-        "threads": sh.threads.load(Ordering::Relaxed),
-        "max_batch": sh.max_batch.load(Ordering::Relaxed),
-        "cached_models": models,
-        "cached_model_count": n_cached,
-        "cache_bytes": cache_bytes,
-        "cache_limit_bytes": cache_limit,
-        "queue_depth": sh.queued(),
-        "in_progress": sh.in_progress.load(Ordering::Relaxed)
-            .saturating_sub(sh.waiting.load(Ordering::Relaxed)),
-        "requests_served": requests,
-        "contexts_served": contexts,
-        "forward_passes": passes,
-        "mean_batch_size": mean(requests),
-        "mean_batch_contexts": mean(contexts),
-        "models_loaded": sh.loads.load(Ordering::Relaxed),
-        "model_requests": sh.need_model.load(Ordering::Relaxed),
-        "evictions": sh.evictions.load(Ordering::Relaxed),
-        "requests_abandoned": sh.abandoned.load(Ordering::Relaxed),
-        "trainings": sh.trainings.load(Ordering::Relaxed),
-        "trainings_running": sh.trainings_running.load(Ordering::Relaxed),
-        "train_on_worker": match crate::guc::TRAIN_ON_WORKER.get() {
-            crate::guc::TrainOnWorker::Auto => "auto",
-            crate::guc::TrainOnWorker::On => "on",
-            crate::guc::TrainOnWorker::Off => "off",
-        },
-        "errors": sh.errors.load(Ordering::Relaxed),
-    }))
+    let mut out = sh.status(pid, &show, &database_name);
+    let started = pid.and_then(|_| iso_time(sh.started_at_us.load(Ordering::Relaxed)));
+    for (k, v) in [
+        ("preloaded", json!(true)),
+        (
+            "mode",
+            json!(if pid.is_some() && use_worker {
+                "worker"
+            } else {
+                "in-process"
+            }),
+        ),
+        ("worker_started_at", json!(started)),
+        ("device_setting", json!(crate::guc::device_setting())),
+        (
+            "train_on_worker",
+            json!(match crate::guc::TRAIN_ON_WORKER.get() {
+                crate::guc::TrainOnWorker::Auto => "auto",
+                crate::guc::TrainOnWorker::On => "on",
+                crate::guc::TrainOnWorker::Off => "off",
+            }),
+        ),
+    ] {
+        out.insert(k.into(), v);
+    }
+    JsonB(serde_json::Value::Object(out))
 }
 
 /// Restarts the background worker (superuser): it exits, dropping its model cache and

@@ -1,30 +1,21 @@
-//! The worker's compute threads. The main thread (the only one that calls PostgreSQL)
-//! takes requests, loads models and queues decoded requests here; each compute thread
-//! takes the oldest queued request plus every later one for the same model that fits
-//! `rdl.max_batch`, runs one forward pass, writes the outputs into the requests' segments
-//! and wakes their backends, then hands the segments back to the main thread to detach.
-//!
-//! Batching adapts to load: an idle thread takes a lone request at once (no added
-//! latency); while every thread is busy, requests accumulate and the next free thread
-//! merges them. Several threads use several cores, as concurrent backends would — one
-//! thread would serialise every forward pass of the server.
+//! The worker's forward passes, run on the compute threads of the engine's
+//! [`rdl_engine::serve::pool`]: each pass answers a batch of requests for one model,
+//! writing the outputs into their segments and waking their backends; the main thread
+//! then detaches the segments.
 //!
 //! Compute threads touch only memory (outputs, atomics) and `SetLatch`, PostgreSQL's
 //! async-signal-safe latch call, through its raw symbol (pgrx's wrappers refuse threads).
 
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use rdl_engine::serve::next_batch;
+use rdl_engine::serve::pool::{Hooks, Work};
+use rdl_engine::serve::protocol as proto;
 use rdl_engine::train::TrainedModel;
 
-use super::request::{panic_message, raw_set_latch, with_signals_blocked, Taken};
+use super::request::{panic_message, raw_set_latch, with_signals_blocked, Key, Taken};
 use super::shmem;
-use rdl_engine::serve::protocol as proto;
 
 /// A decoded request and the model to answer it with.
 pub struct Job {
@@ -32,183 +23,57 @@ pub struct Job {
     pub model: Arc<TrainedModel>,
 }
 
-struct Queue {
-    pending: VecDeque<Job>,
-    /// Answered requests, for the main thread to detach.
-    done: Vec<Taken>,
-    /// Testing aid (`rdl.debug_worker_delay`): nothing is computed before this instant.
-    hold_until: Option<Instant>,
-    shutdown: bool,
-}
-
-struct Inner {
-    q: Mutex<Queue>,
-    cv: Condvar,
-    max_batch: AtomicUsize,
-    /// The main thread's latch, set when `done` grows.
-    worker_latch: usize,
-    generation: u64,
-}
-
-pub struct Pool {
-    inner: Arc<Inner>,
-    handles: Vec<JoinHandle<()>>,
-}
-
 // SAFETY: a Job's raw pointers are into a DSM segment the main thread keeps mapped until
-// the job comes back through `done`; a TrainedModel is only read by the forward pass.
+// the job comes back through `take_done`; a TrainedModel is only read by the forward pass.
 unsafe impl Send for Job {}
 
-impl Pool {
-    /// Starts `n` threads (with every signal blocked, so PostgreSQL's handlers stay on the
-    /// main thread).
-    pub fn start(n: usize, generation: u64, worker_latch: *mut pgrx::pg_sys::Latch) -> Pool {
-        let inner = Arc::new(Inner {
-            q: Mutex::new(Queue {
-                pending: VecDeque::new(),
-                done: Vec::new(),
-                hold_until: None,
-                shutdown: false,
-            }),
-            cv: Condvar::new(),
-            max_batch: AtomicUsize::new(256),
-            worker_latch: worker_latch as usize,
-            generation,
-        });
-        let handles = with_signals_blocked(|| {
-            (0..n.max(1))
-                .filter_map(|i| {
-                    let inner = inner.clone();
-                    std::thread::Builder::new()
-                        .name(format!("rdl compute {i}"))
-                        .spawn(move || run(&inner))
-                        .ok()
-                })
-                .collect()
-        });
-        Pool { inner, handles }
+impl Work for Job {
+    type Key = Key;
+    fn key(&self) -> Key {
+        self.taken.key
     }
-
-    pub fn threads(&self) -> usize {
-        self.handles.len()
+    fn contexts(&self) -> usize {
+        self.taken.ctxs.len()
     }
-
-    pub fn set_max_batch(&self, n: usize) {
-        self.inner.max_batch.store(n.max(1), Ordering::Relaxed);
-    }
-
-    /// Queues requests (and holds the queue as long as one of them asks).
-    pub fn submit(&self, jobs: Vec<Job>) {
-        if jobs.is_empty() {
-            return;
-        }
-        let mut q = self.inner.q.lock().unwrap_or_else(|e| e.into_inner());
-        for j in jobs {
-            let delay = j.taken.header().delay_ms;
-            if delay > 0 {
-                let until = Instant::now() + Duration::from_millis(delay.min(60_000) as u64);
-                q.hold_until = Some(q.hold_until.map_or(until, |h| h.max(until)));
-            }
-            q.pending.push_back(j);
-        }
-        if let Some(sh) = shmem::get() {
-            sh.waiting.store(q.pending.len() as u32, Ordering::Relaxed);
-        }
-        drop(q);
-        self.inner.cv.notify_all();
-    }
-
-    /// Requests answered since the last call.
-    pub fn take_done(&self) -> Vec<Taken> {
-        let mut q = self.inner.q.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut q.done)
-    }
-
-    /// Stops the threads after their current pass and waits for them; queued requests
-    /// are dropped (their backends see the worker gone and compute in-process).
-    pub fn stop(&mut self) {
-        {
-            let mut q = self.inner.q.lock().unwrap_or_else(|e| e.into_inner());
-            q.shutdown = true;
-        }
-        self.inner.cv.notify_all();
-        for h in self.handles.drain(..) {
-            let _ = h.join();
-        }
+    fn delay_ms(&self) -> u32 {
+        self.taken.header().delay_ms
     }
 }
 
-fn run(inner: &Inner) {
-    loop {
-        let batch = {
-            let mut q = inner.q.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if q.shutdown {
-                    return;
-                }
-                if let Some(until) = q.hold_until {
-                    let now = Instant::now();
-                    if now < until {
-                        q = inner
-                            .cv
-                            .wait_timeout(q, until - now)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
-                        continue;
-                    }
-                    q.hold_until = None;
-                }
-                if !q.pending.is_empty() {
-                    break;
-                }
-                q = inner.cv.wait(q).unwrap_or_else(|e| e.into_inner());
-            }
-            let sizes: Vec<_> = q
-                .pending
-                .iter()
-                .map(|j| (j.taken.key, j.taken.ctxs.len()))
-                .collect();
-            let pick = next_batch(&sizes, inner.max_batch.load(Ordering::Relaxed));
-            let mut batch = Vec::with_capacity(pick.len());
-            for &i in pick.iter().rev() {
-                if let Some(j) = q.pending.remove(i) {
-                    batch.push(j);
-                }
-            }
-            batch.reverse();
+pub type Pool = rdl_engine::serve::pool::Pool<Job>;
+
+/// Starts `n` compute threads with every signal blocked (PostgreSQL's handlers stay on the
+/// main thread), waking `worker_latch` when answers are ready.
+pub fn start(n: usize, generation: u64, worker_latch: *mut pgrx::pg_sys::Latch) -> Pool {
+    let latch = worker_latch as usize;
+    let hooks = Hooks {
+        compute: Box::new(move |batch| compute(generation, batch)),
+        done: Box::new(move || unsafe { raw_set_latch(latch as *mut pgrx::pg_sys::Latch) }),
+        queued: Box::new(|n| {
             if let Some(sh) = shmem::get() {
-                sh.waiting.store(q.pending.len() as u32, Ordering::Relaxed);
+                sh.waiting.store(n as u32, Ordering::Relaxed);
             }
-            batch
-        };
-        let answered = compute(inner, batch);
-        let mut q = inner.q.lock().unwrap_or_else(|e| e.into_inner());
-        q.done.extend(answered);
-        drop(q);
-        unsafe { raw_set_latch(inner.worker_latch as *mut pgrx::pg_sys::Latch) };
-    }
+        }),
+    };
+    with_signals_blocked(|| Pool::start(n, hooks))
 }
 
 /// One forward pass over the requests of `batch` (all for one model).
-fn compute(inner: &Inner, batch: Vec<Job>) -> Vec<Taken> {
+fn compute(generation: u64, batch: Vec<Job>) -> Vec<Job> {
     let Some(sh) = shmem::get() else {
-        return batch.into_iter().map(|j| j.taken).collect();
+        return batch;
     };
     let Some(model) = batch.first().map(|j| j.model.clone()) else {
         return Vec::new();
     };
     // A backend that left (cancelled, timed out) needs no answer.
-    let (mut live, gone): (Vec<Job>, Vec<Job>) = batch
+    let (mut live, mut out): (Vec<Job>, Vec<Job>) = batch
         .into_iter()
         .partition(|j| j.taken.header().backend_gone.load(Ordering::Acquire) == 0);
-    let mut out: Vec<Taken> = gone
-        .into_iter()
-        .map(|j| {
-            sh.abandoned.fetch_add(1, Ordering::Relaxed);
-            sh.in_progress.fetch_sub(1, Ordering::Relaxed);
-            j.taken
-        })
-        .collect();
+    for _ in &out {
+        sh.abandoned.fetch_add(1, Ordering::Relaxed);
+        sh.in_progress.fetch_sub(1, Ordering::Relaxed);
+    }
     if live.is_empty() {
         return out;
     }
@@ -257,9 +122,9 @@ fn compute(inner: &Inner, batch: Vec<Job>) -> Vec<Taken> {
         }
     }
     for j in live {
-        j.taken.release(sh, inner.generation);
+        j.taken.release(sh, generation);
         sh.in_progress.fetch_sub(1, Ordering::Relaxed);
-        out.push(j.taken);
+        out.push(j);
     }
     out
 }

@@ -23,7 +23,7 @@ use rdl_engine::serve::wire;
 use rdl_engine::serve::Lru;
 use rdl_engine::train::TrainedModel;
 
-use super::pool::{Job, Pool};
+use super::pool::{self, Job, Pool};
 use super::request::{panic_message, with_signals_blocked, Key, Taken};
 use super::shmem::{self, put_str, Shared, MAX_LISTED};
 use super::training::Trainings;
@@ -92,7 +92,7 @@ pub extern "C-unwind" fn rdl_worker_main(_arg: pg_sys::Datum) {
     with_signals_blocked(rdl_engine::threads::init_pool);
     let generation = sh.generation.fetch_add(1, Ordering::AcqRel) + 1;
     let n_threads = rdl_engine::threads::configured();
-    let pool = Pool::start(n_threads, generation, unsafe { pg_sys::MyLatch });
+    let pool = pool::start(n_threads, generation, unsafe { pg_sys::MyLatch });
     let mut state = Worker {
         cache: Lru::new(cache_limit()),
         device: opened.device.clone(),
@@ -144,8 +144,8 @@ pub extern "C-unwind" fn rdl_worker_main(_arg: pg_sys::Datum) {
         state.trainings.poll(sh);
         let done = state.pool.take_done();
         let had_done = !done.is_empty();
-        for t in done {
-            t.detach();
+        for j in done {
+            j.taken.detach();
         }
         let (trains, predicts): (Vec<Taken>, Vec<Taken>) = take_requests(sh)
             .into_iter()

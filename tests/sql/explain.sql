@@ -90,15 +90,15 @@ SELECT rdl_predict('top3', 1, '2010-06-01+00', assuming => '[]');
 SELECT rdl_explain('top3', 1, top_k => 0);
 \echo :LAST_ERROR_SQLSTATE
 
--- Global importance over the validation split: shares that sum to 1, the most important
+-- Global importance over the selection split: shares that sum to 1, the most important
 -- table holds a real share.
 SELECT round(sum(importance)::numeric, 4) AS total, count(*) > 5 AS columns,
        (array_agg(table_name ORDER BY importance DESC))[1] IS NOT NULL AS has_a_top_table
 FROM rdl_importance('top3', 100);
 
--- Confidence: a calibrated probability with the model's validation metrics.
+-- Confidence: a calibrated probability with the model's metrics on the selection (early-stopping) split.
 SELECT d->>'task_type' AS task_type, (d->>'probability')::float8 BETWEEN 0 AND 1 AS probability,
-       d->'validation' ? 'auroc' AS has_validation_metrics, (d->>'model_version')::int AS version
+       d->'selection' ? 'auroc' AS has_selection_metrics, (d->>'model_version')::int AS version
 FROM rdl_predict_detail('top3', 1, '2010-06-01+00') d;
 SELECT (rdl_evaluate('top3')->>'ece')::float8 < 0.2 AS test_ece_below_0_2;
 

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::memory::Exceeded;
-use crate::pql::PqlError;
+use crate::pql::{PqlError, TaskType};
 use crate::train::TrainError;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +51,53 @@ impl Error {
             mb(e.need) * 2
         ))
     }
+}
+
+/// What a SQL function needs of the task it is called on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Needs {
+    /// A probability or a value: binary or regression.
+    Value,
+    /// A class: multiclass.
+    Class,
+    /// Anything but ranking (explanations, batches).
+    NotRanking,
+    /// A ranking task.
+    Ranking,
+}
+
+/// 42809 naming `function` and `task` when the task's kind is not what the function needs,
+/// with a hint at the functions that apply.
+pub fn check_applies(kind: TaskType, task: &str, function: &str, needs: Needs) -> Result<()> {
+    let hint = match (needs, kind) {
+        (Needs::Ranking, TaskType::Ranking) => return Ok(()),
+        (Needs::Ranking, _) => {
+            "Use rdl_predict, rdl_predict_class or rdl_predict_batch for this task."
+        }
+        (_, TaskType::Ranking) => {
+            "The task ranks items: use rdl_recommend(task, id, k) and rdl_evaluate(task)."
+        }
+        (Needs::Value, TaskType::MulticlassClassification) => {
+            "The task predicts a class: use rdl_predict_class(task, id) or rdl_predict_proba(task, id)."
+        }
+        (Needs::Class, TaskType::MulticlassClassification) => return Ok(()),
+        (Needs::Class, _) => "The task predicts a number: use rdl_predict(task, id).",
+        _ => return Ok(()),
+    };
+    let e = Error::new(
+        "42809",
+        format!("{function} does not apply to task \"{task}\""),
+    );
+    Err(if needs == Needs::Ranking {
+        let kind = serde_json::to_value(kind).ok();
+        let kind = kind.as_ref().and_then(|v| v.as_str()).unwrap_or_default();
+        e.detail(format!(
+            "Task \"{task}\" is a {kind} task; {function} needs a ranking task (PREDICT LIST_DISTINCT(...) RANK TOP k)."
+        ))
+    } else {
+        e
+    }
+    .hint(hint))
 }
 
 impl fmt::Display for Error {

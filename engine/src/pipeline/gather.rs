@@ -127,3 +127,63 @@ mod tests {
         assert_eq!(names(&c[0].rows[1]), vec!["nationality", "code"]);
     }
 }
+
+/// Where the sampler's time goes, accumulated by a [`Source`] (per backend) between reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FetchStats {
+    pub statements: usize,
+    /// Rows the statements returned (before the assembler's dedup and caps).
+    pub rows: usize,
+    /// Seconds PostgreSQL spent executing the statements (plan, scan, SPI tuple table).
+    pub exec_s: f64,
+    /// Seconds spent converting the returned datums into Rust values.
+    pub convert_s: f64,
+}
+
+/// Gathers the contexts of `seeds` and reports the sampler's size and speed (contexts,
+/// rows and cells, seconds, rates); `take_stats` returns what the statements cost since
+/// its last call (called before and after).
+pub fn measure(
+    src: &mut dyn Source,
+    plan: &Plan,
+    table: &str,
+    seeds: &[(String, i64)],
+    hidden: Option<&Hidden>,
+    take_stats: &mut dyn FnMut() -> FetchStats,
+) -> Result<serde_json::Value> {
+    take_stats();
+    let t0 = std::time::Instant::now();
+    let (mut contexts, mut rows, mut cells, mut max_rows) = (0usize, 0usize, 0usize, 0usize);
+    gather_all(src, plan, table, seeds, hidden, &mut |_, _, g| {
+        for (c, _) in g.contexts.iter().zip(g.found).filter(|(_, f)| *f) {
+            contexts += 1;
+            rows += c.rows.len();
+            max_rows = max_rows.max(c.rows.len());
+            cells += c.rows.iter().map(|r| r.values.len()).sum::<usize>();
+        }
+        Ok(())
+    })?;
+    let secs = t0.elapsed().as_secs_f64().max(1e-9);
+    let st = take_stats();
+    Ok(serde_json::json!({
+        "seeds": seeds.len(),
+        "contexts": contexts,
+        "rows": rows,
+        "cells": cells,
+        "mean_rows_per_context": rows as f64 / contexts.max(1) as f64,
+        "max_rows_per_context": max_rows,
+        "depth": plan.config.depth,
+        "fanout": plan.config.fanout,
+        "seconds": secs,
+        "contexts_per_s": contexts as f64 / secs,
+        "rows_per_s": rows as f64 / secs,
+        // The same statements' rows at PostgreSQL's own execution rate: what the sampler
+        // would reach if converting and assembling were free.
+        "statements": st.statements,
+        "rows_fetched": st.rows,
+        "sql_seconds": st.exec_s,
+        "convert_seconds": st.convert_s,
+        "assemble_seconds": (secs - st.exec_s - st.convert_s).max(0.0),
+        "sql_rows_per_s": st.rows as f64 / st.exec_s.max(1e-9),
+    }))
+}

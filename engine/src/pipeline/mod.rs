@@ -26,7 +26,7 @@ pub mod source;
 pub mod stored;
 pub mod tabular;
 
-pub use error::{Error, Result};
+pub use error::{check_applies, Error, Needs, Result};
 pub use servable::Servable;
 pub use source::{Event, Gathered, Here, Label, Labeled, Offload, Source, Split};
 

@@ -120,3 +120,13 @@ pub fn interval_coverage(model: &TrainedModel, preds: &[Vec<f64>], ys: &[f64]) -
     }
     Value::Object(cov)
 }
+
+/// How many anchors a split has, and its first and last.
+pub fn anchor_summary(a: &[i64]) -> serde_json::Value {
+    let fmt = crate::base::time::format_timestamp;
+    let (first, last) = (
+        a.iter().min().map(|&t| fmt(t)),
+        a.iter().max().map(|&t| fmt(t)),
+    );
+    serde_json::json!({ "count": a.len(), "first": first, "last": last })
+}

@@ -54,6 +54,19 @@ pub enum Label {
     Items(Vec<String>),
 }
 
+impl Label {
+    /// The label as SQL shows it: `label` holds binary and regression labels,
+    /// `label_text` the class of a multiclass task and the item list of a ranking task.
+    pub fn columns(self) -> (Option<f64>, Option<String>) {
+        match self {
+            Label::Missing => (None, None),
+            Label::Value(v) => (Some(v), None),
+            Label::Class(c) => (None, Some(c)),
+            Label::Items(items) => (None, Some(format!("{{{}}}", items.join(",")))),
+        }
+    }
+}
+
 /// One labelled (entity, anchor) of a split.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Labeled {

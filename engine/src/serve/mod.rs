@@ -3,6 +3,7 @@
 //! layout of its shared memory (`shared`), its request protocol (`protocol`) and the
 //! codec of the encoded contexts requests carry (`wire`).
 
+pub mod pool;
 pub mod protocol;
 pub mod shared;
 pub mod wire;

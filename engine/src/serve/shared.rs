@@ -112,6 +112,89 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// What `rdl_status()` reports from shared memory, `worker_pid` being the live
+    /// worker's. `show` says which cached models the caller may see (database oid, model
+    /// id); `db_name` names a database.
+    pub fn status(
+        &self,
+        worker_pid: Option<i32>,
+        show: &dyn Fn(u32, i64) -> bool,
+        db_name: &dyn Fn(u32) -> Option<String>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let now = now_us();
+        let (device, note, models, cache_bytes, cache_limit, n_cached) = self.read_listing(|s| {
+            let n = (s.n_listed.load(Ordering::Relaxed) as usize).min(MAX_LISTED);
+            let models: Vec<_> = s.listed[..n]
+                .iter()
+                .map(|l| {
+                    let ld = |a: &AtomicI64| a.load(Ordering::Relaxed);
+                    (
+                        l.db_oid.load(Ordering::Relaxed),
+                        ld(&l.model_id),
+                        l.version.load(Ordering::Relaxed),
+                        l.bytes.load(Ordering::Relaxed),
+                        l.hits.load(Ordering::Relaxed),
+                        ld(&l.last_used_us),
+                    )
+                })
+                .collect();
+            (
+                get_str(&s.device),
+                get_str(&s.device_note),
+                models,
+                s.cache_bytes.load(Ordering::Relaxed),
+                s.cache_limit.load(Ordering::Relaxed),
+                s.n_cached.load(Ordering::Relaxed),
+            )
+        });
+        let models: Vec<serde_json::Value> = models
+            .into_iter()
+            .filter(|(db, id, ..)| show(*db, *id))
+            .map(|(db, id, version, bytes, hits, last)| {
+                let idle = (last > 0).then(|| ((now - last).max(0) as f64 / 1e5).round() / 10.0);
+                serde_json::json!({"database": db_name(db), "model_id": id, "version": version,
+                    "bytes": bytes, "uses": hits, "idle_s": idle})
+            })
+            .collect();
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let passes = ld(&self.passes);
+        let mean =
+            |x: u64| (passes > 0).then(|| (x as f64 / passes as f64 * 100.0).round() / 100.0);
+        let v = serde_json::json!({
+            "worker_pid": worker_pid,
+            "worker_starts": ld(&self.generation),
+            "device": worker_pid.map(|_| device),
+            "device_note": (!note.is_empty()).then_some(note),
+            "threads": self.threads.load(Ordering::Relaxed),
+            "max_batch": self.max_batch.load(Ordering::Relaxed),
+            "cached_models": models,
+            "cached_model_count": n_cached,
+            "cache_bytes": cache_bytes,
+            "cache_limit_bytes": cache_limit,
+            "queue_depth": self.queued(),
+            "in_progress": self.in_progress.load(Ordering::Relaxed)
+                .saturating_sub(self.waiting.load(Ordering::Relaxed)),
+            "requests_served": ld(&self.requests),
+            "contexts_served": ld(&self.contexts),
+            "forward_passes": passes,
+            "mean_batch_size": mean(ld(&self.requests)),
+            "mean_batch_contexts": mean(ld(&self.contexts)),
+            "models_loaded": ld(&self.loads),
+            "model_requests": ld(&self.need_model),
+            "evictions": ld(&self.evictions),
+            "requests_abandoned": ld(&self.abandoned),
+            "trainings": ld(&self.trainings),
+            "trainings_running": self.trainings_running.load(Ordering::Relaxed),
+            "errors": ld(&self.errors),
+        });
+        match v {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!("a JSON object literal"),
+        }
+    }
+}
+
 pub fn put_str(dst: &[AtomicU8], s: &str) {
     let b = s.as_bytes();
     let n = b.len().min(dst.len() - 1);
