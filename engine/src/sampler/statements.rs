@@ -1,10 +1,10 @@
 //! The statements of a walk: seed and step lookups (one per hop, edge and direction for
 //! the whole batch), their parameters, and the same statements with parameters inlined.
 
+use super::is_timestamptz;
 use super::plan::{Direction, Edge, Plan};
 use crate::base::time::format_timestamp;
 use crate::ident::{op, qualify_type, quote_ident, quote_literal};
-use super::is_timestamptz;
 
 fn time_cmp(col: &str, ty: &str) -> String {
     if is_timestamptz(ty) {
