@@ -258,17 +258,7 @@ pub fn train(src: &mut dyn Source, job: &TrainJob) -> Result<Trained> {
     )))?;
     let sampler = opts.sampler();
     let plan = Plan::new(job.graph, sampler);
-    match plan.tables.get(&item_table) {
-        Some(tp) if tp.key_columns.len() == 1 => {}
-        _ => {
-            return Err(Error::new(
-                "0A000",
-                format!(
-                    "task \"{task}\": the items of {item_table} need a single-column primary key"
-                ),
-            ))
-        }
-    }
+    check_item_key(&plan, &item_table, task)?;
     let encoder = fit_encoder(src, job, &plan, &g, &train_l, &item_table)?;
     let item_enc = item_encoder(&encoder, &rc);
     let (data, recall) = rank_data(
@@ -288,42 +278,12 @@ pub fn train(src: &mut dyn Source, job: &TrainJob) -> Result<Trained> {
         data.train.len(),
         recall.map_or("-".into(), |r| format!("{r:.3}"))
     )))?;
-    let cfg = RankTrainConfig {
-        max_epochs: opts.epochs,
-        lr: opts.lr,
-        batch_examples: opts.batch_size,
-        patience: opts.patience,
-        seed: opts.seed,
-        time_budget_s: Some((opts.time_budget_s - job.started.elapsed().as_secs_f64()).max(10.0)),
-        ..RankTrainConfig::default()
-    };
+    let cfg = rank_train_config(job);
     src.report(Event::Phase("training"))?;
     let mut failure: Option<Error> = None;
     let mut on_step = |p: &Progress| -> bool {
         let r = if p.epoch_end {
-            let sel = p
-                .val_metric
-                .map(|m| format!("{m:.4}"))
-                .unwrap_or_else(|| "-".into());
-            let elapsed = job.started.elapsed().as_secs_f64();
-            src.report(Event::Notice(format!(
-                "rdl_train {task}: epoch {}/{} loss {:.4} selection MAP@{} {sel} elapsed {elapsed:.0}s",
-                p.epoch + 1,
-                opts.epochs,
-                p.loss,
-                rc.k,
-            )))
-            .and_then(|()| {
-                src.report(Event::Epoch(
-                    p,
-                    json!([{
-                        "epoch": p.epoch + 1,
-                        "loss": p.loss,
-                        "selection_map_at_k": p.val_metric,
-                        "elapsed_s": elapsed,
-                    }]),
-                ))
-            })
+            report_epoch(src, job, rc.k, p)
         } else {
             src.report(Event::Step(p))
         };
@@ -366,6 +326,60 @@ pub fn train(src: &mut dyn Source, job: &TrainJob) -> Result<Trained> {
     })
 }
 
+/// Items are ranked by their key: the item table needs a single-column primary key.
+fn check_item_key(plan: &Plan, item_table: &str, task: &str) -> Result<()> {
+    match plan.tables.get(item_table) {
+        Some(tp) if tp.key_columns.len() == 1 => Ok(()),
+        _ => Err(Error::new(
+            "0A000",
+            format!("task \"{task}\": the items of {item_table} need a single-column primary key"),
+        )),
+    }
+}
+
+/// The ranking loop's configuration from the task's options. The time budget covers the
+/// whole call: what gathering used is taken off the optimisation.
+fn rank_train_config(job: &TrainJob) -> RankTrainConfig {
+    let opts = &job.opts;
+    RankTrainConfig {
+        max_epochs: opts.epochs,
+        lr: opts.lr,
+        batch_examples: opts.batch_size,
+        patience: opts.patience,
+        seed: opts.seed,
+        time_budget_s: Some((opts.time_budget_s - job.started.elapsed().as_secs_f64()).max(10.0)),
+        ..RankTrainConfig::default()
+    }
+}
+
+/// The end of an epoch, told to the user (a notice) and to the progress record.
+fn report_epoch(src: &mut dyn Source, job: &TrainJob, k: usize, p: &Progress) -> Result<()> {
+    let (task, opts) = (job.task, &job.opts);
+    let sel = p
+        .val_metric
+        .map(|m| format!("{m:.4}"))
+        .unwrap_or_else(|| "-".into());
+    let elapsed = job.started.elapsed().as_secs_f64();
+    src.report(Event::Notice(format!(
+        "rdl_train {task}: epoch {}/{} loss {:.4} selection MAP@{} {sel} elapsed {elapsed:.0}s",
+        p.epoch + 1,
+        opts.epochs,
+        p.loss,
+        k,
+    )))
+    .and_then(|()| {
+        src.report(Event::Epoch(
+            p,
+            json!([{
+                "epoch": p.epoch + 1,
+                "loss": p.loss,
+                "selection_map_at_k": p.val_metric,
+                "elapsed_s": elapsed,
+            }]),
+        ))
+    })
+}
+
 /// The training data: entity contexts and examples with their candidates, then the item
 /// contexts they use (per group, and a random pool for negatives), compacted to the items
 /// whose row is visible at the item-side time. Returns the selection split's candidate
@@ -395,6 +409,71 @@ fn rank_data(
         encoder,
         item_table,
     )?;
+    let (entities, pending, recall) = pending_examples(g, all, ectx, rc);
+    if !pending.iter().any(|p| p.train) {
+        return Err(Error::new(
+            "55000",
+            format!("task \"{task}\" has no training example whose items are candidates"),
+        )
+        .hint("Candidates are items seen before the anchor: popular ones, the entity's own history and their transitions."));
+    }
+    let shared_items = shared_pools(g, &pending, job.opts.seed);
+    let mut index: HashMap<(usize, u32), usize> = HashMap::new();
+    let mut item_seeds: Vec<(String, i64)> = Vec::new();
+    let mut item_meta: Vec<(usize, u32)> = Vec::new();
+    let mut want = |gi: usize, i: u32| {
+        index.entry((gi, i)).or_insert_with(|| {
+            item_seeds.push((g.log.item_keys[i as usize].clone(), g.time[gi]));
+            item_meta.push((gi, i));
+            item_seeds.len() - 1
+        });
+    };
+    for p in &pending {
+        for &i in &p.candidates {
+            want(p.group, i);
+        }
+    }
+    for (gi, items) in shared_items.iter().enumerate() {
+        for &i in items {
+            want(gi, i);
+        }
+    }
+    src.report(Event::Notice(format!(
+        "rdl_train {task}: {} entity contexts, {} item contexts to gather",
+        entities.len(),
+        item_seeds.len()
+    )))?;
+    let ictx = item_contexts(src, plan, item_table, &item_seeds, item_enc)?;
+    let mut data = rank_examples(g, ictx, &item_meta, &shared_items, pending);
+    data.entities = entities;
+    Ok((data, recall))
+}
+
+/// Per training group, a random sample of its popular items: the pool each step draws
+/// its random negatives from (empty for groups with no training example).
+fn shared_pools(g: &Groups, pending: &[Pending], seed: u64) -> Vec<Vec<u32>> {
+    let mut shared_items: Vec<Vec<u32>> = vec![Vec::new(); g.time.len()];
+    let train_groups: HashSet<usize> = pending
+        .iter()
+        .filter(|p| p.train)
+        .map(|p| p.group)
+        .collect();
+    for &gi in &train_groups {
+        shared_items[gi] = sample(g.stats[gi].popular.clone(), SHARED_POOL, seed ^ gi as u64);
+    }
+    shared_items
+}
+
+/// The examples whose entity context was found, with their candidates: a training example
+/// keeps its positives and the hardest negatives (and is dropped when no label item is a
+/// candidate, as there is nothing to learn from it); a selection example keeps every
+/// candidate, and counts toward the candidate recall (returned too).
+fn pending_examples(
+    g: &Groups,
+    all: &[(&Listed, bool)],
+    ectx: Vec<Option<EntityCtx>>,
+    rc: &RankConfig,
+) -> (Vec<EncodedContext>, Vec<Pending>, Option<f64>) {
     let mut entities: Vec<EncodedContext> = Vec::new();
     let mut pending: Vec<Pending> = Vec::new();
     let (mut label_items, mut label_hits) = (0usize, 0usize);
@@ -442,52 +521,20 @@ fn rank_data(
             train: *is_train,
         });
     }
-    if !pending.iter().any(|p| p.train) {
-        return Err(Error::new(
-            "55000",
-            format!("task \"{task}\" has no training example whose items are candidates"),
-        )
-        .hint("Candidates are items seen before the anchor: popular ones, the entity's own history and their transitions."));
-    }
-    let mut shared_items: Vec<Vec<u32>> = vec![Vec::new(); g.time.len()];
-    let train_groups: HashSet<usize> = pending
-        .iter()
-        .filter(|p| p.train)
-        .map(|p| p.group)
-        .collect();
-    for &gi in &train_groups {
-        shared_items[gi] = sample(
-            g.stats[gi].popular.clone(),
-            SHARED_POOL,
-            job.opts.seed ^ gi as u64,
-        );
-    }
-    let mut index: HashMap<(usize, u32), usize> = HashMap::new();
-    let mut item_seeds: Vec<(String, i64)> = Vec::new();
-    let mut item_meta: Vec<(usize, u32)> = Vec::new();
-    let mut want = |gi: usize, i: u32| {
-        index.entry((gi, i)).or_insert_with(|| {
-            item_seeds.push((g.log.item_keys[i as usize].clone(), g.time[gi]));
-            item_meta.push((gi, i));
-            item_seeds.len() - 1
-        });
-    };
-    for p in &pending {
-        for &i in &p.candidates {
-            want(p.group, i);
-        }
-    }
-    for (gi, items) in shared_items.iter().enumerate() {
-        for &i in items {
-            want(gi, i);
-        }
-    }
-    src.report(Event::Notice(format!(
-        "rdl_train {task}: {} entity contexts, {} item contexts to gather",
-        entities.len(),
-        item_seeds.len()
-    )))?;
-    let ictx = item_contexts(src, plan, item_table, &item_seeds, item_enc)?;
+    let recall = (label_items > 0).then(|| label_hits as f64 / label_items as f64);
+    (entities, pending, recall)
+}
+
+/// The training data from the gathered item contexts: items whose row is not visible at
+/// the item-side time are left out of every candidate list and pool, and the rest are
+/// numbered by their slot in `items`.
+fn rank_examples(
+    g: &Groups,
+    ictx: Vec<Option<EncodedContext>>,
+    item_meta: &[(usize, u32)],
+    shared_items: &[Vec<u32>],
+    pending: Vec<Pending>,
+) -> RankData {
     let mut data = RankData::default();
     let mut slot: HashMap<(usize, u32), usize> = HashMap::new();
     for (n, c) in ictx.into_iter().enumerate() {
@@ -534,7 +581,5 @@ fn rank_data(
             data.val.push(ex);
         }
     }
-    data.entities = entities;
-    let recall = (label_items > 0).then(|| label_hits as f64 / label_items as f64);
-    Ok((data, recall))
+    data
 }

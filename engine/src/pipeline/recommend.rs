@@ -11,14 +11,14 @@ use serde_json::{json, Value};
 use super::error::{Error, Result};
 use super::gather::GATHER_BATCH;
 use super::one::gather_one;
-use super::ranking::{context_items, entity_contexts, item_contexts, listed};
+use super::ranking::{context_items, entity_contexts, item_contexts, listed, EntityCtx, Listed};
 use super::servable::{Ranker, Servable};
 use super::source::{Event, Source, Split};
 use crate::metrics;
 use crate::pql::TaskSpec;
 use crate::rank::{
     self, candidates, history_baseline, item_side_time, popularity_baseline,
-    recent_history_baseline, EntityFeats, History, ItemStats, Log,
+    recent_history_baseline, EntityFeats, History, ItemStats, Log, RankConfig,
 };
 
 /// The item side at one item-side time.
@@ -217,16 +217,7 @@ pub fn evaluate(
         .filter_map(|&i| ectx[i].as_ref().map(|c| &c.0))
         .collect();
     let emb = r.ranker.entity_embeddings(&refs)?;
-    // Group by item-side time: one index (statistics and embeddings) per group.
-    let mut by_group: HashMap<i64, Vec<usize>> = HashMap::new();
-    for (n, &i) in found.iter().enumerate() {
-        by_group
-            .entry(item_side_time(labels[i].anchor, rc.window.unit))
-            .or_default()
-            .push(n);
-    }
-    let mut groups: Vec<(i64, Vec<usize>)> = by_group.into_iter().collect();
-    groups.sort_by_key(|g| g.0);
+    let groups = item_time_groups(&labels, &found, &rc);
     let n = found.len();
     let mut lists: [Vec<Vec<String>>; 4] = Default::default();
     for l in lists.iter_mut() {
@@ -249,25 +240,8 @@ pub fn evaluate(
         let mut prepared = Vec::with_capacity(members.len());
         let mut all_cands: Vec<u32> = Vec::new();
         for &m in &members {
-            let lab = &labels[found[m]];
-            let hist = log.history(&lab.entity, lab.anchor, &rc);
-            let events: Vec<(u32, i64)> = log
-                .entity_id(&lab.entity)
-                .map(|e| log.entity_events(e, lab.anchor).collect())
-                .unwrap_or_default();
-            let hist_i = History::new(
-                events.iter().filter_map(|(i, at)| {
-                    Some((idx.log.item_id(&log.item_keys[*i as usize])?, *at))
-                }),
-                lab.anchor,
-                &rc,
-            );
-            let feats = EntityFeats::new(&hist_i, &idx.stats, &rc);
-            let ctx_items: Vec<u32> = ectx[found[m]]
-                .as_ref()
-                .map(|c| c.1.iter().filter_map(|k| idx.log.item_id(k)).collect())
-                .unwrap_or_default();
-            let cands = candidates(&hist_i, &feats, &idx.stats, &ctx_items, &rc);
+            let ctx = ectx[found[m]].as_ref();
+            let (hist, feats, cands) = example_candidates(&log, &idx, &labels[found[m]], ctx, &rc);
             all_cands.extend(&cands);
             prepared.push((m, hist, feats, cands));
         }
@@ -298,13 +272,7 @@ pub fn evaluate(
             relevant[m] = lab.items.clone();
         }
     }
-    let block = |ranked: &[Vec<String>]| {
-        json!({
-            "map_at_k": metrics::map_at_k(ranked, &relevant, k),
-            "recall_at_k": metrics::recall_at_k(ranked, &relevant, k),
-            "ndcg_at_k": metrics::ndcg_at_k(ranked, &relevant, k),
-        })
-    };
+    let block = |ranked: &[Vec<String>]| ranking_block(ranked, &relevant, k);
     let mut m = block(&lists[0]);
     if let Some(o) = m.as_object_mut() {
         o.insert("split".into(), split.name().into());
@@ -326,4 +294,58 @@ pub fn evaluate(
         o.insert("model_version".into(), s.version.into());
     }
     Ok(m)
+}
+
+/// The examples (their numbers in `found`) grouped by item-side time, in time order: one
+/// item index (statistics and embeddings) serves each group.
+fn item_time_groups(labels: &[Listed], found: &[usize], rc: &RankConfig) -> Vec<(i64, Vec<usize>)> {
+    let mut by_group: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (n, &i) in found.iter().enumerate() {
+        by_group
+            .entry(item_side_time(labels[i].anchor, rc.window.unit))
+            .or_default()
+            .push(n);
+    }
+    let mut groups: Vec<(i64, Vec<usize>)> = by_group.into_iter().collect();
+    groups.sort_by_key(|g| g.0);
+    groups
+}
+
+/// An example's history at the exact anchor (from the full log, for the baselines), and
+/// its features and candidates from the index at the item-side time (item ids of the
+/// index's log, which the model ranks in).
+fn example_candidates(
+    log: &Log,
+    idx: &ItemIndex,
+    lab: &Listed,
+    ctx: Option<&EntityCtx>,
+    rc: &RankConfig,
+) -> (History, EntityFeats, Vec<u32>) {
+    let hist = log.history(&lab.entity, lab.anchor, rc);
+    let events: Vec<(u32, i64)> = log
+        .entity_id(&lab.entity)
+        .map(|e| log.entity_events(e, lab.anchor).collect())
+        .unwrap_or_default();
+    let hist_i = History::new(
+        events
+            .iter()
+            .filter_map(|(i, at)| Some((idx.log.item_id(&log.item_keys[*i as usize])?, *at))),
+        lab.anchor,
+        rc,
+    );
+    let feats = EntityFeats::new(&hist_i, &idx.stats, rc);
+    let ctx_items: Vec<u32> = ctx
+        .map(|c| c.1.iter().filter_map(|k| idx.log.item_id(k)).collect())
+        .unwrap_or_default();
+    let cands = candidates(&hist_i, &feats, &idx.stats, &ctx_items, rc);
+    (hist, feats, cands)
+}
+
+/// MAP, recall and NDCG at `k` of one ranking of every example.
+fn ranking_block(ranked: &[Vec<String>], relevant: &[Vec<String>], k: usize) -> Value {
+    json!({
+        "map_at_k": metrics::map_at_k(ranked, relevant, k),
+        "recall_at_k": metrics::recall_at_k(ranked, relevant, k),
+        "ndcg_at_k": metrics::ndcg_at_k(ranked, relevant, k),
+    })
 }

@@ -113,12 +113,7 @@ pub fn train(src: &mut dyn Source, off: &dyn Offload, job: &TrainJob) -> Result<
     let head = head_of(spec, task, classes.len())?;
     let cls = multiclass.then_some(classes.as_slice());
     let (all_train, _) = examples(train_labels, cls);
-    let mut class_prior = vec![0.0; classes.len()];
-    for r in &all_train {
-        if let Some(p) = class_prior.get_mut(r.y as usize) {
-            *p += 1.0 / all_train.len() as f64;
-        }
-    }
+    let class_prior = class_prior(&all_train, classes.len());
     let train_rows = sample(all_train, opts.max_train, opts.seed);
     let (val_rows, _) = examples(src.labels(Split::Val)?, cls);
     let val_rows = sample(val_rows, opts.max_val, opts.seed ^ 0x5eed);
@@ -140,38 +135,10 @@ pub fn train(src: &mut dyn Source, off: &dyn Offload, job: &TrainJob) -> Result<
     let hide = hidden(spec);
     let table = spec.entity.table.as_str();
 
-    // Fit the encoder (vocabulary, numeric statistics) on training contexts only, within
-    // a quarter of the memory budget.
-    let fit_n = train_rows.len().min(2000);
-    let (fit_limit, mut fit_bytes) = (src.memory_limit() / 4, 0);
-    let mut fit_sub: Vec<Subgraph> = Vec::with_capacity(fit_n);
-    gather_all(
-        src,
-        &plan,
-        table,
-        &seeds(&train_rows[..fit_n]),
-        hide.as_ref(),
-        &mut |_, _, g| {
-            for c in g.contexts {
-                fit_bytes += memory::subgraph_bytes(&c);
-                if fit_bytes <= fit_limit || fit_sub.is_empty() {
-                    fit_sub.push(c);
-                }
-            }
-            Ok(())
-        },
-    )?;
-    let encoder = Encoder::fit(model_cfg.encoder_config(4096), &fit_sub);
+    let (encoder, each) = fit_encoder(src, &plan, table, &train_rows, hide.as_ref(), &model_cfg)?;
     // Three quarters of the budget for the encoded contexts (gathering pieces take the
     // rest); refused now, from the fit sample's sizes, rather than after minutes of work.
     let mut budget = memory::Budget::new(src.memory_limit() / 4 * 3);
-    let probe = &fit_sub[..fit_sub.len().min(200)];
-    let each = probe
-        .iter()
-        .map(|c| memory::encoded_bytes(&encoder.encode(c)))
-        .sum::<usize>()
-        .div_ceil(probe.len().max(1));
-    drop(fit_sub);
     let too_big = |e: memory::Exceeded| {
         let fit = e.limit / each.max(1);
         Error::over_memory(
@@ -217,15 +184,7 @@ pub fn train(src: &mut dyn Source, off: &dyn Offload, job: &TrainJob) -> Result<
         (train_ctx.len() + val_ctx.len()) as f64 / gather_s.max(1e-9)
     )))?;
 
-    let mut cfg = TrainConfig::new(head);
-    cfg.max_epochs = opts.epochs;
-    cfg.lr = opts.lr;
-    cfg.batch_contexts = opts.batch_size;
-    cfg.patience = opts.patience;
-    cfg.seed = opts.seed;
-    // The budget covers the whole call: what gathering used is taken off the optimisation.
-    let budget_left = (opts.time_budget_s - job.started.elapsed().as_secs_f64()).max(10.0);
-    cfg.time_budget_s = Some(budget_left);
+    let cfg = train_config(head, job);
     src.report(Event::Phase("training"))?;
     let model = fit_model(
         src, off, job, &cfg, &model_cfg, &encoder, &train_ctx, &val_ctx,
@@ -252,6 +211,74 @@ pub fn train(src: &mut dyn Source, off: &dyn Offload, job: &TrainJob) -> Result<
         stored,
         metrics,
     })
+}
+
+/// Each class's share of the training examples (before sampling): the prior that metrics
+/// compare a multiclass model with.
+fn class_prior(rows: &[Example], n_classes: usize) -> Vec<f64> {
+    let mut prior = vec![0.0; n_classes];
+    for r in rows {
+        if let Some(p) = prior.get_mut(r.y as usize) {
+            *p += 1.0 / rows.len() as f64;
+        }
+    }
+    prior
+}
+
+/// The encoder (vocabulary, numeric statistics), fitted on training contexts only, within
+/// a quarter of the memory budget; with the encoded size of a context, estimated from the
+/// fit sample, so that the budget for all contexts can be checked before gathering them.
+fn fit_encoder(
+    src: &mut dyn Source,
+    plan: &Plan,
+    table: &str,
+    train_rows: &[Example],
+    hide: Option<&Hidden>,
+    model_cfg: &ModelConfig,
+) -> Result<(Encoder, usize)> {
+    let fit_n = train_rows.len().min(2000);
+    let (fit_limit, mut fit_bytes) = (src.memory_limit() / 4, 0);
+    let mut fit_sub: Vec<Subgraph> = Vec::with_capacity(fit_n);
+    gather_all(
+        src,
+        plan,
+        table,
+        &seeds(&train_rows[..fit_n]),
+        hide,
+        &mut |_, _, g| {
+            for c in g.contexts {
+                fit_bytes += memory::subgraph_bytes(&c);
+                if fit_bytes <= fit_limit || fit_sub.is_empty() {
+                    fit_sub.push(c);
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let encoder = Encoder::fit(model_cfg.encoder_config(4096), &fit_sub);
+    let probe = &fit_sub[..fit_sub.len().min(200)];
+    let each = probe
+        .iter()
+        .map(|c| memory::encoded_bytes(&encoder.encode(c)))
+        .sum::<usize>()
+        .div_ceil(probe.len().max(1));
+    drop(fit_sub);
+    Ok((encoder, each))
+}
+
+/// The training loop's configuration from the task's options. The time budget covers the
+/// whole call: what gathering used is taken off the optimisation.
+fn train_config(head: Head, job: &TrainJob) -> TrainConfig {
+    let opts = &job.opts;
+    let mut cfg = TrainConfig::new(head);
+    cfg.max_epochs = opts.epochs;
+    cfg.lr = opts.lr;
+    cfg.batch_contexts = opts.batch_size;
+    cfg.patience = opts.patience;
+    cfg.seed = opts.seed;
+    let budget_left = (opts.time_budget_s - job.started.elapsed().as_secs_f64()).max(10.0);
+    cfg.time_budget_s = Some(budget_left);
+    cfg
 }
 
 /// The training itself, on the worker's device when the source offers one, else here;

@@ -79,7 +79,6 @@ pub fn lex(input: &str) -> Result<Vec<Token>, PqlError> {
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        let pos = i + 1;
         if c.is_whitespace() {
             i += 1;
             continue;
@@ -91,178 +90,109 @@ pub fn lex(input: &str) -> Result<Vec<Token>, PqlError> {
             }
             continue;
         }
-        let simple = match c {
-            '(' => Some(Tok::LParen),
-            ')' => Some(Tok::RParen),
-            ',' => Some(Tok::Comma),
-            '*' => Some(Tok::Star),
-            '+' => Some(Tok::Plus),
-            _ => None,
-        };
-        if let Some(t) = simple {
-            out.push(Token { tok: t, pos });
-            i += 1;
-            continue;
-        }
-        let next = chars.get(i + 1).copied();
-        match c {
-            '-' if next == Some('>') => {
-                out.push(Token {
-                    tok: Tok::Arrow,
-                    pos,
-                });
-                i += 2;
-            }
-            '-' => {
-                out.push(Token {
-                    tok: Tok::Minus,
-                    pos,
-                });
-                i += 1;
-            }
-            '=' => {
-                out.push(Token {
-                    tok: Tok::Op("="),
-                    pos,
-                });
-                i += 1;
-            }
-            '!' if next == Some('=') => {
-                out.push(Token {
-                    tok: Tok::Op("!="),
-                    pos,
-                });
-                i += 2;
-            }
-            '<' => {
-                let (op, n) = match next {
-                    Some('=') => ("<=", 2),
-                    Some('>') => ("!=", 2),
-                    _ => ("<", 1),
-                };
-                out.push(Token {
-                    tok: Tok::Op(op),
-                    pos,
-                });
-                i += n;
-            }
-            '>' => {
-                let (op, n) = if next == Some('=') {
-                    (">=", 2)
-                } else {
-                    (">", 1)
-                };
-                out.push(Token {
-                    tok: Tok::Op(op),
-                    pos,
-                });
-                i += n;
-            }
-            '.' if next.is_some_and(|d| d.is_ascii_digit()) => {
-                let (n, j) = number(&chars, i);
-                out.push(Token {
-                    tok: Tok::Number(n),
-                    pos,
-                });
-                i = j;
-            }
-            '.' => {
-                out.push(Token { tok: Tok::Dot, pos });
-                i += 1;
-            }
-            '\'' => {
-                let mut s = String::new();
-                let mut j = i + 1;
-                loop {
-                    match chars.get(j) {
-                        None => return Err(PqlError::syntax(pos, "unterminated quoted string")),
-                        Some('\'') if chars.get(j + 1) == Some(&'\'') => {
-                            s.push('\'');
-                            j += 2;
-                        }
-                        Some('\'') => break,
-                        Some(&ch) => {
-                            s.push(ch);
-                            j += 1;
-                        }
-                    }
-                }
-                out.push(Token {
-                    tok: Tok::Str(s),
-                    pos,
-                });
-                i = j + 1;
-            }
-            '"' => {
-                let mut s = String::new();
-                let mut j = i + 1;
-                loop {
-                    match chars.get(j) {
-                        None => {
-                            return Err(PqlError::syntax(pos, "unterminated quoted identifier"))
-                        }
-                        Some('"') if chars.get(j + 1) == Some(&'"') => {
-                            s.push('"');
-                            j += 2;
-                        }
-                        Some('"') => break,
-                        Some(&ch) => {
-                            s.push(ch);
-                            j += 1;
-                        }
-                    }
-                }
-                if s.is_empty() {
-                    return Err(PqlError::syntax(pos, "zero-length delimited identifier"));
-                }
-                out.push(Token {
-                    tok: Tok::Ident {
-                        value: s,
-                        quoted: true,
-                    },
-                    pos,
-                });
-                i = j + 1;
-            }
-            d if d.is_ascii_digit() => {
-                let (n, j) = number(&chars, i);
-                out.push(Token {
-                    tok: Tok::Number(n),
-                    pos,
-                });
-                i = j;
-            }
-            a if a.is_alphabetic() || a == '_' => {
-                let mut j = i;
-                while j < chars.len()
-                    && (chars[j].is_alphanumeric() || chars[j] == '_' || chars[j] == '$')
-                {
-                    j += 1;
-                }
-                // PostgreSQL folds only ASCII letters of unquoted identifiers.
-                let value: String = chars[i..j].iter().map(|c| c.to_ascii_lowercase()).collect();
-                out.push(Token {
-                    tok: Tok::Ident {
-                        value,
-                        quoted: false,
-                    },
-                    pos,
-                });
-                i = j;
-            }
-            other => {
-                return Err(PqlError::syntax(
-                    pos,
-                    format!("unexpected character '{other}'"),
-                ));
-            }
-        }
+        let (tok, next) = token_at(&chars, i)?;
+        out.push(Token { tok, pos: i + 1 });
+        i = next;
     }
     out.push(Token {
         tok: Tok::Eof,
         pos: chars.len() + 1,
     });
     Ok(out)
+}
+
+/// The token that starts at `chars[i]` (neither white space nor a comment) and the index
+/// just after it.
+fn token_at(chars: &[char], i: usize) -> Result<(Tok, usize), PqlError> {
+    let pos = i + 1;
+    let next = chars.get(i + 1).copied();
+    Ok(match chars[i] {
+        '(' => (Tok::LParen, i + 1),
+        ')' => (Tok::RParen, i + 1),
+        ',' => (Tok::Comma, i + 1),
+        '*' => (Tok::Star, i + 1),
+        '+' => (Tok::Plus, i + 1),
+        '-' if next == Some('>') => (Tok::Arrow, i + 2),
+        '-' => (Tok::Minus, i + 1),
+        '=' => (Tok::Op("="), i + 1),
+        '!' if next == Some('=') => (Tok::Op("!="), i + 2),
+        '<' => match next {
+            Some('=') => (Tok::Op("<="), i + 2),
+            Some('>') => (Tok::Op("!="), i + 2),
+            _ => (Tok::Op("<"), i + 1),
+        },
+        '>' if next == Some('=') => (Tok::Op(">="), i + 2),
+        '>' => (Tok::Op(">"), i + 1),
+        '.' if next.is_some_and(|d| d.is_ascii_digit()) => {
+            let (n, j) = number(chars, i);
+            (Tok::Number(n), j)
+        }
+        '.' => (Tok::Dot, i + 1),
+        '\'' => {
+            let (s, j) = quoted(chars, i, "unterminated quoted string")?;
+            (Tok::Str(s), j)
+        }
+        '"' => {
+            let (s, j) = quoted(chars, i, "unterminated quoted identifier")?;
+            if s.is_empty() {
+                return Err(PqlError::syntax(pos, "zero-length delimited identifier"));
+            }
+            let tok = Tok::Ident {
+                value: s,
+                quoted: true,
+            };
+            (tok, j)
+        }
+        d if d.is_ascii_digit() => {
+            let (n, j) = number(chars, i);
+            (Tok::Number(n), j)
+        }
+        a if a.is_alphabetic() || a == '_' => {
+            let mut j = i;
+            while j < chars.len()
+                && (chars[j].is_alphanumeric() || chars[j] == '_' || chars[j] == '$')
+            {
+                j += 1;
+            }
+            // PostgreSQL folds only ASCII letters of unquoted identifiers.
+            let value: String = chars[i..j].iter().map(|c| c.to_ascii_lowercase()).collect();
+            let tok = Tok::Ident {
+                value,
+                quoted: false,
+            };
+            (tok, j)
+        }
+        other => {
+            return Err(PqlError::syntax(
+                pos,
+                format!("unexpected character '{other}'"),
+            ));
+        }
+    })
+}
+
+/// The text between the quote at `chars[start]` and its closing twin (a doubled quote
+/// stands for one), and the index after the closing quote. Strings and quoted identifiers
+/// share the rule, with `'` and `"`.
+fn quoted(chars: &[char], start: usize, unterminated: &str) -> Result<(String, usize), PqlError> {
+    let q = chars[start];
+    let mut s = String::new();
+    let mut j = start + 1;
+    loop {
+        match chars.get(j) {
+            None => return Err(PqlError::syntax(start + 1, unterminated)),
+            Some(&c) if c == q && chars.get(j + 1) == Some(&q) => {
+                s.push(q);
+                j += 2;
+            }
+            Some(&c) if c == q => break,
+            Some(&ch) => {
+                s.push(ch);
+                j += 1;
+            }
+        }
+    }
+    Ok((s, j + 1))
 }
 
 fn number(chars: &[char], start: usize) -> (String, usize) {

@@ -84,8 +84,12 @@
 pub mod ast;
 mod compile;
 pub mod error;
+mod kinds;
 pub mod lexer;
+mod names;
 pub mod parser;
+mod paths;
+mod resolve;
 pub mod spec;
 mod sql;
 
@@ -104,7 +108,7 @@ pub fn compile(
 ) -> Result<TaskSpec, PqlError> {
     options.validate()?;
     let ast = parser::parse(query)?;
-    let mut spec = compile::resolve(query, &ast, graph, options)?;
+    let mut spec = resolve::resolve(query, &ast, graph, options)?;
     generate_sql(&mut spec);
     Ok(spec)
 }

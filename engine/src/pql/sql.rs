@@ -7,7 +7,7 @@
 //! theirs — or of anyone who can write to a schema on their path — may stand in.
 
 use super::ast::{Agg, CmpOp, Literal};
-use super::compile::collect_aggs;
+use super::resolve::collect_aggs;
 use super::spec::*;
 use crate::ident::{op, qualify_type, quote_ident};
 use crate::schema::{SchemaGraph, SemanticType};
@@ -298,6 +298,85 @@ impl<'a> Gen<'a> {
     }
 }
 
+impl<'a> Gen<'a> {
+    /// The label expression, the label column's name, and what must be non-NULL for a row
+    /// to count. Literals become parameters here, before the filters' (their numbering
+    /// follows the order of the calls).
+    fn label(&mut self) -> (String, &'static str, Option<String>) {
+        let spec = self.spec;
+        let g = self;
+        match &spec.target {
+            Target::Aggregate(a) => {
+                let raw = g.agg_ref(a);
+                let v = g.agg_value(a);
+                match (&spec.comparison, spec.task_type) {
+                    (Some(c), _) => {
+                        let t = Gen::value_type(&Value::Aggregate(Box::new(a.clone())));
+                        let lit = g.literal(&c.value, t.as_deref());
+                        (
+                            format!(
+                                "CASE WHEN {v} {} {lit} THEN 1 ELSE 0 END::pg_catalog.float8",
+                                op(c.op.sql())
+                            ),
+                            "label",
+                            None,
+                        )
+                    }
+                    (None, TaskType::BinaryClassification) if a.agg == Agg::Exists => (
+                        format!(
+                            "CASE WHEN {v} {} 0 THEN 1 ELSE 0 END::pg_catalog.float8",
+                            op(">")
+                        ),
+                        "label",
+                        None,
+                    ),
+                    (None, TaskType::BinaryClassification) => (
+                        format!("CASE WHEN {raw} THEN 1 ELSE 0 END::pg_catalog.float8"),
+                        "label",
+                        Some(raw.clone()),
+                    ),
+                    (None, TaskType::MulticlassClassification) => (
+                        format!("({raw})::pg_catalog.text"),
+                        "label",
+                        Some(raw.clone()),
+                    ),
+                    _ => {
+                        let t = if matches!(a.agg, Agg::Min | Agg::Max | Agg::First | Agg::Last) {
+                            a.column
+                                .as_ref()
+                                .map(|c| c.pg_type.clone())
+                                .unwrap_or_default()
+                        } else {
+                            "numeric".to_string()
+                        };
+                        let nn = if a.agg.zero_when_empty() {
+                            None
+                        } else {
+                            Some(raw.clone())
+                        };
+                        (to_float8(&v, &t), "label", nn)
+                    }
+                }
+            }
+            Target::ListDistinct { aggregate, .. } => {
+                let raw = g.agg_ref(aggregate);
+                (raw.clone(), "labels", Some(raw))
+            }
+            Target::Static(c) => {
+                let col = format!("e.{}", quote_ident(&c.column));
+                let l = match c.semantic {
+                    SemanticType::Numerical => to_float8(&col, &c.pg_type),
+                    SemanticType::Boolean => {
+                        format!("CASE WHEN {col} THEN 1 ELSE 0 END::pg_catalog.float8")
+                    }
+                    _ => format!("({col})::pg_catalog.text"),
+                };
+                (l, "label", Some(col))
+            }
+        }
+    }
+}
+
 /// Converts a value expression to the label's SQL type.
 fn to_float8(expr: &str, pg_type: &str) -> String {
     let t = pg_type.to_ascii_lowercase();
@@ -328,76 +407,7 @@ pub(crate) fn generate(spec: &TaskSpec, anchors: Anchors) -> (String, Vec<String
     let ent = &g.spec.entity;
     let key = format!("e.{}", quote_ident(&ent.key_column));
 
-    // Label expression, the column name, and what must be non-NULL for a row to count.
-    let (label, label_name, not_null) = match &spec.target {
-        Target::Aggregate(a) => {
-            let raw = g.agg_ref(a);
-            let v = g.agg_value(a);
-            match (&spec.comparison, spec.task_type) {
-                (Some(c), _) => {
-                    let t = Gen::value_type(&Value::Aggregate(Box::new(a.clone())));
-                    let lit = g.literal(&c.value, t.as_deref());
-                    (
-                        format!(
-                            "CASE WHEN {v} {} {lit} THEN 1 ELSE 0 END::pg_catalog.float8",
-                            op(c.op.sql())
-                        ),
-                        "label",
-                        None,
-                    )
-                }
-                (None, TaskType::BinaryClassification) if a.agg == Agg::Exists => (
-                    format!(
-                        "CASE WHEN {v} {} 0 THEN 1 ELSE 0 END::pg_catalog.float8",
-                        op(">")
-                    ),
-                    "label",
-                    None,
-                ),
-                (None, TaskType::BinaryClassification) => (
-                    format!("CASE WHEN {raw} THEN 1 ELSE 0 END::pg_catalog.float8"),
-                    "label",
-                    Some(raw.clone()),
-                ),
-                (None, TaskType::MulticlassClassification) => (
-                    format!("({raw})::pg_catalog.text"),
-                    "label",
-                    Some(raw.clone()),
-                ),
-                _ => {
-                    let t = if matches!(a.agg, Agg::Min | Agg::Max | Agg::First | Agg::Last) {
-                        a.column
-                            .as_ref()
-                            .map(|c| c.pg_type.clone())
-                            .unwrap_or_default()
-                    } else {
-                        "numeric".to_string()
-                    };
-                    let nn = if a.agg.zero_when_empty() {
-                        None
-                    } else {
-                        Some(raw.clone())
-                    };
-                    (to_float8(&v, &t), "label", nn)
-                }
-            }
-        }
-        Target::ListDistinct { aggregate, .. } => {
-            let raw = g.agg_ref(aggregate);
-            (raw.clone(), "labels", Some(raw))
-        }
-        Target::Static(c) => {
-            let col = format!("e.{}", quote_ident(&c.column));
-            let l = match c.semantic {
-                SemanticType::Numerical => to_float8(&col, &c.pg_type),
-                SemanticType::Boolean => {
-                    format!("CASE WHEN {col} THEN 1 ELSE 0 END::pg_catalog.float8")
-                }
-                _ => format!("({col})::pg_catalog.text"),
-            };
-            (l, "label", Some(col))
-        }
-    };
+    let (label, label_name, not_null) = g.label();
 
     let mut where_: Vec<String> = Vec::new();
     if let (Some(tc), Some(tt)) = (&ent.time_column, &ent.time_type) {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::encode::EncoderConfig;
+use crate::metrics;
 use std::time::Instant;
 
 fn dataset(n_train: usize, n_val: usize) -> (Encoder, Vec<EncodedContext>, Vec<EncodedContext>) {

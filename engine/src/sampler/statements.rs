@@ -1,0 +1,150 @@
+//! The statements of a walk: seed and step lookups (one per hop, edge and direction for
+//! the whole batch), their parameters, and the same statements with parameters inlined.
+
+use super::is_timestamptz;
+use super::plan::{Direction, Edge, Plan};
+use crate::base::time::format_timestamp;
+use crate::ident::{op, qualify_type, quote_ident, quote_literal};
+
+fn time_cmp(col: &str, ty: &str) -> String {
+    if is_timestamptz(ty) {
+        format!("t.{} {} u.anchor", quote_ident(col), op("<="))
+    } else {
+        format!(
+            "t.{} {} (u.anchor AT TIME ZONE 'UTC')",
+            quote_ident(col),
+            op("<=")
+        )
+    }
+}
+
+impl Plan {
+    /// Rows of `table` whose `columns` equal the request keys: `$1 int4[]` request ids,
+    /// `$2 timestamptz[]` anchors, `$3..` one `text[]` per column. With `newest` set,
+    /// keeps the newest `fanout` per request (children); timed rows only up to the anchor.
+    fn lookup_sql(&self, table: &str, columns: &[String], newest: bool) -> String {
+        let tp = &self.tables[table];
+        // ROWS FROM (one unnest per array): the multi-array `unnest(a, b)` is grammar
+        // that only works unqualified.
+        let mut unnest = vec![
+            format!("pg_catalog.unnest($1::{})", PARAM_TYPES[0]),
+            format!("pg_catalog.unnest($2::{})", PARAM_TYPES[1]),
+        ];
+        let mut names = vec!["ord".to_string(), "anchor".to_string()];
+        let mut conds = Vec::new();
+        for (i, c) in columns.iter().enumerate() {
+            unnest.push(format!("pg_catalog.unnest(${}::{})", i + 3, PARAM_TYPES[2]));
+            names.push(format!("k{i}"));
+            let ty = tp.types.get(c).map(String::as_str).unwrap_or("text");
+            conds.push(format!(
+                "t.{} {} u.k{i}::{}",
+                quote_ident(c),
+                op("="),
+                qualify_type(ty)
+            ));
+        }
+        if let (Some(c), Some(ty)) = (&tp.time_column, &tp.time_type) {
+            conds.push(time_cmp(c, ty));
+        }
+        let order = if newest {
+            let mut keys = Vec::new();
+            if let Some(c) = &tp.time_column {
+                keys.push(format!("t.{} DESC", quote_ident(c)));
+            }
+            for k in &tp.key_columns {
+                keys.push(format!("t.{} DESC", quote_ident(k)));
+            }
+            let by = if keys.is_empty() {
+                String::new()
+            } else {
+                format!(" ORDER BY {}", keys.join(", "))
+            };
+            format!("{by} LIMIT {}", self.config.fanout)
+        } else {
+            String::new()
+        };
+        format!(
+            "SELECT u.ord, s.* FROM ROWS FROM ({}) AS u({}) CROSS JOIN LATERAL (SELECT {} FROM {} AS t WHERE {}{}) AS s",
+            unnest.join(", "),
+            names.join(", "),
+            self.select_list(tp),
+            table,
+            conds.join(" AND "),
+            order
+        )
+    }
+
+    /// Seed rows: the entity table's rows by primary key (one `text[]` per key column).
+    pub fn seed_sql(&self, table: &str) -> String {
+        let cols = self.tables[table].key_columns.clone();
+        self.lookup_sql(table, &cols, false)
+    }
+
+    pub fn step_sql(&self, edge: &Edge, dir: Direction) -> String {
+        match dir {
+            Direction::ToParent => self.lookup_sql(&edge.parent, &edge.parent_columns, false),
+            Direction::ToChildren => self.lookup_sql(&edge.child, &edge.child_columns, true),
+        }
+    }
+}
+
+/// Types of a statement's parameters: request ids, anchors, then one array per key column.
+pub const PARAM_TYPES: [&str; 3] = [
+    "pg_catalog.int4[]",
+    "pg_catalog.timestamptz[]",
+    "pg_catalog.text[]",
+];
+
+/// A request of one step: from `rows` of context `ctx` (every row of the context that asks
+/// for the same keys along the same edge: one lookup serves them all), keys to look up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub ctx: usize,
+    pub rows: Vec<usize>,
+    pub anchor: i64,
+    pub keys: Vec<String>,
+}
+
+/// A text array literal (`{"a","b"}`) of `items`.
+fn array_literal<S: AsRef<str>>(items: impl Iterator<Item = S>) -> String {
+    let quoted: Vec<String> = items
+        .map(|s| {
+            format!(
+                "\"{}\"",
+                s.as_ref().replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        })
+        .collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
+/// A step's statement with its parameters written in as literals: standalone SQL that
+/// returns exactly the rows the sampler's execution returns (for `COPY (...) TO` baselines).
+pub fn inline_statement(sql: &str, reqs: &[Request]) -> String {
+    let n_keys = reqs.first().map_or(0, |r| r.keys.len());
+    let mut params = vec![
+        (
+            PARAM_TYPES[0],
+            array_literal((0..reqs.len()).map(|i| i.to_string())),
+        ),
+        (
+            PARAM_TYPES[1],
+            array_literal(reqs.iter().map(|r| format_timestamp(r.anchor))),
+        ),
+    ];
+    for c in 0..n_keys {
+        params.push((
+            PARAM_TYPES[2],
+            array_literal(reqs.iter().map(|r| r.keys[c].as_str())),
+        ));
+    }
+    let mut out = sql.to_string();
+    // Highest first, so that `$1` never matches the start of `$12`.
+    for (i, (ty, lit)) in params.iter().enumerate().rev() {
+        out = out.replace(
+            &format!("${}::{ty}", i + 1),
+            &format!("{}::{ty}", quote_literal(lit)),
+        );
+    }
+    out
+}

@@ -1,0 +1,132 @@
+//! Sampler tests: inlined statements, step SQL, and assembly of fetched rows.
+
+use super::*;
+use crate::encode::Value;
+use crate::schema::SchemaGraph;
+
+#[test]
+fn inlined_statements_have_no_parameters_left() {
+    let reqs: Vec<Request> = (0..12)
+        .map(|i| Request {
+            ctx: i,
+            rows: vec![0],
+            anchor: 1_104_537_600_000_000, // 2005-01-01
+            keys: vec![format!("k\"{i}'"), i.to_string()],
+        })
+        .collect();
+    let sql = "SELECT * FROM unnest($1::pg_catalog.int4[], $2::pg_catalog.timestamptz[], $3::pg_catalog.text[], $4::pg_catalog.text[])";
+    let s = inline_statement(sql, &reqs);
+    assert!(!s.contains('$'), "{s}");
+    assert!(s.starts_with("SELECT * FROM unnest('{\"0\",\"1\","), "{s}");
+    assert!(s.contains("\"2005-01-01 00:00:00+00\""), "{s}");
+    // a double quote is escaped for the array, a single quote doubled for the literal
+    assert!(s.contains(r#""k\"11''""#), "{s}");
+}
+fn graph() -> SchemaGraph {
+    crate::testutil::drivers_results(
+        ("points", "double precision"),
+        "timestamp without time zone",
+    )
+}
+
+#[test]
+fn child_sql_is_one_lateral_statement_with_time_bound_and_fanout() {
+    let plan = Plan::new(&graph(), SamplerConfig::default());
+    let sql = plan.step_sql(&plan.edges[0], Direction::ToChildren);
+    assert!(sql.contains("FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int4[]), pg_catalog.unnest($2::pg_catalog.timestamptz[]), pg_catalog.unnest($3::pg_catalog.text[]))"));
+    assert!(sql.contains("t.driver_id OPERATOR(pg_catalog.=) u.k0::integer"));
+    assert!(sql.contains("t.date OPERATOR(pg_catalog.<=) (u.anchor AT TIME ZONE 'UTC')"));
+    assert!(sql.contains("ORDER BY t.date DESC, t.result_id DESC LIMIT 12"));
+    // Keys are structure, not values.
+    assert!(!sql.contains("rdl_v0") || sql.contains("t.points::pg_catalog.float8 AS rdl_v0"));
+    let parent = plan.step_sql(&plan.edges[0], Direction::ToParent);
+    assert!(parent.contains(
+        "FROM public.drivers AS t WHERE t.driver_id OPERATOR(pg_catalog.=) u.k0::integer) AS s"
+    ));
+    assert!(!parent.contains("LIMIT"));
+}
+
+fn fetched(
+    ord: usize,
+    key: &str,
+    time: Option<i64>,
+    s: Vec<&str>,
+    values: Vec<Value>,
+) -> FetchedRow {
+    FetchedRow {
+        ord,
+        key: key.into(),
+        time,
+        structural: s.into_iter().map(|x| Some(x.to_string())).collect(),
+        values,
+    }
+}
+
+#[test]
+fn assembly_links_rows_visits_once_and_drops_future_rows() {
+    let plan = Plan::new(&graph(), SamplerConfig::default());
+    let mut a = Assembler::new(&plan, &[100, 100]);
+    let seeds = a.seed_requests(&[vec!["1".into()], vec!["2".into()]]);
+    assert_eq!(seeds.len(), 2);
+    a.accept_seeds(
+        "public.drivers",
+        vec![
+            fetched(0, "1", None, vec!["1"], vec![Value::Text("GB".into())]),
+            fetched(1, "2", None, vec!["2"], vec![Value::Text("DE".into())]),
+        ],
+    );
+    assert!(a.next_hop());
+    let frontier = a.take_frontier();
+    let edge = plan.edges[0].clone();
+    let reqs = a.requests(&frontier, &edge, Direction::ToChildren);
+    assert_eq!(reqs.len(), 2);
+    a.accept_step(
+        &edge,
+        Direction::ToChildren,
+        &reqs,
+        vec![
+            fetched(
+                0,
+                "10",
+                Some(90),
+                vec!["1"],
+                vec![Value::Num(3.0), Value::Time(90)],
+            ),
+            fetched(
+                0,
+                "11",
+                Some(101),
+                vec!["1"],
+                vec![Value::Num(9.0), Value::Time(101)],
+            ),
+            fetched(
+                1,
+                "12",
+                Some(50),
+                vec!["2"],
+                vec![Value::Num(1.0), Value::Time(50)],
+            ),
+        ],
+    );
+    assert_eq!(a.dropped_future, 1, "a row after the anchor never enters");
+    assert_eq!(a.contexts[0].rows.len(), 2);
+    assert_eq!(a.contexts[0].rows[1].parents, vec![0]);
+    assert_eq!(a.contexts[0].rows[1].hop, 1);
+    assert_eq!(a.via[0][1].as_deref(), Some("results_driver_id_fkey"));
+    // Hop 2 goes back to the parent: already visited, so only a link, no new row.
+    assert!(a.next_hop());
+    let frontier = a.take_frontier();
+    let reqs = a.requests(&frontier, &edge, Direction::ToParent);
+    a.accept_step(
+        &edge,
+        Direction::ToParent,
+        &reqs,
+        reqs.iter()
+            .enumerate()
+            .map(|(i, r)| fetched(i, &r.keys[0], None, vec![&r.keys[0]], vec![Value::Null]))
+            .collect(),
+    );
+    assert_eq!(a.contexts[0].rows.len(), 2);
+    assert_eq!(a.contexts[1].rows.len(), 2);
+    assert!(!a.next_hop());
+}
