@@ -225,19 +225,16 @@ impl StepCtx<'_> {
     /// Forward and backward of one chunk; gradients added to the lane's.
     fn chunk(&self, ch: Chunk, lane: &mut Lane) {
         let lay = self.lay;
-        let p = self.p;
-        let hb = self.hb;
-        let (d, h, hid, no) = (lay.d, lay.heads, lay.hid, lay.n_out);
-        let n = ch.n();
+        let (d, n) = (lay.d, ch.n());
         let n_layers = lay.blocks.iter().map(|(a, _)| a.len() + 1).sum::<usize>();
         lane.caches.resize_with(n_layers, LayerCache::default);
-        let plans = fast::plan(lay, hb, ch);
+        let plans = fast::plan(lay, self.hb, ch);
         let x = fit(&mut lane.x, n * d);
-        fast::embed(lay, p, hb, ch, x);
+        fast::embed(lay, self.p, self.hb, ch, x);
         fast::blocks_fwd(
             lay,
-            p,
-            hb,
+            self.p,
+            self.hb,
             ch,
             &plans,
             x,
@@ -245,12 +242,53 @@ impl StepCtx<'_> {
             self.masks,
             &mut lane.scratch,
         );
-
-        // head: final norm of each target state, outputs, loss and its gradient
         let g = &mut lane.grads[..lay.total];
         let dx = fit(&mut lane.dx, n * d);
         dx.fill(0.0);
-        let row = fit(&mut lane.row, 4 * d + 2 * no + 1);
+        lane.loss += self.head_bwd(ch, x, g, dx, &mut lane.row);
+        let mut bufs = Bufs {
+            dy: &mut lane.dy,
+            dact: &mut lane.dact,
+            dproj: &mut lane.dproj,
+            dxin: &mut lane.dxin,
+            pairs: &mut lane.scratch.pairs,
+            tmp: vec![0.0; d],
+        };
+        // layers, last first
+        let subs: Vec<(Option<&fast::AttnOff>, &fast::FfnOff)> = lay
+            .blocks
+            .iter()
+            .flat_map(|(attn, ffn)| {
+                attn.iter()
+                    .map(move |a| (Some(a), ffn))
+                    .chain(std::iter::once((None, ffn)))
+            })
+            .collect();
+        for (layer, &sub) in subs.iter().enumerate().rev() {
+            let at = Layer {
+                ch,
+                index: layer,
+                plan: &plans[layer],
+                cache: &lane.caches[layer],
+            };
+            self.layer_bwd(&at, sub, g, dx, &mut lane.dmask, &mut bufs);
+        }
+        self.embed_bwd(ch, dx, g);
+    }
+
+    /// The head of each target state (final norm, outputs), its loss (returned) and the
+    /// gradients: the head's and the final norm's into `g`, the state's into `dx`.
+    fn head_bwd(
+        &self,
+        ch: Chunk,
+        x: &[f32],
+        g: &mut [f32],
+        dx: &mut [f32],
+        row: &mut Vec<f32>,
+    ) -> f64 {
+        let (lay, p, hb) = (self.lay, self.p, self.hb);
+        let (d, no) = (lay.d, lay.n_out);
+        let row = fit(row, 4 * d + 2 * no + 1);
         let (yf, rest) = row.split_at_mut(d);
         let (xhat, rest) = rest.split_at_mut(d);
         let (dy, rest) = rest.split_at_mut(d);
@@ -259,10 +297,11 @@ impl StepCtx<'_> {
         let (go, rstd) = rest.split_at_mut(no);
         let (hw, hb_) = (lay.head.w, lay.head.b);
         let (fg, fb) = (lay.final_norm.g, lay.final_norm.b);
+        let mut loss = 0.0;
         for c in ch.c0..ch.c1 {
             let t = hb.target[c] as usize - ch.t0;
             fast::head_fwd(lay, p, &x[t * d..(t + 1) * d], yf, xhat, rstd, o);
-            lane.loss += self.loss_grad(c, o, go);
+            loss += self.loss_grad(c, o, go);
             // dWh += go ⊗ yf, dbh += go, dy = go · Wh
             dy.fill(0.0);
             for k in 0..no {
@@ -274,162 +313,132 @@ impl StepCtx<'_> {
                 g[hb_ + k] += gk;
             }
             let (dg, db) = two(g, (fg, d), (fb, d));
-            kernels::layer_norm_bwd(
-                dy,
-                xhat,
-                rstd,
-                &p[fg..fg + d],
-                d,
-                &mut dx[t * d..(t + 1) * d],
-                dg,
-                db,
-                tmp,
-            );
+            let dxt = &mut dx[t * d..(t + 1) * d];
+            kernels::layer_norm_bwd(dy, xhat, rstd, &p[fg..fg + d], d, dxt, dg, db, tmp);
         }
+        loss
+    }
 
-        // layers, last first
-        let subs: Vec<(Option<&fast::AttnOff>, &fast::FfnOff)> = lay
-            .blocks
-            .iter()
-            .flat_map(|(attn, ffn)| {
-                attn.iter()
-                    .map(move |a| (Some(a), ffn))
-                    .chain(std::iter::once((None, ffn)))
-            })
-            .collect();
-        for (layer, &(a, ffn)) in subs.iter().enumerate().rev() {
-            let plan = &plans[layer];
-            let c = &lane.caches[layer];
-            let (n_in, n_out) = (plan.n_inp(n), plan.n_out(n));
-            // gradient at the layer's output rows (through dropout)
-            let dout: &[f32] = match (self.masks, &plan.out) {
-                (None, None) => &*dx,
-                (masks, _) => {
-                    let dm = &mut lane.dmask;
-                    dm.clear();
-                    for i in 0..n_out {
-                        let r = plan.out_row(i);
-                        let src = &dx[r * d..(r + 1) * d];
-                        match masks {
-                            Some(ms) => {
-                                let m = &ms[layer][(ch.t0 + r) * d..(ch.t0 + r + 1) * d];
-                                dm.extend(src.iter().zip(m).map(|(a, k)| a * k));
-                            }
-                            None => dm.extend_from_slice(src),
+    /// The backward of one layer (attention of one type, or the feed-forward): `dx` holds
+    /// the gradient at the layer's output rows and gets the gradient at its input rows.
+    fn layer_bwd(
+        &self,
+        at: &Layer,
+        (a, ffn): (Option<&fast::AttnOff>, &fast::FfnOff),
+        g: &mut [f32],
+        dx: &mut [f32],
+        dmask: &mut Vec<f32>,
+        bufs: &mut Bufs,
+    ) {
+        let (p, d) = (self.p, self.lay.d);
+        let (plan, n) = (at.plan, at.ch.n());
+        let n_in = plan.n_inp(n);
+        // gradient at the layer's output rows (through dropout)
+        let dout: &[f32] = match (self.masks, &plan.out) {
+            (None, None) => &*dx,
+            (masks, _) => {
+                let dm = dmask;
+                dm.clear();
+                for i in 0..plan.n_out(n) {
+                    let r = plan.out_row(i);
+                    let src = &dx[r * d..(r + 1) * d];
+                    match masks {
+                        Some(ms) => {
+                            let t = at.ch.t0 + r;
+                            let m = &ms[at.index][t * d..(t + 1) * d];
+                            dm.extend(src.iter().zip(m).map(|(a, k)| a * k));
                         }
+                        None => dm.extend_from_slice(src),
                     }
-                    dm
                 }
-            };
-            let dyb = fit(&mut lane.dy, n_in * d);
-            let norm = match a {
-                Some(a) => {
-                    let datt = fit(&mut lane.dact, n_out * d);
-                    {
-                        let (dw, db) = two(g, (a.o.w, d * d), (a.o.b, d));
-                        kernels::linear_bwd(
-                            &c.act,
-                            dout,
-                            &p[a.o.w..a.o.w + d * d],
-                            d,
-                            d,
-                            dw,
-                            db,
-                            Some((datt, false)),
-                        );
-                    }
-                    let dqkv = fit(&mut lane.dproj, n_in * 3 * d);
-                    dqkv.fill(0.0);
-                    kernels::attention_bwd(
-                        fast::attn_shape(lay, hb, ch, plan),
-                        &c.proj,
-                        &c.w,
-                        &c.wsink,
-                        datt,
-                        dqkv,
-                        &mut g[a.sink..a.sink + h],
-                        &mut lane.scratch.pairs,
-                    );
-                    let (dw, db) = two(g, (a.qkv.w, 3 * d * d), (a.qkv.b, 3 * d));
-                    kernels::linear_bwd(
-                        &c.y,
-                        dqkv,
-                        &p[a.qkv.w..a.qkv.w + 3 * d * d],
-                        d,
-                        3 * d,
-                        dw,
-                        db,
-                        Some((dyb, false)),
-                    );
-                    a.norm
-                }
-                None => {
-                    let da = fit(&mut lane.dact, n_out * hid);
-                    {
-                        let (dw, db) = two(g, (ffn.w2.w, d * hid), (ffn.w2.b, d));
-                        kernels::linear_bwd(
-                            &c.act,
-                            dout,
-                            &p[ffn.w2.w..ffn.w2.w + d * hid],
-                            hid,
-                            d,
-                            dw,
-                            db,
-                            Some((da, false)),
-                        );
-                    }
-                    let du = fit(&mut lane.dproj, n_in * 2 * hid);
-                    kernels::swiglu_bwd(&c.proj, da, hid, du);
-                    let (dw, db) = two(g, (ffn.w13.w, 2 * hid * d), (ffn.w13.b, 2 * hid));
-                    kernels::linear_bwd(
-                        &c.y,
-                        du,
-                        &p[ffn.w13.w..ffn.w13.w + 2 * hid * d],
-                        d,
-                        2 * hid,
-                        dw,
-                        db,
-                        Some((dyb, false)),
-                    );
-                    ffn.norm
-                }
-            };
-            let (dg, db) = two(g, (norm.g, d), (norm.b, d));
-            match &plan.inp {
-                None => kernels::layer_norm_bwd(
-                    dyb,
-                    &c.xhat,
-                    &c.rstd,
-                    &p[norm.g..norm.g + d],
-                    d,
-                    dx,
-                    dg,
-                    db,
-                    tmp,
-                ),
-                Some(rows) => {
-                    let dxi = fit(&mut lane.dxin, n_in * d);
-                    dxi.fill(0.0);
-                    kernels::layer_norm_bwd(
-                        dyb,
-                        &c.xhat,
-                        &c.rstd,
-                        &p[norm.g..norm.g + d],
-                        d,
-                        dxi,
-                        dg,
-                        db,
-                        tmp,
-                    );
-                    for (i, &r) in rows.iter().enumerate() {
-                        let r = r as usize;
-                        kernels::add_assign(&mut dx[r * d..(r + 1) * d], &dxi[i * d..(i + 1) * d]);
-                    }
+                dm
+            }
+        };
+        let norm = match a {
+            Some(a) => self.attention_bwd(at, a, dout, g, bufs),
+            None => self.ffn_bwd(at, ffn, dout, g, bufs),
+        };
+        let dyb = &bufs.dy[..n_in * d];
+        let c = at.cache;
+        let (dg, db) = two(g, (norm.g, d), (norm.b, d));
+        let gain = &p[norm.g..norm.g + d];
+        match &plan.inp {
+            None => {
+                kernels::layer_norm_bwd(dyb, &c.xhat, &c.rstd, gain, d, dx, dg, db, &mut bufs.tmp)
+            }
+            Some(rows) => {
+                let dxi = fit(bufs.dxin, n_in * d);
+                dxi.fill(0.0);
+                kernels::layer_norm_bwd(dyb, &c.xhat, &c.rstd, gain, d, dxi, dg, db, &mut bufs.tmp);
+                for (i, &r) in rows.iter().enumerate() {
+                    let r = r as usize;
+                    kernels::add_assign(&mut dx[r * d..(r + 1) * d], &dxi[i * d..(i + 1) * d]);
                 }
             }
         }
+    }
 
-        // embeddings
+    /// Attention's backward from `dout` (output projection, attention over pairs with the
+    /// sink, q/k/v projection) down to the gradient of its normed input in `bufs.dy`;
+    /// returns the layer's norm.
+    fn attention_bwd(
+        &self,
+        at: &Layer,
+        a: &fast::AttnOff,
+        dout: &[f32],
+        g: &mut [f32],
+        bufs: &mut Bufs,
+    ) -> fast::NormOff {
+        let (lay, p, d, h) = (self.lay, self.p, self.lay.d, self.lay.heads);
+        let (c, plan, n) = (at.cache, at.plan, at.ch.n());
+        let (n_in, n_out) = (plan.n_inp(n), plan.n_out(n));
+        let datt = fit(bufs.dact, n_out * d);
+        let (dw, db) = two(g, (a.o.w, d * d), (a.o.b, d));
+        let wo = &p[a.o.w..a.o.w + d * d];
+        kernels::linear_bwd(&c.act, dout, wo, d, d, dw, db, Some((datt, false)));
+        let dqkv = fit(bufs.dproj, n_in * 3 * d);
+        dqkv.fill(0.0);
+        let shape = fast::attn_shape(lay, self.hb, at.ch, plan);
+        let dsink = &mut g[a.sink..a.sink + h];
+        kernels::attention_bwd(
+            shape, &c.proj, &c.w, &c.wsink, datt, dqkv, dsink, bufs.pairs,
+        );
+        let (dw, db) = two(g, (a.qkv.w, 3 * d * d), (a.qkv.b, 3 * d));
+        let wqkv = &p[a.qkv.w..a.qkv.w + 3 * d * d];
+        let dyb = fit(bufs.dy, n_in * d);
+        kernels::linear_bwd(&c.y, dqkv, wqkv, d, 3 * d, dw, db, Some((dyb, false)));
+        a.norm
+    }
+
+    /// The feed-forward's backward from `dout` (w2, SwiGLU, w1/w3) down to the gradient of
+    /// its normed input in `bufs.dy`; returns the layer's norm.
+    fn ffn_bwd(
+        &self,
+        at: &Layer,
+        ffn: &fast::FfnOff,
+        dout: &[f32],
+        g: &mut [f32],
+        bufs: &mut Bufs,
+    ) -> fast::NormOff {
+        let (p, d, hid) = (self.p, self.lay.d, self.lay.hid);
+        let (c, plan, n) = (at.cache, at.plan, at.ch.n());
+        let (n_in, n_out) = (plan.n_inp(n), plan.n_out(n));
+        let da = fit(bufs.dact, n_out * hid);
+        let (dw, db) = two(g, (ffn.w2.w, d * hid), (ffn.w2.b, d));
+        let w2 = &p[ffn.w2.w..ffn.w2.w + d * hid];
+        kernels::linear_bwd(&c.act, dout, w2, hid, d, dw, db, Some((da, false)));
+        let du = fit(bufs.dproj, n_in * 2 * hid);
+        kernels::swiglu_bwd(&c.proj, da, hid, du);
+        let (dw, db) = two(g, (ffn.w13.w, 2 * hid * d), (ffn.w13.b, 2 * hid));
+        let w13 = &p[ffn.w13.w..ffn.w13.w + 2 * hid * d];
+        let dyb = fit(bufs.dy, n_in * d);
+        kernels::linear_bwd(&c.y, du, w13, d, 2 * hid, dw, db, Some((dyb, false)));
+        ffn.norm
+    }
+
+    /// The embeddings' gradients from the gradient `dx` at the first layer's input.
+    fn embed_bwd(&self, ch: Chunk, dx: &[f32], g: &mut [f32]) {
+        let (lay, hb, d) = (self.lay, self.hb, self.lay.d);
         let (nw, nb, tw, tb) = (lay.num.w, lay.num.b, lay.time.w, lay.time.b);
         for (i, t) in (ch.t0..ch.t1).enumerate() {
             let gr = &dx[i * d..(i + 1) * d];
@@ -471,6 +480,27 @@ impl StepCtx<'_> {
             }
         }
     }
+}
+
+/// One layer of a chunk's backward: which, its plan and what its forward kept.
+struct Layer<'a> {
+    ch: Chunk,
+    index: usize,
+    plan: &'a fast::LayerPlan,
+    cache: &'a LayerCache,
+}
+
+/// A lane's gradient scratch, lent to the backward of each layer in turn.
+struct Bufs<'a> {
+    /// The gradient at a layer's normed input (`dy` of its layer norm).
+    dy: &'a mut Vec<f32>,
+    /// The gradient at the attention's output, or at the SwiGLU's.
+    dact: &'a mut Vec<f32>,
+    /// `dqkv`, or `du` of the feed-forward.
+    dproj: &'a mut Vec<f32>,
+    dxin: &'a mut Vec<f32>,
+    pairs: &'a mut Vec<f32>,
+    tmp: Vec<f32>,
 }
 
 #[cfg(test)]

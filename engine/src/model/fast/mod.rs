@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 
 mod layout;
 
-pub(crate) use layout::{AttnOff, FfnOff, ParamLayout};
+pub(crate) use layout::{AttnOff, FfnOff, NormOff, ParamLayout};
 
 use super::kernels::{self, AttnShape, Csr};
 use super::{Batch, Model};
