@@ -35,8 +35,8 @@ CALL rdl_train('next', '{"max_train": 400, "epochs": 1, "seed": 1}');
 RESET client_min_messages;
 SELECT status, phase, model_version FROM rdl_runs WHERE task = 'next';
 SELECT version, active, config->'ranking'->>'item_table' AS item_table, (config->'ranking'->>'k')::int AS k,
-       (metrics->'val'->>'map_at_k')::float8 BETWEEN 0 AND 1 AS val_map_in_range,
-       (metrics->'val'->>'candidate_recall')::float8 BETWEEN 0 AND 1 AS candidate_recall_in_range
+       (metrics->'selection'->>'map_at_k')::float8 BETWEEN 0 AND 1 AS selection_map_in_range,
+       (metrics->'selection'->>'candidate_recall')::float8 BETWEEN 0 AND 1 AS candidate_recall_in_range
 FROM rdl.models WHERE task = 'next';
 
 -- Top 5 for a customer: ranks 1..5, scores not increasing, existing products.

@@ -21,7 +21,7 @@ SET client_min_messages = warning;  -- per-epoch NOTICEs carry timings
 CALL rdl_train('driver-dnf', '{"max_train": 800, "epochs": 2, "seed": 7}');
 RESET client_min_messages;
 SELECT task, version, active, config->'train_examples' AS train_examples,
-       (metrics->'val'->>'auroc')::float8 > 0.6 AS val_auroc_above_0_6,
+       (metrics->'selection'->>'auroc')::float8 > 0.6 AS selection_auroc_above_0_6,
        octet_length(weights) > 10000 AS has_weights
 FROM rdl.models;
 

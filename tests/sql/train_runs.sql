@@ -14,7 +14,7 @@ SET client_min_messages = warning;
 CALL rdl_train('driver-dnf', '{"max_train": 300, "epochs": 2, "seed": 3}');
 RESET client_min_messages;
 SELECT id, task, status, phase, epoch, jsonb_array_length(history) AS epochs_logged,
-       last_epoch ? 'val_auroc' AS logs_val_auroc, model_version,
+       last_epoch ? 'selection_auroc' AS logs_selection_auroc, model_version,
        finished_at IS NOT NULL AS has_finished_at
 FROM rdl_runs;
 

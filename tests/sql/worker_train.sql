@@ -35,7 +35,7 @@ SELECT (s->>'trainings')::int AS trainings_on_worker, (s->>'trainings_running'):
        (s->>'errors')::int AS errors
 FROM rdl_status() s;
 SELECT version, active, config->'train_examples' AS train_examples,
-       (metrics->'val'->>'auroc')::float8 > 0.55 AS learned,
+       (metrics->'selection'->>'auroc')::float8 > 0.55 AS learned,
        octet_length(weights) > 100000 AS has_weights
 FROM rdl.models ORDER BY version;
 -- Progress came back: epochs in the run's history, as for a training in the backend.
