@@ -7,14 +7,15 @@
 \echo Use "ALTER EXTENSION rdl UPDATE TO '0.2.0'" to load this file. \quit
 
 -- Ownership: every task goes to the extension's owner. 0.1.0 let any role write
--- created_by, so the name there proves nothing: it is reported, and the superuser hands
--- each task to its creator (SELECT rdl_set_task_owner(task, role), from 0.3.0 on).
+-- created_by, so the name there proves nothing: it is reported (as a WARNING: extension
+-- scripts run with client_min_messages = warning), and the superuser hands each task to
+-- its creator (SELECT rdl_set_task_owner(task, role), from 0.3.0 on).
 DROP VIEW rdl_tasks;
 DO $$
 DECLARE t record;
 BEGIN
     FOR t IN SELECT name, created_by FROM rdl.tasks ORDER BY name LOOP
-        RAISE NOTICE 'rdl: task "%" (created_by says "%") now belongs to the extension''s owner; to hand it over: SELECT rdl_set_task_owner(%, %);',
+        RAISE WARNING 'rdl: task "%" (created_by says "%") now belongs to the extension''s owner; to hand it over: SELECT rdl_set_task_owner(%, %);',
             t.name, t.created_by, pg_catalog.quote_literal(t.name), pg_catalog.quote_literal(t.created_by);
     END LOOP;
 END $$;

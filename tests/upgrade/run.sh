@@ -87,8 +87,9 @@ for v in "${old_versions[@]}"; do
     psql_ -d "$db" -At >"$out" 2>"$dir/notices-$v.out" <<'SQL'
 ALTER EXTENSION rdl UPDATE;
 SELECT 'version ' || extversion FROM pg_extension WHERE extname = 'rdl';
--- The old model, read by this version: the same predictions, to the last digit.
-SELECT 'same predictions ' || bool_and(abs(b.p - rdl_predict('dnf', b.driver_id, '2010-06-01+00')) < 1e-9)
+-- The old model, read by this version: the same predictions, to f32 rounding (this version's
+-- CPU path sums in another order than candle's: a last-bit difference, 6e-8, is expected).
+SELECT 'same predictions ' || bool_and(abs(b.p - rdl_predict('dnf', b.driver_id, '2010-06-01+00')) < 1e-6)
        || ' over ' || count(*) FROM before b;
 SELECT 'owners ' || string_agg(name || ':' || owner::text, ',' ORDER BY name) FROM rdl_tasks;
 SET client_min_messages = warning;
@@ -97,19 +98,24 @@ SELECT 'versions ' || string_agg(version::text || CASE WHEN active THEN '*' ELSE
 FROM rdl.models WHERE task = 'dnf';
 SELECT 'runs ' || count(*) || ' ' || string_agg(status, ',') FROM rdl_runs WHERE task = 'dnf';
 SELECT 'rollback ' || rdl_activate('dnf', 1);
-SELECT 'same after rollback ' || bool_and(abs(b.p - rdl_predict('dnf', b.driver_id, '2010-06-01+00')) < 1e-9) FROM before b;
+SELECT 'same after rollback ' || bool_and(abs(b.p - rdl_predict('dnf', b.driver_id, '2010-06-01+00')) < 1e-6) FROM before b;
 -- Explanations and evaluation work on the old model (their figures are the model's own).
 SELECT 'explained rows ' || (jsonb_array_length(rdl_explain('dnf', 1, '2010-06-01+00')->'top_rows') > 0);
 SELECT 'evaluated examples ' || (rdl_evaluate('dnf')->>'examples');
 SQL
     cat "$out"
     expected_owners="owners dnf:postgres"
-    if [ "$v" = 0.1.0 ]; then expected_owners="owners claimed:postgres,dnf:postgres"; fi
+    # 0.1.0 recorded no runs; 0.2.0 recorded its own training's.
+    expected_runs="runs 2 finished,finished"
+    if [ "$v" = 0.1.0 ]; then
+        expected_owners="owners claimed:postgres,dnf:postgres"
+        expected_runs="runs 1 finished"
+    fi
     expected="version $new_version
 same predictions true over 10
 $expected_owners
 versions 1,2*
-runs 1 finished
+$expected_runs
 rollback true
 same after rollback true
 explained rows true
