@@ -8,7 +8,7 @@ use candle_core::Device;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use rdl_engine::encode::{EncodedContext, Encoder, EncoderConfig};
 use rdl_engine::model::{bce_with_logits, sorted_vars, Batch, Model, ModelConfig, ModelDims};
-use rdl_engine::train::synth::churn_dataset;
+use rdl_engine::train::synth::encoded_churn;
 
 struct Row {
     tokens: usize,
@@ -23,20 +23,11 @@ struct Row {
 fn contexts(max_tokens: usize, n: usize) -> (Encoder, Vec<EncodedContext>) {
     // enough orders that every context fills its token budget
     let orders = max_tokens / 2;
-    let data = churn_dataset(n, orders, orders * 4, 1);
-    let sgs: Vec<_> = data.iter().map(|(s, _)| s.clone()).collect();
-    let enc = Encoder::fit(
-        EncoderConfig {
-            max_tokens,
-            n_buckets: 4096,
-        },
-        &sgs,
-    );
-    let ecs = data
-        .iter()
-        .map(|(s, y)| enc.encode_labeled(s, *y))
-        .collect();
-    (enc, ecs)
+    let cfg = EncoderConfig {
+        max_tokens,
+        n_buckets: 4096,
+    };
+    encoded_churn(n, orders, orders * 4, 1, cfg)
 }
 
 fn bench(

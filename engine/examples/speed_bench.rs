@@ -17,20 +17,13 @@ use rdl_engine::model::infer::FastModel;
 use rdl_engine::model::optim::FastAdamW;
 use rdl_engine::model::{bce_with_logits, sorted_vars, Batch, Model, ModelConfig, ModelDims};
 use rdl_engine::train::make_batches;
-use rdl_engine::train::synth::churn_dataset;
+use rdl_engine::train::synth::encoded_churn;
 
 type R<T> = candle_core::Result<T>;
 type StepFn = dyn FnMut(&candle_core::backprop::GradStore) -> R<()>;
 
 fn contexts(n: usize) -> (Encoder, Vec<EncodedContext>) {
-    let data = churn_dataset(n, 80, 4000, 1);
-    let sgs: Vec<_> = data.iter().map(|(s, _)| s.clone()).collect();
-    let enc = Encoder::fit(EncoderConfig::default(), &sgs);
-    let ecs = data
-        .iter()
-        .map(|(s, y)| enc.encode_labeled(s, *y))
-        .collect();
-    (enc, ecs)
+    encoded_churn(n, 80, 4000, 1, EncoderConfig::default())
 }
 
 fn pool(n: usize) -> rayon::ThreadPool {

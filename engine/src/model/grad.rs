@@ -510,25 +510,16 @@ mod tests {
     use crate::model::{
         bce_with_logits, cross_entropy, huber, sorted_vars, ModelConfig, ModelDims,
     };
-    use crate::train::synth::churn_dataset;
+    use crate::train::synth::encoded_churn;
     use candle_nn::VarMap;
     use rand::SeedableRng;
 
     fn contexts(n: usize, orders: usize) -> (Encoder, Vec<EncodedContext>) {
-        let data = churn_dataset(n, orders, orders * 4, 11);
-        let sgs: Vec<_> = data.iter().map(|(s, _)| s.clone()).collect();
-        let enc = Encoder::fit(
-            EncoderConfig {
-                max_tokens: 256,
-                n_buckets: 512,
-            },
-            &sgs,
-        );
-        let ecs = data
-            .iter()
-            .map(|(s, y)| enc.encode_labeled(s, *y))
-            .collect();
-        (enc, ecs)
+        let cfg = EncoderConfig {
+            max_tokens: 256,
+            n_buckets: 512,
+        };
+        encoded_churn(n, orders, orders * 4, 11, cfg)
     }
 
     fn compare(

@@ -115,25 +115,16 @@ mod tests {
     use super::*;
     use crate::encode::{EncodedContext, Encoder, EncoderConfig};
     use crate::model::{ModelConfig, ModelDims};
-    use crate::train::synth::churn_dataset;
+    use crate::train::synth::encoded_churn;
     use candle_core::Device;
     use candle_nn::VarMap;
 
     fn contexts(n: usize, max_tokens: usize, orders: usize) -> (Encoder, Vec<EncodedContext>) {
-        let data = churn_dataset(n, orders, orders * 4, 5);
-        let sgs: Vec<_> = data.iter().map(|(s, _)| s.clone()).collect();
-        let enc = Encoder::fit(
-            EncoderConfig {
-                max_tokens,
-                n_buckets: 512,
-            },
-            &sgs,
-        );
-        let ecs = data
-            .iter()
-            .map(|(s, y)| enc.encode_labeled(s, *y))
-            .collect();
-        (enc, ecs)
+        let cfg = EncoderConfig {
+            max_tokens,
+            n_buckets: 512,
+        };
+        encoded_churn(n, orders, orders * 4, 5, cfg)
     }
 
     /// The fast forward equals candle's for binary, regression-shaped and multiclass heads,

@@ -5,7 +5,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::encode::{RawRow, Subgraph, Value};
+use crate::encode::{EncodedContext, Encoder, EncoderConfig, RawRow, Subgraph, Value};
 use crate::schema::SemanticType as S;
 
 const DAY: i64 = 86_400_000_000;
@@ -21,6 +21,25 @@ fn row(
     values: Vec<(&str, S, Value)>,
 ) -> RawRow {
     RawRow::new(table, key, time, hop, parents, values)
+}
+
+/// [`churn_dataset`] encoded: an encoder fitted on it with `cfg`, and the labelled
+/// contexts (the fixture of the model's tests and benches).
+pub fn encoded_churn(
+    n: usize,
+    max_orders: usize,
+    n_products: usize,
+    seed: u64,
+    cfg: EncoderConfig,
+) -> (Encoder, Vec<EncodedContext>) {
+    let data = churn_dataset(n, max_orders, n_products, seed);
+    let sgs: Vec<_> = data.iter().map(|(s, _)| s.clone()).collect();
+    let enc = Encoder::fit(cfg, &sgs);
+    let ecs = data
+        .iter()
+        .map(|(s, y)| enc.encode_labeled(s, *y))
+        .collect();
+    (enc, ecs)
 }
 
 /// `n` labelled customer contexts with 1..=`max_orders` orders each, drawn from `n_products`
