@@ -100,7 +100,14 @@ SELECT con.contype::pg_catalog.text, con.conname::pg_catalog.text,
              FROM pg_catalog.unnest(con.confkey) WITH ORDINALITY k(num, ord)
              JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) con.confrelid
                                            AND a.attnum OPERATOR(pg_catalog.=) k.num
-             ORDER BY k.ord)
+             ORDER BY k.ord),
+       EXISTS (SELECT FROM pg_catalog.pg_index i
+               JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
+               JOIN pg_catalog.pg_am am ON am.oid OPERATOR(pg_catalog.=) ic.relam
+               WHERE i.indrelid OPERATOR(pg_catalog.=) con.conrelid AND i.indisvalid
+                 AND i.indpred IS NULL
+                 AND am.amname OPERATOR(pg_catalog.=) ANY (ARRAY['btree', 'hash']::pg_catalog.name[])
+                 AND i.indkey[0] OPERATOR(pg_catalog.=) ANY (con.conkey))
 FROM pg_catalog.pg_constraint con
 WHERE con.contype OPERATOR(pg_catalog.=) ANY (ARRAY['p', 'f']::pg_catalog."char"[])
   AND con.conrelid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.int8[]::pg_catalog.oid[])
@@ -224,6 +231,7 @@ pub fn read_graph(schemas: Option<Vec<String>>) -> SchemaGraph {
                 columns: cols,
                 ref_table: tables[fi].table.clone(),
                 ref_columns: spi(row.get(6)).unwrap_or_default(),
+                indexed: spi(row.get(7)).unwrap_or(true),
             });
         }
 

@@ -71,6 +71,14 @@ pub struct ForeignKey {
     pub columns: Vec<String>,
     pub ref_table: String,
     pub ref_columns: Vec<String>,
+    /// Whether an index leads with one of `columns`: following the key from parent to
+    /// children can then read only the rows it keeps (see `sampler::statements`).
+    #[serde(default = "yes")]
+    pub indexed: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -435,6 +443,7 @@ mod tests {
                 columns: vec!["customer_id".into()],
                 ref_table: "public.customers".into(),
                 ref_columns: vec!["id".into()],
+                indexed: true,
             }],
             warnings: vec![],
             unreadable: Vec::new(),

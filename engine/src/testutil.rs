@@ -35,6 +35,7 @@ pub fn fk(t: &str, c: &str, rt: &str, rc: &str) -> ForeignKey {
         columns: vec![c.into()],
         ref_table: format!("public.{rt}"),
         ref_columns: vec![rc.into()],
+        indexed: true,
     }
 }
 

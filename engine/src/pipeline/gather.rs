@@ -30,6 +30,23 @@ pub fn hide(contexts: &mut [Subgraph], hidden: Option<&Hidden>) {
     }
 }
 
+/// Tells the user which indexes would speed gathering up: one NOTICE listing a
+/// `CREATE INDEX` per foreign key whose child columns no index leads with. Gathering is
+/// correct and reasonably fast without them (one scan per step); rdl never creates one.
+pub fn advise_indexes(src: &mut dyn Source, task: &str, plan: &Plan) -> Result<()> {
+    let advice = plan.index_advice();
+    if advice.is_empty() {
+        return Ok(());
+    }
+    src.report(Event::Notice(format!(
+        "rdl_train {task}: {} foreign key{} without an index; gathering reads {} with one scan per step. These indexes would let each lookup read only the rows it keeps: {}",
+        advice.len(),
+        if advice.len() == 1 { "" } else { "s" },
+        if advice.len() == 1 { "its table" } else { "their tables" },
+        advice.join(" ")
+    )))
+}
+
 /// Gathers the contexts of `seeds` (rows of `table`) piece by piece and hands each piece
 /// to `each` with the index of its first seed. A piece's contexts take at most a quarter
 /// of the memory budget (callers hold what they encoded too); until a context's size is

@@ -258,6 +258,7 @@ pub fn train(src: &mut dyn Source, job: &TrainJob) -> Result<Trained> {
     )))?;
     let sampler = opts.sampler();
     let plan = Plan::new(job.graph, sampler);
+    super::gather::advise_indexes(src, task, &plan)?;
     check_item_key(&plan, &item_table, task)?;
     let encoder = fit_encoder(src, job, &plan, &g, &train_l, &item_table)?;
     let item_enc = item_encoder(&encoder, &rc);

@@ -132,6 +132,7 @@ pub fn train(src: &mut dyn Source, off: &dyn Offload, job: &TrainJob) -> Result<
     )))?;
     let sampler = opts.sampler();
     let plan = Plan::new(job.graph, sampler);
+    super::gather::advise_indexes(src, task, &plan)?;
     let hide = hidden(spec);
     let table = spec.entity.table.as_str();
 
@@ -155,29 +156,20 @@ pub fn train(src: &mut dyn Source, off: &dyn Offload, job: &TrainJob) -> Result<
     budget
         .fits(train_rows.len() + val_rows.len(), each)
         .map_err(too_big)?;
-    let mut encode = |src: &mut dyn Source, rows: &[Example]| -> Result<Vec<EncodedContext>> {
-        let mut out = Vec::with_capacity(rows.len());
-        gather_all(
-            src,
-            &plan,
-            table,
-            &seeds(rows),
-            hide.as_ref(),
-            &mut |_, start, g| {
-                for (i, (c, f)) in g.contexts.iter().zip(g.found).enumerate() {
-                    if f {
-                        let e = encoder.encode_labeled(c, rows[start + i].y);
-                        budget.charge(memory::encoded_bytes(&e)).map_err(too_big)?;
-                        out.push(e);
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        Ok(out)
+    // Gathering training contexts may take at most this share of the time budget: on a
+    // database too slow to gather them all, training goes on with those gathered.
+    let mut g = Gathering {
+        task,
+        started: job.started,
+        plan: &plan,
+        table,
+        hide: hide.as_ref(),
+        encoder: &encoder,
+        budget: &mut budget,
+        too_big: &too_big,
     };
-    let train_ctx = encode(src, &train_rows)?;
-    let val_ctx = encode(src, &val_rows)?;
+    let train_ctx = g.encode(src, &train_rows, Some(opts.time_budget_s * GATHER_SHARE))?;
+    let val_ctx = g.encode(src, &val_rows, None)?;
     let gather_s = job.started.elapsed().as_secs_f64();
     src.report(Event::Notice(format!(
         "rdl_train {task}: contexts gathered and encoded in {gather_s:.1}s ({:.0} contexts/s)",
@@ -212,6 +204,77 @@ pub fn train(src: &mut dyn Source, off: &dyn Offload, job: &TrainJob) -> Result<
         metrics,
     })
 }
+
+/// What gathering and encoding labelled contexts needs.
+struct Gathering<'a> {
+    task: &'a str,
+    started: Instant,
+    plan: &'a Plan,
+    table: &'a str,
+    hide: Option<&'a Hidden>,
+    encoder: &'a Encoder,
+    budget: &'a mut memory::Budget,
+    too_big: &'a dyn Fn(memory::Exceeded) -> Error,
+}
+
+impl Gathering<'_> {
+    /// The rows' contexts, encoded and charged to the budget; with `until` (seconds since
+    /// the start), gathered in strided pieces and cut short there: what was gathered is
+    /// a sample of every period, not the oldest anchors. Whole, in the rows' order.
+    fn encode(
+        &mut self,
+        src: &mut dyn Source,
+        rows: &[Example],
+        until: Option<f64>,
+    ) -> Result<Vec<EncodedContext>> {
+        let pieces = match until {
+            Some(_) => rows.len().div_ceil(GATHER_PIECE).max(1),
+            None => 1,
+        };
+        let mut out: Vec<(usize, EncodedContext)> = Vec::with_capacity(rows.len());
+        for p in 0..pieces {
+            if let Some(u) = until {
+                if p > 0 && self.started.elapsed().as_secs_f64() > u {
+                    src.report(Event::Notice(format!(
+                        "rdl_train {}: gathering stopped at {:.0}% of the time budget, after {} of {} training contexts; training goes on with those (a sample of every period). Indexes on the foreign keys (see above) or a larger time_budget_s let it gather them all.",
+                        self.task,
+                        GATHER_SHARE * 100.0,
+                        out.len(),
+                        rows.len()
+                    )))?;
+                    break;
+                }
+            }
+            let idx: Vec<usize> = (p..rows.len()).step_by(pieces).collect();
+            let piece: Vec<Example> = idx.iter().map(|&i| rows[i].clone()).collect();
+            let (encoder, budget, too_big) = (self.encoder, &mut *self.budget, self.too_big);
+            gather_all(
+                src,
+                self.plan,
+                self.table,
+                &seeds(&piece),
+                self.hide,
+                &mut |_, start, g| {
+                    for (i, (c, f)) in g.contexts.iter().zip(g.found).enumerate() {
+                        if f {
+                            let e = encoder.encode_labeled(c, piece[start + i].y);
+                            budget.charge(memory::encoded_bytes(&e)).map_err(too_big)?;
+                            out.push((idx[start + i], e));
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
+        }
+        out.sort_by_key(|(i, _)| *i);
+        Ok(out.into_iter().map(|(_, e)| e).collect())
+    }
+}
+
+/// The share of the time budget that gathering training contexts may take.
+const GATHER_SHARE: f64 = 0.4;
+/// Training examples gathered between two looks at the clock.
+const GATHER_PIECE: usize = 2048;
 
 /// Each class's share of the training examples (before sampling): the prior that metrics
 /// compare a multiclass model with.

@@ -29,6 +29,8 @@ struct Memory {
     log: Vec<(String, String, i64)>,
     gathered: usize,
     events: Vec<String>,
+    /// Each gather call takes this long (a slow database).
+    delay: std::time::Duration,
 }
 
 impl Source for Memory {
@@ -37,6 +39,7 @@ impl Source for Memory {
     }
 
     fn gather(&mut self, _plan: &Plan, table: &str, seeds: &[(String, i64)]) -> Result<Gathered> {
+        std::thread::sleep(self.delay);
         let mut g = Gathered::default();
         for (k, a) in seeds {
             self.gathered += 1;
@@ -187,6 +190,51 @@ fn train(m: &mut Memory, spec: &TaskSpec) -> Servable {
     let t = tabular::train(m, &Here, &job).unwrap();
     let config = serde_json::to_value(&t.stored).unwrap();
     Servable::load("t", spec, (1, 1), &t.weights, config, &graph).unwrap()
+}
+
+#[test]
+fn gathering_stops_within_the_time_budget_with_a_sample_of_every_period() {
+    let spec = spec("PREDICT COUNT(orders.*, 0, 30, days) > 0 FOR EACH customers.customer_id");
+    let mut m = memory(8000, |_, y| Label::Value(y as f64));
+    let n_train = m.labels[&Split::Train].len();
+    assert!(n_train > 2 * 2048, "{n_train}");
+    // Spread the anchors over time, in order, as label queries return them.
+    let mut train = m.labels.remove(&Split::Train).unwrap();
+    for (i, l) in train.iter_mut().enumerate() {
+        let sg = m
+            .contexts
+            .remove(&("public.customers".into(), l.entity.clone(), l.anchor))
+            .unwrap();
+        l.anchor = ANCHOR + i as i64 * DAY;
+        m.contexts
+            .insert(("public.customers".into(), l.entity.clone(), l.anchor), sg);
+    }
+    m.labels.insert(Split::Train, train);
+    m.delay = std::time::Duration::from_millis(250);
+    let graph = shop();
+    let job = TrainJob {
+        task: "t",
+        spec: &spec,
+        graph: &graph,
+        opts: TrainOptions {
+            epochs: 1,
+            time_budget_s: 1.0,
+            ..opts()
+        },
+        started: Instant::now(),
+    };
+    let t = tabular::train(&mut m, &Here, &job).unwrap();
+    let stopped = m
+        .events
+        .iter()
+        .find(|e| e.contains("gathering stopped"))
+        .expect("a notice");
+    assert!(
+        stopped.contains(&format!("of {n_train} training contexts")),
+        "{stopped}"
+    );
+    let kept = t.stored.train_examples;
+    assert!(kept >= 2048 / 2 && kept < n_train, "{kept} of {n_train}");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! `::pg_catalog.text`): the statements run as whoever uses the task, and no name of
 //! theirs — or of anyone who can write to a schema on their path — may stand in.
 
-use super::ast::{Agg, CmpOp, Literal};
+use super::ast::{Agg, CmpOp, Literal, Unit};
 use super::resolve::collect_aggs;
 use super::spec::*;
 use crate::ident::{op, qualify_type, quote_ident};
@@ -26,7 +26,7 @@ use crate::sampler::is_timestamptz;
 /// The anchor shifted by `offset` units, in the type to compare with a column of
 /// `col_type`. Arithmetic happens on the UTC wall clock so that no result depends on the
 /// session's TimeZone; the column itself is never wrapped, so its index stays usable.
-pub(crate) fn anchor_bound(offset: i64, unit: super::ast::Unit, col_type: &str) -> String {
+pub(crate) fn anchor_bound(offset: i64, unit: Unit, col_type: &str) -> String {
     let utc = "(a.anchor_time AT TIME ZONE 'UTC')".to_string();
     let shifted = if offset == 0 {
         utc
@@ -42,6 +42,33 @@ pub(crate) fn anchor_bound(offset: i64, unit: super::ast::Unit, col_type: &str) 
     }
 }
 
+/// For many anchors, an index into the sorted `anchor_list.arr` (1-based, by binary
+/// search: `width_bucket` counts the anchors at or before its operand). An event at `t`
+/// is in the windows of the anchors in `[t - end, t - start)`, widened a unit each way
+/// (months vary) and the exact window applied after: one scan of the table, index or
+/// not, instead of a range join of every anchor with every row. `shift` units are added
+/// to `t` on the UTC wall clock (as [`anchor_bound`]); `plus` to the count.
+fn candidate_bound(time: &str, col_type: &str, shift: i64, unit: Unit, plus: i64) -> String {
+    let wall = if is_timestamptz(col_type) {
+        format!("({time} AT TIME ZONE 'UTC')")
+    } else if col_type == "date" {
+        format!("{time}::pg_catalog.timestamp")
+    } else {
+        time.to_string()
+    };
+    let shifted = format!(
+        "(({wall} {} interval '{shift} {}') AT TIME ZONE 'UTC')",
+        op("+"),
+        unit.name()
+    );
+    let bucket = format!("pg_catalog.width_bucket({shifted}, l.arr)");
+    if plus == 0 {
+        bucket
+    } else {
+        format!("{bucket} {} {plus}", op("+"))
+    }
+}
+
 /// A group of aggregates sharing table, path, window and row filter: one CTE.
 struct Source<'a> {
     key: &'a AggregateSpec,
@@ -54,6 +81,7 @@ fn same_source(a: &AggregateSpec, b: &AggregateSpec) -> bool {
 
 struct Gen<'a> {
     spec: &'a TaskSpec,
+    anchors: Anchors,
     params: Vec<String>,
     sources: Vec<Source<'a>>,
 }
@@ -268,15 +296,27 @@ impl<'a> Gen<'a> {
         let mut sql = String::new();
         let n = key.path.len();
         let entity_key = format!("t{}.{}", n - 1, quote_ident(&key.path[n - 1].columns[0]));
-        sql.push_str(&format!(
-            "  SELECT a.anchor_time, {entity_key} AS entity_key, {}\n  FROM anchors a\n  JOIN {} t0 ON {time} {} {} AND {time} {} {}\n",
-            values.join(", "),
-            key.table,
+        let window = format!(
+            "{time} {} {} AND {time} {} {}",
             op(">"),
             anchor_bound(w.start, w.unit, &key.time_type),
             op("<="),
             anchor_bound(w.end, w.unit, &key.time_type),
-        ));
+        );
+        match self.anchors {
+            Anchors::Single => sql.push_str(&format!(
+                "  SELECT a.anchor_time, {entity_key} AS entity_key, {}\n  FROM anchors a\n  JOIN {} t0 ON {window}\n",
+                values.join(", "),
+                key.table,
+            )),
+            Anchors::Array => sql.push_str(&format!(
+                "  SELECT a.anchor_time, {entity_key} AS entity_key, {}\n  FROM {} t0\n  CROSS JOIN anchor_list l\n  CROSS JOIN LATERAL pg_catalog.generate_series({}, {}) AS g(i)\n  CROSS JOIN LATERAL (SELECT l.arr[g.i] AS anchor_time) a\n",
+                values.join(", "),
+                key.table,
+                candidate_bound(&time, &key.time_type, -w.end - 1, w.unit, 1),
+                candidate_bound(&time, &key.time_type, -w.start + 1, w.unit, 0),
+            )),
+        }
         for h in 1..n {
             let prev = &key.path[h - 1];
             sql.push_str(&format!(
@@ -289,6 +329,9 @@ impl<'a> Gen<'a> {
             ));
         }
         sql.push_str(&format!("  WHERE {entity_key} IS NOT NULL"));
+        if let Anchors::Array = self.anchors {
+            sql.push_str(&format!(" AND {window}"));
+        }
         if let Some(f) = &key.row_filter {
             let cond = self.expr(f, "t0", false);
             sql.push_str(&format!(" AND {cond}"));
@@ -390,6 +433,7 @@ fn to_float8(expr: &str, pg_type: &str) -> String {
 pub(crate) fn generate(spec: &TaskSpec, anchors: Anchors) -> (String, Vec<String>) {
     let mut g = Gen {
         spec,
+        anchors,
         params: Vec::new(),
         sources: Vec::new(),
     };
@@ -415,7 +459,7 @@ pub(crate) fn generate(spec: &TaskSpec, anchors: Anchors) -> (String, Vec<String
             "e.{} {} {}",
             quote_ident(tc),
             op("<="),
-            anchor_bound(0, super::ast::Unit::Days, tt)
+            anchor_bound(0, Unit::Days, tt)
         ));
     }
     if let Some(f) = &spec.entity_filter {
@@ -429,7 +473,7 @@ pub(crate) fn generate(spec: &TaskSpec, anchors: Anchors) -> (String, Vec<String
     }
 
     let anchors_cte = match anchors {
-        Anchors::Array => "anchors AS (\n  SELECT DISTINCT u.anchor_time\n  FROM pg_catalog.unnest($1::pg_catalog.timestamptz[]) AS u(anchor_time)\n  WHERE u.anchor_time IS NOT NULL\n)".to_string(),
+        Anchors::Array => "anchors AS (\n  SELECT DISTINCT u.anchor_time\n  FROM pg_catalog.unnest($1::pg_catalog.timestamptz[]) AS u(anchor_time)\n  WHERE u.anchor_time IS NOT NULL\n),\nanchor_list AS (\n  SELECT pg_catalog.array_agg(a.anchor_time ORDER BY a.anchor_time) AS arr FROM anchors a\n)".to_string(),
         Anchors::Single => "anchors AS (\n  SELECT $1::pg_catalog.timestamptz AS anchor_time\n)".to_string(),
     };
     let mut ctes = vec![anchors_cte];
@@ -505,6 +549,7 @@ pub fn interactions_sql(spec: &TaskSpec, one_entity: bool) -> Option<(String, Ve
     let item = a.column.as_ref()?;
     let mut g = Gen {
         spec,
+        anchors: Anchors::Single,
         params: Vec::new(),
         sources: Vec::new(),
     };
@@ -517,7 +562,7 @@ pub fn interactions_sql(spec: &TaskSpec, one_entity: bool) -> Option<(String, Ve
         op("*"),
         a.table,
         op("<="),
-        anchor_bound(0, super::ast::Unit::Days, &a.time_type),
+        anchor_bound(0, Unit::Days, &a.time_type),
     );
     for h in 1..n {
         let prev = &a.path[h - 1];

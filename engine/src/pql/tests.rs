@@ -334,6 +334,7 @@ fn shop() -> SchemaGraph {
                 columns: vec!["a".into(), "b".into()],
                 ref_table: "public.pair".into(),
                 ref_columns: vec!["a".into(), "b".into()],
+                indexed: true,
             },
             ForeignKey {
                 name: "oi_customer".into(),
@@ -341,6 +342,7 @@ fn shop() -> SchemaGraph {
                 columns: vec!["Customer".into()],
                 ref_table: "public.customers".into(),
                 ref_columns: vec!["customer_id".into()],
+                indexed: true,
             },
         ],
         warnings: vec![],
@@ -466,7 +468,15 @@ fn f1_top3_and_position() {
     assert_eq!(s.task_type, TaskType::BinaryClassification);
     let sql = s.label_sql();
     assert!(sql.contains("pg_catalog.min(t0.position) AS v0"), "{sql}");
-    assert!(sql.contains("JOIN public.qualifying t0"), "{sql}");
+    assert!(sql.contains("FROM public.qualifying t0"), "{sql}");
+    // Each row meets only the anchors whose window can hold it (binary search), then
+    // the exact window.
+    assert!(sql.contains("pg_catalog.generate_series(pg_catalog.width_bucket(((t0.date OPERATOR(pg_catalog.+) interval '-31 days') AT TIME ZONE 'UTC'), l.arr) OPERATOR(pg_catalog.+) 1, pg_catalog.width_bucket(((t0.date OPERATOR(pg_catalog.+) interval '1 days') AT TIME ZONE 'UTC'), l.arr))"), "{sql}");
+    assert!(sql.contains("AND t0.date OPERATOR(pg_catalog.>) (a.anchor_time AT TIME ZONE 'UTC') AND t0.date OPERATOR(pg_catalog.<=) ((a.anchor_time AT TIME ZONE 'UTC') OPERATOR(pg_catalog.+) interval '30 days')"), "{sql}");
+    // One anchor (a prediction's label) needs no search.
+    assert!(s
+        .labels_at_sql()
+        .contains("FROM anchors a\n  JOIN public.qualifying t0 ON t0.date"));
     assert!(
         sql.contains("CASE WHEN s0.v0 OPERATOR(pg_catalog.<=) CAST($2::pg_catalog.text AS pg_catalog.numeric)"),
         "{sql}"
@@ -718,7 +728,8 @@ fn quoted_and_schema_qualified_names() {
     let s = ok(&g, "PREDICT SUM(\"Sales\".\"Order Items\".\"Amount\" WHERE \"Amount\" > 10, 0, 12, hours) FOR EACH customers.customer_id");
     let sql = s.label_sql();
     assert!(
-        sql.contains("JOIN \"Sales\".\"Order Items\" t0 ON t0.\"When\" OPERATOR(pg_catalog.>)"),
+        sql.contains("FROM \"Sales\".\"Order Items\" t0\n")
+            && sql.contains("AND t0.\"When\" OPERATOR(pg_catalog.>)"),
         "{sql}"
     );
     assert!(sql.contains("pg_catalog.sum(t0.\"Amount\")"), "{sql}");

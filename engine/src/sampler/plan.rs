@@ -52,6 +52,9 @@ pub struct Edge {
     pub child_columns: Vec<String>,
     pub parent: String,
     pub parent_columns: Vec<String>,
+    /// Whether an index leads with a child column (PostgreSQL never creates one for a
+    /// foreign key): decides how children are looked up.
+    pub child_indexed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +168,7 @@ impl Plan {
                 child_columns: fk.columns.clone(),
                 parent: fk.ref_table.clone(),
                 parent_columns: fk.ref_columns.clone(),
+                child_indexed: fk.indexed,
             })
             .collect();
         Plan {

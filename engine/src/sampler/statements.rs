@@ -2,7 +2,7 @@
 //! the whole batch), their parameters, and the same statements with parameters inlined.
 
 use super::is_timestamptz;
-use super::plan::{Direction, Edge, Plan};
+use super::plan::{Direction, Edge, Plan, TablePlan};
 use crate::base::time::format_timestamp;
 use crate::ident::{op, qualify_type, quote_ident, quote_literal};
 
@@ -22,7 +22,14 @@ impl Plan {
     /// Rows of `table` whose `columns` equal the request keys: `$1 int4[]` request ids,
     /// `$2 timestamptz[]` anchors, `$3..` one `text[]` per column. With `newest` set,
     /// keeps the newest `fanout` per request (children); timed rows only up to the anchor.
-    fn lookup_sql(&self, table: &str, columns: &[String], newest: bool) -> String {
+    ///
+    /// `indexed` chooses the form. With an index on the key, `LATERAL ... LIMIT` reads per
+    /// request only the rows it keeps. Without one, that form scans the whole table once
+    /// per request (PostgreSQL never indexes a foreign key's columns by itself); the
+    /// set-based form joins all requests to the table in one scan (a hash join) and keeps
+    /// the newest `fanout` per request with `row_number()`: the same rows, whatever the
+    /// indexes and whether or not the table has planner statistics yet.
+    fn lookup_sql(&self, table: &str, columns: &[String], newest: bool, indexed: bool) -> String {
         let tp = &self.tables[table];
         // ROWS FROM (one unnest per array): the multi-array `unnest(a, b)` is grammar
         // that only works unqualified.
@@ -46,27 +53,41 @@ impl Plan {
         if let (Some(c), Some(ty)) = (&tp.time_column, &tp.time_type) {
             conds.push(time_cmp(c, ty));
         }
-        let order = if newest {
-            let mut keys = Vec::new();
-            if let Some(c) = &tp.time_column {
-                keys.push(format!("t.{} DESC", quote_ident(c)));
-            }
-            for k in &tp.key_columns {
-                keys.push(format!("t.{} DESC", quote_ident(k)));
-            }
-            let by = if keys.is_empty() {
+        let requests = format!(
+            "ROWS FROM ({}) AS u({})",
+            unnest.join(", "),
+            names.join(", ")
+        );
+        let mut keys = Vec::new();
+        if let Some(c) = &tp.time_column {
+            keys.push(format!("t.{} DESC", quote_ident(c)));
+        }
+        for k in &tp.key_columns {
+            keys.push(format!("t.{} DESC", quote_ident(k)));
+        }
+        if newest && !indexed {
+            let order = if keys.is_empty() {
                 String::new()
             } else {
                 format!(" ORDER BY {}", keys.join(", "))
             };
-            format!("{by} LIMIT {}", self.config.fanout)
-        } else {
-            String::new()
+            return format!(
+                "SELECT w.ord, {} FROM (SELECT u.ord, {}, pg_catalog.row_number() OVER (PARTITION BY u.ord{order}) AS rdl_rank FROM {requests} JOIN {} AS t ON {}) AS w WHERE w.rdl_rank {} {}",
+                output_names(tp).iter().map(|n| format!("w.{n}")).collect::<Vec<_>>().join(", "),
+                self.select_list(tp),
+                table,
+                conds.join(" AND "),
+                op("<="),
+                self.config.fanout
+            );
+        }
+        let order = match (newest, keys.is_empty()) {
+            (false, _) => String::new(),
+            (true, true) => format!(" LIMIT {}", self.config.fanout),
+            (true, false) => format!(" ORDER BY {} LIMIT {}", keys.join(", "), self.config.fanout),
         };
         format!(
-            "SELECT u.ord, s.* FROM ROWS FROM ({}) AS u({}) CROSS JOIN LATERAL (SELECT {} FROM {} AS t WHERE {}{}) AS s",
-            unnest.join(", "),
-            names.join(", "),
+            "SELECT u.ord, s.* FROM {requests} CROSS JOIN LATERAL (SELECT {} FROM {} AS t WHERE {}{}) AS s",
             self.select_list(tp),
             table,
             conds.join(" AND "),
@@ -77,15 +98,51 @@ impl Plan {
     /// Seed rows: the entity table's rows by primary key (one `text[]` per key column).
     pub fn seed_sql(&self, table: &str) -> String {
         let cols = self.tables[table].key_columns.clone();
-        self.lookup_sql(table, &cols, false)
+        self.lookup_sql(table, &cols, false, true)
     }
 
     pub fn step_sql(&self, edge: &Edge, dir: Direction) -> String {
         match dir {
-            Direction::ToParent => self.lookup_sql(&edge.parent, &edge.parent_columns, false),
-            Direction::ToChildren => self.lookup_sql(&edge.child, &edge.child_columns, true),
+            // A foreign key references a unique (so indexed) key.
+            Direction::ToParent => self.lookup_sql(&edge.parent, &edge.parent_columns, false, true),
+            Direction::ToChildren => {
+                self.lookup_sql(&edge.child, &edge.child_columns, true, edge.child_indexed)
+            }
         }
     }
+}
+
+impl Plan {
+    /// One `CREATE INDEX` statement per foreign key whose child columns no index leads
+    /// with: the index that lets each lookup read only the rows it keeps (key, then time,
+    /// the order the sampler reads children in). Advice for the user; rdl never creates
+    /// an index itself.
+    pub fn index_advice(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in self.edges.iter().filter(|e| !e.child_indexed) {
+            let mut cols: Vec<String> = e.child_columns.iter().map(|c| quote_ident(c)).collect();
+            if let Some(t) = self
+                .tables
+                .get(&e.child)
+                .and_then(|t| t.time_column.as_ref())
+            {
+                cols.push(quote_ident(t));
+            }
+            let sql = format!("CREATE INDEX ON {} ({});", e.child, cols.join(", "));
+            if !out.contains(&sql) {
+                out.push(sql);
+            }
+        }
+        out
+    }
+}
+
+/// The names of the columns `Plan::select_list` returns, in order.
+fn output_names(tp: &TablePlan) -> Vec<String> {
+    let mut v = vec!["rdl_key".to_string(), "rdl_time".to_string()];
+    v.extend((0..tp.structural.len()).map(|i| format!("rdl_s{i}")));
+    v.extend((0..tp.values.len()).map(|i| format!("rdl_v{i}")));
+    v
 }
 
 /// Types of a statement's parameters: request ids, anchors, then one array per key column.

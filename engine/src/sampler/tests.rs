@@ -46,6 +46,38 @@ fn child_sql_is_one_lateral_statement_with_time_bound_and_fanout() {
     assert!(!parent.contains("LIMIT"));
 }
 
+#[test]
+fn children_without_an_index_are_one_join_ranked_by_time() {
+    let mut g = graph();
+    g.foreign_keys[0].indexed = false;
+    let plan = Plan::new(&g, SamplerConfig::default());
+    let sql = plan.step_sql(&plan.edges[0], Direction::ToChildren);
+    assert!(!sql.contains("LATERAL"), "{sql}");
+    assert!(sql.contains(" JOIN public.results AS t ON t.driver_id OPERATOR(pg_catalog.=) u.k0::integer AND t.date OPERATOR(pg_catalog.<=) (u.anchor AT TIME ZONE 'UTC')"), "{sql}");
+    assert!(sql.contains("pg_catalog.row_number() OVER (PARTITION BY u.ord ORDER BY t.date DESC, t.result_id DESC) AS rdl_rank"), "{sql}");
+    assert!(
+        sql.ends_with("WHERE w.rdl_rank OPERATOR(pg_catalog.<=) 12"),
+        "{sql}"
+    );
+    // The same columns, in the same order, as the indexed form returns.
+    let tp = &plan.tables["public.results"];
+    let n = 3 + tp.structural.len() + tp.values.len();
+    assert_eq!(
+        sql.split(" FROM (").next().unwrap().matches(", ").count() + 1,
+        n
+    );
+    // Parents are always looked up by their (unique, so indexed) key.
+    let parent = plan.step_sql(&plan.edges[0], Direction::ToParent);
+    assert!(parent.contains("CROSS JOIN LATERAL"));
+    assert_eq!(
+        plan.index_advice(),
+        vec!["CREATE INDEX ON public.results (driver_id, date);".to_string()]
+    );
+    assert!(Plan::new(&graph(), SamplerConfig::default())
+        .index_advice()
+        .is_empty());
+}
+
 fn fetched(
     ord: usize,
     key: &str,
