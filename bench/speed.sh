@@ -61,7 +61,7 @@ SQL
         /training and [0-9]+ validation examples/ { for (i = 1; i <= NF; i++) if ($i == "training") { n = $(i - 1); break } }
         /contexts gathered and encoded in/ { match($0, /in [0-9.]+s/); g = substr($0, RSTART + 3, RLENGTH - 4) }
         / epoch [0-9]+\/[0-9]+ / { e++; match($0, /elapsed [0-9.]+s/); last = substr($0, RSTART + 8, RLENGTH - 9) }
-        END { if (e > 0 && last > g) printf "%s: training: %d epochs of %d examples in %.0f s after gathering: %.0f examples/s; rdl_train %.0f s in all\n", name, e, n, last - g, n * e / (last - g), wall }' "$log"
+        END { if (e > 0 && last + 0 > g + 0) printf "%s: training: %d epochs of %d examples in %.0f s after gathering: %.0f examples/s; rdl_train %.0f s in all\n", name, e, n, last - g, n * e / (last - g), wall }' "$log"
     rm -f "$log"
     bench_psql -d $db -v ON_ERROR_STOP=1 -At <<'SQL' | sed "s/^/$name: /"
 CREATE TEMP TABLE ids AS SELECT driver_id FROM drivers;

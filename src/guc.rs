@@ -20,13 +20,12 @@ pub static MAX_BATCH: GucSetting<i32> = GucSetting::<i32>::new(256);
 /// `rdl.worker_timeout`: how long a backend waits for the worker's answer, ms (0: no limit).
 pub static WORKER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 
-/// `rdl.use_worker`: whether this session's predictions go through the worker when one runs.
-pub static USE_WORKER: GucSetting<bool> = GucSetting::<bool>::new(true);
-
-/// Where `rdl_train` trains when the background worker runs.
+/// Whether work goes to the background worker when one runs (`rdl.use_worker` for
+/// predictions, `rdl.train_on_worker` for training).
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
-pub enum TrainOnWorker {
-    /// On the worker when its device is a GPU; else in the calling backend.
+pub enum WorkerChoice {
+    /// On the worker when its device is a GPU; else in the calling backend: on a CPU the
+    /// worker's one pool of threads is slower than every backend computing itself.
     #[name = c"auto"]
     Auto,
     /// Always on the worker (its device, CPU included).
@@ -35,11 +34,41 @@ pub enum TrainOnWorker {
     /// Always in the calling backend, on the CPU.
     #[name = c"off"]
     Off,
+    // `rdl.use_worker` was a boolean: its other spellings still work.
+    #[name = c"true"]
+    #[hidden = true]
+    True,
+    #[name = c"false"]
+    #[hidden = true]
+    False,
 }
 
-/// `rdl.train_on_worker`.
-pub static TRAIN_ON_WORKER: GucSetting<TrainOnWorker> =
-    GucSetting::<TrainOnWorker>::new(TrainOnWorker::Auto);
+impl WorkerChoice {
+    /// Whether to use a worker whose device is (`gpu`) or is not a GPU.
+    pub fn wants(self, gpu: bool) -> bool {
+        match self {
+            WorkerChoice::Auto => gpu,
+            WorkerChoice::On | WorkerChoice::True => true,
+            WorkerChoice::Off | WorkerChoice::False => false,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkerChoice::Auto => "auto",
+            WorkerChoice::On | WorkerChoice::True => "on",
+            WorkerChoice::Off | WorkerChoice::False => "off",
+        }
+    }
+}
+
+/// `rdl.use_worker`: where this session's predictions are computed when the worker runs.
+pub static USE_WORKER: GucSetting<WorkerChoice> =
+    GucSetting::<WorkerChoice>::new(WorkerChoice::Auto);
+
+/// `rdl.train_on_worker`: where `rdl_train` trains when the worker runs.
+pub static TRAIN_ON_WORKER: GucSetting<WorkerChoice> =
+    GucSetting::<WorkerChoice>::new(WorkerChoice::Auto);
 
 /// `rdl.max_memory_mb`: what one call may hold in gathered and encoded contexts, MB.
 pub static MAX_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(2048);
@@ -111,10 +140,10 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::UNIT_MS,
     );
-    GucRegistry::define_bool_guc(
+    GucRegistry::define_enum_guc(
         c"rdl.use_worker",
-        c"Send this session's predictions to rdl's background worker when it runs.",
-        c"Off: compute them in this backend, on the CPU.",
+        c"Where this session's predictions are computed when rdl's background worker runs: auto, on, off.",
+        c"auto: on the worker when its device is a GPU, else in this backend on the CPU (faster there: the worker's one pool of threads would serve every backend); on: always on the worker; off: always in this backend.",
         &USE_WORKER,
         GucContext::Userset,
         GucFlags::default(),

@@ -39,11 +39,14 @@ pub fn predict(
     model: &TrainedModel,
     ctxs: &[EncodedContext],
 ) -> Option<Vec<Vec<f64>>> {
-    if ctxs.is_empty() || !guc::USE_WORKER.get() {
+    if ctxs.is_empty() {
         return None;
     }
     let sh = shmem::get()?;
     sh.live_worker()?;
+    if !wanted(sh, guc::USE_WORKER.get()) {
+        return None;
+    }
     let procno = my_slot(sh)?;
     let n_out = model.head.n_out().max(1);
     let fingerprint = model.fingerprint();
@@ -195,16 +198,13 @@ fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> O
     answer
 }
 
-/// Whether `rdl_train` should train on the worker: `rdl.train_on_worker` = on, or auto and
-/// the worker's device is a GPU.
-fn train_here_or_there(sh: &Shared) -> bool {
-    match guc::TRAIN_ON_WORKER.get() {
-        guc::TrainOnWorker::Off => false,
-        guc::TrainOnWorker::On => true,
-        guc::TrainOnWorker::Auto => sh
-            .read_listing(|s| shmem::get_str(&s.device))
+/// Whether this session sends work to the worker, as `choice` (`rdl.use_worker` or
+/// `rdl.train_on_worker`) says for the worker's device.
+pub fn wanted(sh: &Shared, choice: guc::WorkerChoice) -> bool {
+    choice.wants(
+        sh.read_listing(|s| shmem::get_str(&s.device))
             .starts_with("cuda"),
-    }
+    )
 }
 
 /// Trains on the background worker's device, relaying its progress to `on_step` (on this
@@ -220,7 +220,7 @@ pub fn train(
 ) -> Option<Result<TrainedModel, TrainError>> {
     let sh = shmem::get()?;
     sh.live_worker()?;
-    if !train_here_or_there(sh) {
+    if !wanted(sh, guc::TRAIN_ON_WORKER.get()) {
         return None;
     }
     let procno = my_slot(sh)?;

@@ -140,7 +140,7 @@ fn rdl_status() -> JsonB {
         ("preloaded", json!(true)),
         (
             "mode",
-            json!(if pid.is_some() && use_worker {
+            json!(if pid.is_some() && client::wanted(sh, use_worker) {
                 "worker"
             } else {
                 "in-process"
@@ -148,13 +148,10 @@ fn rdl_status() -> JsonB {
         ),
         ("worker_started_at", json!(started)),
         ("device_setting", json!(crate::guc::device_setting())),
+        ("use_worker", json!(use_worker.name())),
         (
             "train_on_worker",
-            json!(match crate::guc::TRAIN_ON_WORKER.get() {
-                crate::guc::TrainOnWorker::Auto => "auto",
-                crate::guc::TrainOnWorker::On => "on",
-                crate::guc::TrainOnWorker::Off => "off",
-            }),
+            json!(crate::guc::TRAIN_ON_WORKER.get().name()),
         ),
     ] {
         out.insert(k.into(), v);

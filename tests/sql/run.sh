@@ -33,7 +33,9 @@ plain=(); preload=()
 for n in "${names[@]}"; do
     if head -1 "$sqldir/$n.sql" | grep -q '^-- preload'; then preload+=("$n"); else plain+=("$n"); fi
 done
-preload_opts="-c shared_preload_libraries=rdl"
+# rdl.use_worker = on: the worker's own CPU device serves these tests (the default, auto,
+# would keep predictions in the backend on a machine without a GPU).
+preload_opts="-c shared_preload_libraries=rdl -c rdl.use_worker=on"
 
 # A cluster left running by an interrupted run may have the other configuration.
 cluster_stop "$dir"

@@ -34,6 +34,18 @@ SET client_min_messages = warning;
 CALL rdl_train('driver-dnf', '{"max_train": 200, "epochs": 1, "seed": 1}');
 RESET client_min_messages;
 
+-- The default, auto, computes in this backend when the worker's device is a CPU (these
+-- tests run the cluster with rdl.use_worker = on).
+SET rdl.use_worker = auto;
+SELECT served() AS s0 \gset
+SELECT rdl_status()->>'mode' AS mode_auto_on_cpu, rdl_status()->>'use_worker' AS use_worker;
+SELECT rdl_predict('driver-dnf', 4, '2012-01-01+00') IS NOT NULL AS predicted;
+SELECT served() - :s0 AS served_under_auto;
+SET rdl.use_worker = true;
+SHOW rdl.use_worker;
+RESET rdl.use_worker;
+SHOW rdl.use_worker;
+
 -- In-process reference predictions of version 1 (this session does not use the worker).
 SET rdl.use_worker = off;
 SELECT rdl_status()->>'mode' AS mode;
