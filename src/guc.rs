@@ -20,21 +20,17 @@ pub static MAX_BATCH: GucSetting<i32> = GucSetting::<i32>::new(256);
 /// `rdl.worker_timeout`: how long a backend waits for the worker's answer, ms (0: no limit).
 pub static WORKER_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 
-/// Whether work goes to the background worker when one runs (`rdl.use_worker` for
-/// predictions, `rdl.train_on_worker` for training).
+/// Whether work goes to the running worker (`rdl.use_worker`, `rdl.train_on_worker`): `auto`
+/// when its device is a GPU (on a CPU its one thread pool is slower than every backend
+/// computing itself), `on` always, `off` never; `true`/`false` as when it was a bool.
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum WorkerChoice {
-    /// On the worker when its device is a GPU; else in the calling backend: on a CPU the
-    /// worker's one pool of threads is slower than every backend computing itself.
     #[name = c"auto"]
     Auto,
-    /// Always on the worker (its device, CPU included).
     #[name = c"on"]
     On,
-    /// Always in the calling backend, on the CPU.
     #[name = c"off"]
     Off,
-    // `rdl.use_worker` was a boolean: its other spellings still work.
     #[name = c"true"]
     #[hidden = true]
     True,
@@ -46,19 +42,7 @@ pub enum WorkerChoice {
 impl WorkerChoice {
     /// Whether to use a worker whose device is (`gpu`) or is not a GPU.
     pub fn wants(self, gpu: bool) -> bool {
-        match self {
-            WorkerChoice::Auto => gpu,
-            WorkerChoice::On | WorkerChoice::True => true,
-            WorkerChoice::Off | WorkerChoice::False => false,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            WorkerChoice::Auto => "auto",
-            WorkerChoice::On | WorkerChoice::True => "on",
-            WorkerChoice::Off | WorkerChoice::False => "off",
-        }
+        matches!(self, WorkerChoice::On | WorkerChoice::True) || (self == WorkerChoice::Auto && gpu)
     }
 }
 

@@ -190,7 +190,10 @@ fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> O
         proto::DONE if !matches => {
             Answer::Failed("the worker's answer does not match the request".into())
         }
-        proto::DONE => Answer::Outputs(unsafe { read_outputs(base.add(lay.out_off), out_len) }),
+        // SAFETY: the worker wrote `out_len` bytes of outputs there.
+        proto::DONE => Answer::Outputs(wire::outputs_le(unsafe {
+            std::slice::from_raw_parts(base.add(lay.out_off), out_len)
+        })),
         proto::NEED_MODEL => Answer::NeedModel,
         _ => Answer::Failed(h.error()),
     });
@@ -438,20 +441,6 @@ fn describe_prediction(
     h.payload_len = req.payload.len() as u64;
     h.out_off = lay.out_off as u64;
     h.out_len = req.n_ctx as u64 * req.n_out as u64 * 4;
-}
-
-/// The worker's outputs: `len` bytes of little-endian f32 (the native order here, made
-/// explicit for the day it is not).
-///
-/// # Safety
-/// `src` points at `len` readable bytes.
-unsafe fn read_outputs(src: *const u8, len: usize) -> Vec<f32> {
-    let mut v = vec![0f32; len / 4];
-    unsafe { ptr::copy_nonoverlapping(src, v.as_mut_ptr().cast::<u8>(), len) };
-    for x in &mut v {
-        *x = f32::from_bits(u32::from_le(x.to_bits()));
-    }
-    v
 }
 
 /// Detaches a session-pinned segment when dropped (also while an ERROR unwinds).

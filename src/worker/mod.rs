@@ -136,22 +136,23 @@ fn rdl_status() -> JsonB {
     };
     let mut out = sh.status(pid, &show, &database_name);
     let started = pid.and_then(|_| iso_time(sh.started_at_us.load(Ordering::Relaxed)));
+    let mode = match pid.is_some() && client::wanted(sh, use_worker) {
+        true => "worker",
+        false => "in-process",
+    };
+    let train_on_worker = crate::guc::TRAIN_ON_WORKER.get();
     for (k, v) in [
         ("preloaded", json!(true)),
-        (
-            "mode",
-            json!(if pid.is_some() && client::wanted(sh, use_worker) {
-                "worker"
-            } else {
-                "in-process"
-            }),
-        ),
+        ("mode", json!(mode)),
         ("worker_started_at", json!(started)),
         ("device_setting", json!(crate::guc::device_setting())),
-        ("use_worker", json!(use_worker.name())),
+        (
+            "use_worker",
+            json!(format!("{use_worker:?}").to_lowercase()),
+        ),
         (
             "train_on_worker",
-            json!(crate::guc::TRAIN_ON_WORKER.get().name()),
+            json!(format!("{train_on_worker:?}").to_lowercase()),
         ),
     ] {
         out.insert(k.into(), v);

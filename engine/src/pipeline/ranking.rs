@@ -344,7 +344,7 @@ fn rank_train_config(job: &TrainJob) -> RankTrainConfig {
     let opts = &job.opts;
     RankTrainConfig {
         max_epochs: opts.epochs,
-        lr: opts.lr,
+        lr: opts.lr.unwrap_or(super::options::RANKING_LR),
         batch_examples: opts.batch_size,
         patience: opts.patience,
         seed: opts.seed,

@@ -335,7 +335,7 @@ fn train_config(head: Head, job: &TrainJob) -> TrainConfig {
     let opts = &job.opts;
     let mut cfg = TrainConfig::new(head);
     cfg.max_epochs = opts.epochs;
-    cfg.lr = opts.lr;
+    cfg.lr = opts.lr.unwrap_or(super::options::TABULAR_LR);
     cfg.batch_contexts = opts.batch_size;
     cfg.patience = opts.patience;
     cfg.seed = opts.seed;

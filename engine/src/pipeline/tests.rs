@@ -171,7 +171,7 @@ fn opts() -> TrainOptions {
         size: "tiny".into(),
         epochs: 10,
         patience: 10,
-        lr: 5e-3,
+        lr: Some(5e-3),
         batch_size: 32,
         time_budget_s: 120.0,
         ..TrainOptions::default()

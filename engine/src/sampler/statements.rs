@@ -65,6 +65,8 @@ impl Plan {
         for k in &tp.key_columns {
             keys.push(format!("t.{} DESC", quote_ident(k)));
         }
+        // Ordered as the indexed form returns them: which rows a context keeps under
+        // max_rows must not depend on the plan.
         if newest && !indexed {
             let order = if keys.is_empty() {
                 String::new()
@@ -72,7 +74,7 @@ impl Plan {
                 format!(" ORDER BY {}", keys.join(", "))
             };
             return format!(
-                "SELECT w.ord, {} FROM (SELECT u.ord, {}, pg_catalog.row_number() OVER (PARTITION BY u.ord{order}) AS rdl_rank FROM {requests} JOIN {} AS t ON {}) AS w WHERE w.rdl_rank {} {}",
+                "SELECT w.ord, {} FROM (SELECT u.ord, {}, pg_catalog.row_number() OVER (PARTITION BY u.ord{order}) AS rdl_rank FROM {requests} JOIN {} AS t ON {}) AS w WHERE w.rdl_rank {} {} ORDER BY w.ord, w.rdl_rank",
                 output_names(tp).iter().map(|n| format!("w.{n}")).collect::<Vec<_>>().join(", "),
                 self.select_list(tp),
                 table,

@@ -56,7 +56,7 @@ fn children_without_an_index_are_one_join_ranked_by_time() {
     assert!(sql.contains(" JOIN public.results AS t ON t.driver_id OPERATOR(pg_catalog.=) u.k0::integer AND t.date OPERATOR(pg_catalog.<=) (u.anchor AT TIME ZONE 'UTC')"), "{sql}");
     assert!(sql.contains("pg_catalog.row_number() OVER (PARTITION BY u.ord ORDER BY t.date DESC, t.result_id DESC) AS rdl_rank"), "{sql}");
     assert!(
-        sql.ends_with("WHERE w.rdl_rank OPERATOR(pg_catalog.<=) 12"),
+        sql.ends_with("WHERE w.rdl_rank OPERATOR(pg_catalog.<=) 12 ORDER BY w.ord, w.rdl_rank"),
         "{sql}"
     );
     // The same columns, in the same order, as the indexed form returns.

@@ -42,6 +42,15 @@ fn err<T>(s: impl Into<String>) -> Result<T, WireError> {
     Err(WireError(s.into()))
 }
 
+/// The worker's outputs as it writes them: little-endian f32 (the native order on the
+/// machines rdl runs on, made explicit for the day it is not).
+pub fn outputs_le(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
 /// Exact size in bytes of one encoded context.
 pub fn context_len(c: &EncodedContext) -> usize {
     let n = c.col.len();

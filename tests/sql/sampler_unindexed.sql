@@ -1,0 +1,57 @@
+-- The sampler on F1 without its foreign-key indexes and planner statistics (as PostgreSQL
+-- leaves foreign keys and RelBench ships the data): every context is the same, row for
+-- row and in order, as with the indexes; the statements switch to the set-based form only
+-- for children whose key has no index; rdl_train names the indexes that would help; and
+-- nothing newer than the anchor gets in.
+CREATE EXTENSION rdl;
+SELECT rdl_create_task('driver-dnf',
+  'PREDICT COUNT(results.* WHERE results.status_id != 1, 0, 30, days) > 0
+   FOR EACH drivers.driver_id ASSUMING COUNT(results.*, 0, 30, days) > 0',
+  '{"val_cutoff": "2005-01-01", "test_cutoff": "2010-01-01"}') IS NOT NULL AS created;
+
+-- With the indexes: 60 drivers at 4 times, and the training split's sampler figures.
+CREATE TABLE seeds AS
+SELECT d.driver_id, v.t FROM (SELECT driver_id FROM drivers ORDER BY driver_id LIMIT 60) d
+CROSS JOIN (VALUES ('1985-01-01+00'::timestamptz), ('2000-06-01+00'), ('2010-01-01+00'), ('2017-01-01+00')) v(t);
+CREATE TABLE ref AS SELECT s.driver_id, s.t, rdl_context('driver-dnf', s.driver_id, s.t) AS c FROM seeds s;
+CREATE TABLE ref_stats AS SELECT rdl_sampler_stats('driver-dnf', 'train') AS j;
+SELECT count(*) FILTER (WHERE s LIKE '%row_number()%') AS set_based,
+       count(*) FILTER (WHERE s LIKE '%LATERAL%LIMIT%') AS lateral_limit
+FROM rdl_sampler_statements('driver-dnf', 'train', 50) s;
+\! psql -X -c "CALL rdl_train('driver-dnf', '{\"max_train\": 100, \"max_val\": 50, \"epochs\": 1}')" 2>&1 | grep -c 'without an index'
+
+-- Drop every index but the keys', and the statistics (autovacuum kept off).
+DO $$ DECLARE i regclass; BEGIN
+  FOR i IN SELECT x.indexrelid::regclass FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid
+           WHERE c.relnamespace = 'public'::regnamespace AND NOT x.indisunique LOOP
+    EXECUTE format('DROP INDEX %s', i);
+  END LOOP;
+  FOR i IN SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' LOOP
+    EXECUTE format('ALTER TABLE %s SET (autovacuum_enabled = off)', i);
+  END LOOP; END $$;
+DELETE FROM pg_statistic WHERE starelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace);
+SELECT count(*) AS indexes_left FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid
+WHERE c.relnamespace = 'public'::regnamespace AND NOT x.indisunique;
+
+SELECT count(*) FILTER (WHERE s LIKE '%row_number()%') AS set_based,
+       count(*) FILTER (WHERE s LIKE '%LATERAL%LIMIT%') AS lateral_limit
+FROM rdl_sampler_statements('driver-dnf', 'train', 50) s;
+SELECT count(*) AS contexts, count(*) FILTER (WHERE (r.c->>'row_count')::int > 1) AS with_children,
+       count(*) FILTER (WHERE r.c = rdl_context('driver-dnf', r.driver_id, r.t)) AS identical
+FROM ref r;
+SELECT j->'contexts' = (SELECT j->'contexts' FROM ref_stats) AS same_contexts,
+       j->'rows' = (SELECT j->'rows' FROM ref_stats) AS same_rows,
+       j->'cells' = (SELECT j->'cells' FROM ref_stats) AS same_cells
+FROM rdl_sampler_stats('driver-dnf', 'train') j;
+-- rdl_train says which indexes would help (one per foreign key, with the time column).
+\! psql -X -c "CALL rdl_train('driver-dnf', '{\"max_train\": 100, \"max_val\": 50, \"epochs\": 1}')" 2>&1 | grep -o 'foreign keys without an index\|CREATE INDEX ON [a-z_.]* ([a-z_, ]*);' | sort
+
+-- Leakage through the set-based form: rows one second and months after the anchor.
+INSERT INTO results (result_id, race_id, driver_id, constructor_id, position_order, status_id, date)
+VALUES (900001, 1, 1, 1, 1, 1, '2010-01-01 00:00:01'), (900002, 1, 1, 1, 1, 1, '2010-06-01 12:00');
+INSERT INTO qualifying VALUES (900001, 1, 1, 1, 44, 1, NULL, NULL, NULL, '2010-05-31 12:00');
+SELECT count(*) FILTER (WHERE (r->>'time')::timestamptz > '2010-01-01 00:00:00+00') AS rows_after_anchor,
+       count(*) FILTER (WHERE r->>'key' IN ('900001', '900002')) AS planted_rows_seen
+FROM jsonb_array_elements(rdl_context('driver-dnf', 1, '2010-01-01 00:00:00+00')->'rows') r;
+SELECT count(*) FILTER (WHERE r->>'key' IN ('900001', '900002')) AS planted_rows_seen_later
+FROM jsonb_array_elements(rdl_context('driver-dnf', 1, '2010-07-01 00:00:00+00')->'rows') r;
