@@ -40,9 +40,10 @@ pub enum WorkerChoice {
 }
 
 impl WorkerChoice {
-    /// Whether to use a worker whose device is (`gpu`) or is not a GPU.
-    pub fn wants(self, gpu: bool) -> bool {
-        matches!(self, WorkerChoice::On | WorkerChoice::True) || (self == WorkerChoice::Auto && gpu)
+    /// Whether to use the worker; `gpu` (whether its device is one) is asked only by `auto`.
+    pub fn wants(self, gpu: impl FnOnce() -> bool) -> bool {
+        matches!(self, WorkerChoice::On | WorkerChoice::True)
+            || (self == WorkerChoice::Auto && gpu())
     }
 }
 

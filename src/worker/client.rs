@@ -201,13 +201,12 @@ fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> O
     answer
 }
 
-/// Whether this session sends work to the worker, as `choice` (`rdl.use_worker` or
-/// `rdl.train_on_worker`) says for the worker's device.
+/// Whether this session sends work to the worker, as `choice` says for its device.
 pub fn wanted(sh: &Shared, choice: guc::WorkerChoice) -> bool {
-    choice.wants(
+    choice.wants(|| {
         sh.read_listing(|s| shmem::get_str(&s.device))
-            .starts_with("cuda"),
-    )
+            .starts_with("cuda")
+    })
 }
 
 /// Trains on the background worker's device, relaying its progress to `on_step` (on this

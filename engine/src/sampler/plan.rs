@@ -203,13 +203,25 @@ impl Plan {
             (Some(c), Some(_)) => format!("t.{}", quote_ident(c)),
             _ => "NULL::pg_catalog.int8".to_string(),
         };
-        let mut parts = vec![format!("{key} AS rdl_key"), format!("{time} AS rdl_time")];
-        for (i, c) in tp.structural.iter().enumerate() {
-            parts.push(format!("t.{}::pg_catalog.text AS rdl_s{i}", quote_ident(c)));
+        let mut exprs = vec![key, time];
+        for c in &tp.structural {
+            exprs.push(format!("t.{}::pg_catalog.text", quote_ident(c)));
         }
-        for (i, v) in tp.values.iter().enumerate() {
-            parts.push(format!("{} AS rdl_v{i}", v.expr));
-        }
+        exprs.extend(tp.values.iter().map(|v| v.expr.clone()));
+        let names = output_names(tp);
+        let parts: Vec<String> = exprs
+            .iter()
+            .zip(&names)
+            .map(|(e, n)| format!("{e} AS {n}"))
+            .collect();
         parts.join(", ")
     }
+}
+
+/// The names of the columns [`Plan::select_list`] returns, in order.
+pub(super) fn output_names(tp: &TablePlan) -> Vec<String> {
+    let mut v = vec!["rdl_key".to_string(), "rdl_time".to_string()];
+    v.extend((0..tp.structural.len()).map(|i| format!("rdl_s{i}")));
+    v.extend((0..tp.values.len()).map(|i| format!("rdl_v{i}")));
+    v
 }

@@ -2,7 +2,7 @@
 //! the whole batch), their parameters, and the same statements with parameters inlined.
 
 use super::is_timestamptz;
-use super::plan::{Direction, Edge, Plan, TablePlan};
+use super::plan::{output_names, Direction, Edge, Plan};
 use crate::base::time::format_timestamp;
 use crate::ident::{op, qualify_type, quote_ident, quote_literal};
 
@@ -65,14 +65,14 @@ impl Plan {
         for k in &tp.key_columns {
             keys.push(format!("t.{} DESC", quote_ident(k)));
         }
+        let order = if keys.is_empty() {
+            String::new()
+        } else {
+            format!(" ORDER BY {}", keys.join(", "))
+        };
         // Ordered as the indexed form returns them: which rows a context keeps under
         // max_rows must not depend on the plan.
         if newest && !indexed {
-            let order = if keys.is_empty() {
-                String::new()
-            } else {
-                format!(" ORDER BY {}", keys.join(", "))
-            };
             return format!(
                 "SELECT w.ord, {} FROM (SELECT u.ord, {}, pg_catalog.row_number() OVER (PARTITION BY u.ord{order}) AS rdl_rank FROM {requests} JOIN {} AS t ON {}) AS w WHERE w.rdl_rank {} {} ORDER BY w.ord, w.rdl_rank",
                 output_names(tp).iter().map(|n| format!("w.{n}")).collect::<Vec<_>>().join(", "),
@@ -83,10 +83,9 @@ impl Plan {
                 self.config.fanout
             );
         }
-        let order = match (newest, keys.is_empty()) {
-            (false, _) => String::new(),
-            (true, true) => format!(" LIMIT {}", self.config.fanout),
-            (true, false) => format!(" ORDER BY {} LIMIT {}", keys.join(", "), self.config.fanout),
+        let order = match newest {
+            true => format!("{order} LIMIT {}", self.config.fanout),
+            false => String::new(),
         };
         format!(
             "SELECT u.ord, s.* FROM {requests} CROSS JOIN LATERAL (SELECT {} FROM {} AS t WHERE {}{}) AS s",
@@ -112,9 +111,7 @@ impl Plan {
             }
         }
     }
-}
 
-impl Plan {
     /// One `CREATE INDEX` statement per foreign key whose child columns no index leads
     /// with: the index that lets each lookup read only the rows it keeps (key, then time,
     /// the order the sampler reads children in). Advice for the user; rdl never creates
@@ -137,14 +134,6 @@ impl Plan {
         }
         out
     }
-}
-
-/// The names of the columns `Plan::select_list` returns, in order.
-fn output_names(tp: &TablePlan) -> Vec<String> {
-    let mut v = vec!["rdl_key".to_string(), "rdl_time".to_string()];
-    v.extend((0..tp.structural.len()).map(|i| format!("rdl_s{i}")));
-    v.extend((0..tp.values.len()).map(|i| format!("rdl_v{i}")));
-    v
 }
 
 /// Types of a statement's parameters: request ids, anchors, then one array per key column.
