@@ -4,17 +4,17 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB};
 use rdl_engine::base::time::format_timestamp;
-use rdl_engine::encode::Value;
 use rdl_engine::pipeline::gather::{self, check_fits, gather_all, hide};
-use rdl_engine::pipeline::{tabular, Split};
+use rdl_engine::pipeline::{show, tabular, Split};
 use rdl_engine::pql::TaskSpec;
 use rdl_engine::sampler::{Plan, SamplerConfig};
-use serde_json::{json, Map};
+use serde_json::json;
 
 use crate::catalog;
 use crate::entity;
 use crate::error::{raise, RdlError};
 use crate::source::SpiSource;
+use crate::tasks::{task_state, Access};
 
 /// The anchor for a prediction: `as_of`, or the current time.
 pub fn anchor_of(as_of: Option<TimestampWithTimeZone>) -> i64 {
@@ -49,14 +49,16 @@ fn rdl_context(
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) -> Option<JsonB> {
     let task = crate::error::not_null(task, "task");
-    let t = crate::tasks::load(task);
+    let st = task_state(task, &[], Access::Use);
+    let t = st.spec.clone();
     let id = entity_id?;
     let key = entity::key_text(&id, &t.entity.key_type, task);
     let anchor = anchor_of(as_of);
-    let cfg = SamplerConfig::default();
-    catalog::check_linked_readable(&t.entity.table, cfg.depth, task);
-    let graph = catalog::read_graph(None);
-    let plan = Plan::new(&graph, cfg);
+    // What the active model reads (its depth, fan-out, tables); the defaults before training.
+    let plan = match st.active_model {
+        Some(_) => crate::models::active(task, |_| {}).1.servable.plan.clone(),
+        None => default_plan(task, &t),
+    };
     let seed = [(key.clone(), anchor)];
     let mut g = crate::gather::gather(&plan, &t.entity.table, &seed).unwrap_or_else(|e| raise(e));
     // A static target stays hidden, exactly as in training.
@@ -74,47 +76,13 @@ fn rdl_context(
         .hint("Check the id, or pass an as_of time at which the entity existed.")
         .raise()
     }
-    let ctx = &g.contexts[0];
-    let mut by_table = Map::new();
-    let rows: Vec<serde_json::Value> = ctx
-        .rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let n = by_table.entry(r.table.to_string()).or_insert(json!(0));
-            *n = json!(n.as_i64().unwrap_or(0) + 1);
-            let mut values = Map::new();
-            for (name, _, v) in &r.values {
-                values.insert(
-                    name.to_string(),
-                    match v {
-                        Value::Null => serde_json::Value::Null,
-                        Value::Num(x) => json!(x),
-                        Value::Bool(b) => json!(b),
-                        Value::Text(s) => json!(s),
-                        Value::Time(t) => json!(format_timestamp(*t)),
-                    },
-                );
-            }
-            json!({
-                "table": r.table,
-                "key": r.key,
-                "time": r.time.map(format_timestamp),
-                "hop": r.hop,
-                "via": g.via[0][i],
-                "parents": r.parents,
-                "values": values,
-            })
-        })
-        .collect();
-    Some(JsonB(json!({
-        "task": task,
-        "entity": key,
-        "as_of": format_timestamp(anchor),
-        "row_count": rows.len(),
-        "rows_by_table": by_table,
-        "rows": rows,
-    })))
+    Some(JsonB(show::context(
+        task,
+        &key,
+        anchor,
+        &g.contexts[0],
+        &g.via[0],
+    )))
 }
 
 /// The task, the default sampler plan and the first `max_seeds` seeds of a split.
@@ -125,8 +93,7 @@ fn split_gather_plan(
 ) -> (std::rc::Rc<TaskSpec>, Plan, Vec<(String, i64)>) {
     let t = crate::tasks::load(task);
     let split: Split = split.parse().unwrap_or_else(|e| raise(e));
-    let cfg = SamplerConfig::default();
-    catalog::check_linked_readable(&t.entity.table, cfg.depth, task);
+    let plan = default_plan(task, &t);
     let mut seeds: Vec<(String, i64)> = crate::tasks::split_rows(task, &t, split)
         .into_iter()
         .map(|r| (r.entity, r.anchor))
@@ -134,7 +101,14 @@ fn split_gather_plan(
     if let Some(m) = max_seeds {
         seeds.truncate(m.max(0) as usize);
     }
-    (t, Plan::new(&catalog::read_graph(None), cfg), seeds)
+    (t, plan, seeds)
+}
+
+/// The default sampler plan, once the caller may read every table it links.
+fn default_plan(task: &str, t: &TaskSpec) -> Plan {
+    let cfg = SamplerConfig::default();
+    catalog::check_linked_readable(&t.entity.table, cfg.depth, task);
+    Plan::new(&catalog::read_graph(None), cfg)
 }
 
 /// Gathers the contexts of a split of the task (at most `max_seeds`, default all) and

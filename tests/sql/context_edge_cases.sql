@@ -43,8 +43,9 @@ SELECT r->>'table' AS "table", r->>'key' AS key, r->'hop' AS hop, r->>'time' AS 
 FROM jsonb_array_elements(rdl_context('visits', 'Ada L.'::text, '2024-04-01 00:00:00+00')->'rows') r
 ORDER BY (r->>'hop')::int, 1, 2;
 
--- Self-reference with a cycle: every employee once, the walk ends. The seed's own salary
--- (the target) is hidden; its neighbours' are not.
+-- Self-reference with a cycle: every employee once, the walk ends. The salary (the
+-- target) is hidden on every employee's row: the seed's and its neighbours' (their
+-- salaries are other examples' labels).
 SELECT rdl_create_task('salary', 'PREDICT "Shop".employees.salary FOR EACH "Shop".employees.id')->>'task_type' AS task_type;
 SELECT r->>'key' AS key, r->'hop' AS hop, r->>'via' AS via, r->'parents' AS parents, r->'values' AS values
 FROM jsonb_array_elements(rdl_context('salary', '00000000-0000-0000-0000-000000000002'::uuid)->'rows') r

@@ -37,6 +37,29 @@ SELECT (e->>'examples')::int AS examples,
        e->'baseline'->>'majority_class' AS majority_class
 FROM rdl_evaluate('nationality', 'test') e;
 
+-- A target planted to be unpredictable (a class drawn from a hash of the key), trained with
+-- depth 4 and fan-out 3, deep enough to reach other drivers through their races (drivers -> results ->
+-- races -> results -> drivers): the target is hidden on every driver's row of every
+-- context (other drivers' targets are other examples' labels, test examples' among them),
+-- and rdl_context shows what the trained model reads. A model that read its own label
+-- would score near 1; held out, it cannot beat the majority class by much.
+ALTER TABLE drivers ADD COLUMN lucky text;
+UPDATE drivers SET lucky = (ARRAY['a', 'b', 'c'])[1 + abs(hashtext(driver_id::text || 'lucky')) % 3];
+SELECT rdl_create_task('lucky', 'PREDICT drivers.lucky FOR EACH drivers.driver_id')->>'task_type' AS task_type;
+SET client_min_messages = warning;
+CALL rdl_train('lucky', '{"epochs": 4, "seed": 1, "depth": 4, "fanout": 3}');
+RESET client_min_messages;
+SELECT max((r->>'hop')::int) AS deepest_hop,
+       count(*) FILTER (WHERE r->>'table' = 'public.drivers' AND (r->>'hop')::int > 0) > 50 AS other_drivers_reached,
+       bool_or(r->'values' ? 'lucky') AS target_visible_anywhere,
+       bool_and(r->'values' ? 'surname') FILTER (WHERE r->>'table' = 'public.drivers') AS surname_visible_everywhere
+FROM (SELECT driver_id FROM drivers ORDER BY driver_id LIMIT 20) d,
+     jsonb_array_elements(rdl_context('lucky', d.driver_id)->'rows') r;
+SELECT (e->>'examples')::int > 50 AS enough_examples,
+       (e->>'accuracy')::float8 < (e->'baseline'->>'accuracy')::float8 + 0.15 AS no_better_than_chance,
+       (e->>'accuracy')::float8 < 0.6 AS far_from_reading_its_label
+FROM rdl_evaluate('lucky', 'test') e;
+
 -- Predictions: a class, and a distribution over the classes that sums to 1 and ranks the
 -- predicted class first.
 SELECT rdl_predict_class('nationality', 1) IN (SELECT nationality FROM drivers) AS is_a_class;

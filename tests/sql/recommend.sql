@@ -35,8 +35,8 @@ CALL rdl_train('next', '{"max_train": 400, "epochs": 1, "seed": 1}');
 RESET client_min_messages;
 SELECT status, phase, model_version FROM rdl_runs WHERE task = 'next';
 SELECT version, active, config->'ranking'->>'item_table' AS item_table, (config->'ranking'->>'k')::int AS k,
-       (metrics->'selection'->>'map_at_k')::float8 BETWEEN 0 AND 1 AS selection_map_in_range,
-       (metrics->'selection'->>'candidate_recall')::float8 BETWEEN 0 AND 1 AS candidate_recall_in_range
+       (metrics->'selection'->>'map_at_k')::float8 > 0.05 AS selection_map_above_0_05,
+       (metrics->'selection'->>'candidate_recall')::float8 BETWEEN 0.5 AND 1 AS candidate_recall_0_5_to_1
 FROM rdl.models WHERE task = 'next';
 
 -- Top 5 for a customer: ranks 1..5, scores not increasing, existing products.
@@ -88,15 +88,14 @@ SELECT count(*) FILTER (WHERE r.item_id = '100001') > 0 AS recommended_once_in_t
 FROM early c CROSS JOIN LATERAL rdl_recommend('next', c.customer_id, 1000, '2024-07-01') r;
 
 -- Held-out: MAP@k, recall@k, NDCG@k of the model next to the two baselines, same k, same
--- examples; the model beats both on MAP@k (measured: 0.134 vs 0.108 popularity, 0.107 own
--- history; deterministic for this seed).
+-- examples; the model beats both on MAP@k by more than 10%.
 SELECT (e->>'k')::int AS k, (e->>'examples')::int > 0 AS has_examples,
        (SELECT bool_and(v::float8 BETWEEN 0 AND 1) FROM jsonb_each_text(e - 'task' - 'split' - 'k' - 'examples'
             - 'examples_without_context' - 'baselines' - 'model_id' - 'model_version' - 'reference_own_most_recent') x(k, v)) AS metrics_in_range,
        ARRAY(SELECT jsonb_object_keys(e->'baselines') ORDER BY 1) AS baselines,
        ARRAY(SELECT jsonb_object_keys(e->'baselines'->'popularity') ORDER BY 1) AS baseline_metrics,
-       (e->>'map_at_k')::float8 > (e->'baselines'->'popularity'->>'map_at_k')::float8 AS beats_popularity,
-       (e->>'map_at_k')::float8 > (e->'baselines'->'own_history'->>'map_at_k')::float8 AS beats_own_history
+       (e->>'map_at_k')::float8 > 1.1 * (e->'baselines'->'popularity'->>'map_at_k')::float8 AS beats_popularity,
+       (e->>'map_at_k')::float8 > 1.1 * (e->'baselines'->'own_history'->>'map_at_k')::float8 AS beats_own_history
 FROM rdl_evaluate('next', 'test') e;
 
 -- The item index can be built ahead: every item of the pool embedded.

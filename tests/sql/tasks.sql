@@ -79,6 +79,37 @@ FROM rdl_create_task('points', 'PREDICT SUM(results.points, 0, 365, days) FOR EA
 SELECT count(*) > 0 AS has_rows, bool_and(label >= 0) AS non_negative
 FROM rdl_task_table('points', 'val');
 
+-- More shapes, each compiled and run by PostgreSQL: windows in months, weeks and hours,
+-- LAST and FIRST (with a text comparison), COUNT_DISTINCT under a compound WHERE, SUM with
+-- a text filter and an entity filter, LIST_DISTINCT ranking, a static target under a
+-- NOT ... OR filter.
+CREATE TEMP TABLE shapes (name text, q text);
+INSERT INTO shapes VALUES
+  ('shape-list', 'PREDICT LIST_DISTINCT(results.constructor_id, 0, 1, months) RANK TOP 5 FOR EACH drivers.driver_id'),
+  ('shape-static', 'PREDICT drivers.nationality FOR EACH drivers.driver_id WHERE NOT COUNT(results.*, -1, 0, months) > 0 OR drivers.code IS NULL'),
+  ('shape-last', 'PREDICT LAST(results.points, 0, 2, weeks) FOR EACH drivers.driver_id WHERE EXISTS(qualifying.*, -336, 0, hours)'),
+  ('shape-first', 'PREDICT FIRST(results.grid, 0, 30, days) = ''1'' FOR EACH drivers.driver_id'),
+  ('shape-distinct', 'PREDICT COUNT_DISTINCT(results.race_id WHERE (results.position IS NOT NULL AND results.points >= 1.5) OR NOT results.grid < 3, 0, 90, days) FOR EACH drivers.driver_id'),
+  ('shape-sum', 'PREDICT SUM(constructor_results.points WHERE constructor_results.status = ''D'', 0, 1, months) FOR EACH constructors.constructor_id WHERE constructors.nationality != ''British''');
+SELECT name, rdl_create_task(name, q, :'opts')->>'task_type' AS task_type FROM shapes ORDER BY name;
+SELECT name, (SELECT count(*) FROM rdl_task_table(name, 'val')) > 0 AS has_val_rows,
+       (SELECT count(*) FROM rdl_labels(name, '2008-06-01+00')) > 0 AS has_labels_at_an_anchor
+FROM shapes ORDER BY name;
+-- COUNT_DISTINCT under the compound WHERE equals hand-written SQL (three-valued logic: a
+-- NULL grid satisfies neither grid < 3 nor its negation), both ways.
+CREATE TEMP TABLE shape_ref AS
+SELECT driver_id::text AS entity_id, count(DISTINCT race_id)::float8 AS label
+FROM results
+WHERE date > '2008-03-01' AND date <= timestamp '2008-03-01' + interval '90 days'
+  AND ((position IS NOT NULL AND points >= 1.5) OR NOT grid < 3)
+GROUP BY driver_id;
+SELECT (SELECT count(*) FROM shape_ref) AS reference_rows,
+       (SELECT count(*) FROM (SELECT entity_id, label FROM rdl_labels('shape-distinct', '2008-03-01+00') WHERE label > 0
+                              EXCEPT SELECT * FROM shape_ref) x) AS rdl_not_in_reference,
+       (SELECT count(*) FROM (SELECT * FROM shape_ref
+                              EXCEPT SELECT entity_id, label FROM rdl_labels('shape-distinct', '2008-03-01+00')) x) AS reference_not_in_rdl;
+SELECT count(*) FILTER (WHERE rdl_drop_task(name)) AS shapes_dropped FROM shapes;
+
 -- Bad input: clear errors with SQLSTATE, nothing left behind.
 SELECT rdl_create_task('bad', 'PREDICT COUNT(results.* 0, 30, days) FOR EACH drivers.driver_id');
 \echo :LAST_ERROR_SQLSTATE

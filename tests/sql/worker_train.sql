@@ -62,7 +62,8 @@ BEGIN
   END LOOP;
 END $$;
 SELECT (rdl_status()->>'trainings_running')::int AS running_now,
-       rdl_predict('driver-dnf', 4, '2012-01-01+00') >= 0 AS served_meanwhile;
+       abs(rdl_predict('driver-dnf', 4, '2012-01-01+00') - (SELECT prediction FROM ref WHERE entity_id = '4')) < 1e-6
+         AS version_2_served_meanwhile;
 -- Cancelled once it trains on the worker (not on a timer: a busy machine may still be
 -- gathering after any fixed time).
 SELECT count(pg_cancel_backend(pid)) AS cancels_sent FROM pg_stat_activity WHERE query LIKE 'CALL rdl_train%';
@@ -80,4 +81,5 @@ SELECT (s->>'trainings')::int AS trainings_on_worker, (s->>'trainings_running'):
 FROM rdl_status() s;
 SELECT version, active FROM rdl.models ORDER BY version;
 SELECT id, status FROM rdl_runs ORDER BY id;
-SELECT rdl_predict('driver-dnf', 4, '2012-01-01+00') >= 0 AS served_after;
+SELECT abs(rdl_predict('driver-dnf', 4, '2012-01-01+00') - (SELECT prediction FROM ref WHERE entity_id = '4')) < 1e-6
+         AS version_2_served_after;

@@ -13,6 +13,7 @@ use super::labels::{examples, seeds};
 use super::one::One;
 use super::report::argmax;
 use super::servable::Servable;
+use super::show;
 use super::source::{Source, Split};
 use super::tabular::hidden;
 use crate::base::time::format_timestamp;
@@ -90,16 +91,6 @@ fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
     (var > 0.0).then(|| cov / var)
 }
 
-fn show(v: &Cell) -> Value {
-    match v {
-        Cell::Null => Value::Null,
-        Cell::Num(x) => json!(x),
-        Cell::Bool(b) => json!(b),
-        Cell::Text(s) => json!(s),
-        Cell::Time(t) => json!(format_timestamp(*t)),
-    }
-}
-
 fn short(table: &str) -> &str {
     table.strip_prefix("public.").unwrap_or(table)
 }
@@ -171,21 +162,10 @@ pub fn explain_one(sv: &Servable, kind: TaskType, one: &One, top_k: usize) -> Re
     let top_rows: Vec<serde_json::Value> = top
         .iter()
         .map(|&r| {
-            let row = &sg.rows[r];
-            let mut values = Map::new();
-            for (name, _, v) in &row.values {
-                values.insert(name.to_string(), show(v));
-            }
-            json!({
-                "table": row.table,
-                "key": row.key,
-                "time": row.time.map(format_timestamp),
-                "hop": row.hop,
-                "via": one.via.get(r).cloned().flatten(),
-                "share": s.rows[r].0,
-                "effect": effect(r),
-                "values": values,
-            })
+            let mut o = show::row(&sg.rows[r], one.via.get(r).cloned().flatten().as_deref());
+            o.insert("share".into(), json!(s.rows[r].0));
+            o.insert("effect".into(), json!(effect(r)));
+            Value::Object(o)
         })
         .collect();
 

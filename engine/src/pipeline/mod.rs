@@ -8,7 +8,8 @@
 //! - `explain`: explanations, a prediction's detail, importance;
 //! - shared: `options` (rdl_train's), `labels` (examples, classes, samples), `gather`
 //!   (pieces within the memory budget, the hidden target), `one` (one entity, what-if),
-//!   `report` (metrics), `stored` (what a model row holds), `servable` (a loaded model).
+//!   `report` (metrics), `stored` (what a model row holds), `servable` (a loaded model),
+//!   `show` (contexts as JSON).
 //!
 //! The training loop itself is `train::fit`, shared by every kind.
 
@@ -22,6 +23,7 @@ pub mod ranking;
 pub mod recommend;
 pub mod report;
 pub mod servable;
+pub mod show;
 pub mod source;
 pub mod stored;
 pub mod tabular;

@@ -830,47 +830,6 @@ fn time_range() {
     assert!(time_range_sql(&SchemaGraph::default()).contains("NULL::pg_catalog.timestamptz"));
 }
 
-/// Writes the three RelBench label statements for checking against PostgreSQL:
-/// `RDL_PQL_DUMP=dir cargo test dump_relbench_sql`.
-#[test]
-fn dump_relbench_sql() {
-    let Ok(dir) = std::env::var("RDL_PQL_DUMP") else {
-        return;
-    };
-    let g = f1();
-    for (name, q) in [("dnf", DNF), ("top3", TOP3), ("position", POSITION)] {
-        let s = compile(q, &g, &relbench()).unwrap();
-        std::fs::write(format!("{dir}/{name}.sql"), s.label_sql()).unwrap();
-        std::fs::write(format!("{dir}/{name}.params"), s.params.join("\n")).unwrap();
-        // RDL_PQL_RANGE="min|max" as printed by time_range_sql: also write the anchors.
-        if let Ok(r) = std::env::var("RDL_PQL_RANGE") {
-            let (lo, hi) = r.trim().split_once('|').unwrap();
-            let (lo, hi) = (parse_timestamp(lo).unwrap(), parse_timestamp(hi).unwrap());
-            let sp = s.splits(lo, hi).unwrap();
-            for (split, a) in [("train", &sp.train), ("val", &sp.val), ("test", &sp.test)] {
-                let lit = crate::anchors::anchors_array_literal(a);
-                std::fs::write(format!("{dir}/{name}.{split}.anchors"), lit).unwrap();
-            }
-        }
-    }
-    std::fs::write(format!("{dir}/range.sql"), time_range_sql(&g)).unwrap();
-    // Other shapes, to check that PostgreSQL accepts them.
-    let extra = [
-        "PREDICT LIST_DISTINCT(results.constructor_id, 0, 1, months) RANK TOP 5 FOR EACH drivers.driver_id",
-        "PREDICT drivers.nationality FOR EACH drivers.driver_id WHERE NOT COUNT(results.*, -1, 0, months) > 0 OR drivers.code IS NULL",
-        "PREDICT LAST(results.points, 0, 2, weeks) FOR EACH drivers.driver_id WHERE EXISTS(qualifying.*, -48, 0, hours)",
-        "PREDICT FIRST(results.grid, 0, 30, days) = '1' FOR EACH drivers.driver_id",
-        "PREDICT COUNT_DISTINCT(results.race_id WHERE (results.position IS NOT NULL AND results.points >= 1.5) OR NOT results.grid < 3, 0, 90, days) FOR EACH drivers.driver_id",
-        "PREDICT SUM(constructor_results.points WHERE constructor_results.status = 'D', 0, 1, months) FOR EACH constructors.constructor_id WHERE constructors.nationality != 'British'",
-    ];
-    for (i, q) in extra.iter().enumerate() {
-        let s = compile(q, &g, &relbench()).unwrap();
-        std::fs::write(format!("{dir}/extra{i}.sql"), s.label_sql()).unwrap();
-        std::fs::write(format!("{dir}/extra{i}.at.sql"), s.labels_at_sql()).unwrap();
-        std::fs::write(format!("{dir}/extra{i}.params"), s.params.join("\n")).unwrap();
-    }
-}
-
 #[test]
 fn a_table_the_caller_may_not_read_is_permission_denied_not_missing() {
     let mut g = f1();
