@@ -5,6 +5,7 @@
 //! encoding, the model, training and metrics. Its tests need no database.
 
 pub mod anchors;
+pub mod dbgen;
 pub mod device;
 pub mod encode;
 pub mod ident;
