@@ -4,8 +4,10 @@
 //!
 //! DIR gets schema.sql, one CSV per table, tasks.json, load.sql and load.sh (run
 //! `DIR/load.sh [psql options]`). `--splits` also writes `DIR/splits/<task>/{train,val,
-//! test}.csv`, labelled in memory with the meaning of rdl's label SQL (the benchmark
-//! itself exports them from rdl with `rdl_task_table`).
+//! test}.csv`, labelled in memory with the meaning of rdl's label SQL, and `DIR/splits.sql`,
+//! a psql script (run from DIR after loading) that writes the same splits with rdl's own
+//! label statements into `DIR/splits_sql/` (the benchmark itself exports them from rdl
+//! with `rdl_task_table`).
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -221,6 +221,58 @@ pub fn write_split(rows: &[LabelRow], out: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
+/// A psql script that writes `splits_sql/<task>/{train,val,test}.csv` with rdl's own label
+/// statements (the engine's label SQL, prepared and executed per split): what
+/// `rdl_task_table` returns, without the extension. Checks the in-memory labels.
+pub fn splits_sql(db: &Database) -> Result<String, String> {
+    let graph = db.schema_graph();
+    let (lo, hi) = db.time_range();
+    let mut s = String::from("\\set ON_ERROR_STOP 1\nSET TimeZone = 'UTC';\nSET client_min_messages = warning;\n");
+    for (n, t) in db.tasks.iter().enumerate() {
+        let spec = crate::pql::compile(&t.query, &graph, &t.options).map_err(|e| e.message)?;
+        let splits = spec.splits(lo, hi).map_err(|e| e.message)?;
+        let types = std::iter::once("timestamptz[]".to_string())
+            .chain(spec.params.iter().map(|_| "text".to_string()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(s, "\\! mkdir -p splits_sql/{}", t.name);
+        let _ = writeln!(s, "PREPARE q{n}({types}) AS\n{};", spec.label_sql());
+        let label = match spec.task_type {
+            crate::pql::TaskType::BinaryClassification | crate::pql::TaskType::Regression => {
+                "label, NULL::text AS label_text"
+            }
+            crate::pql::TaskType::MulticlassClassification => "NULL::float8 AS label, label AS label_text",
+            crate::pql::TaskType::Ranking => {
+                "NULL::float8 AS label, '{' || array_to_string(labels, ',') || '}' AS label_text"
+            }
+        };
+        for (split, anchors) in [("train", &splits.train), ("val", &splits.val), ("test", &splits.test)] {
+            let params: Vec<String> = std::iter::once(crate::anchors::anchors_array_literal(anchors))
+                .chain(spec.params.iter().cloned())
+                .map(|p| format!("'{}'", p.replace('\'', "''")))
+                .collect();
+            let _ = writeln!(s, "DROP TABLE IF EXISTS s; CREATE TEMP TABLE s AS EXECUTE q{n}({});", params.join(", "));
+            if spec.splits_by_entity() {
+                // Static targets split entities by a hash of the key (computed here).
+                let _ = writeln!(s, "DELETE FROM s WHERE NOT entity_id = ANY('{{{}}}'::text[]);", entity_ids(db, &spec, split)?.join(","));
+            }
+            let _ = writeln!(
+                s,
+                "\\copy (SELECT entity_id, anchor_time, {label} FROM s) TO 'splits_sql/{}/{split}.csv' CSV HEADER",
+                t.name
+            );
+        }
+        let _ = writeln!(s, "DEALLOCATE q{n};");
+    }
+    Ok(s)
+}
+
+/// The entities of a static task's split.
+fn entity_ids(db: &Database, spec: &crate::pql::TaskSpec, split: &str) -> Result<Vec<String>, String> {
+    let ev = Evaluator::new(db, spec)?;
+    Ok(ev.split(split)?.into_iter().map(|r| r.entity).collect())
+}
+
 /// Writes `splits/<task>/{train,val,test}.csv` for every task, labelled in memory.
 pub fn write_splits(db: &Database, dir: &Path) -> Result<(), String> {
     let graph = db.schema_graph();
@@ -237,5 +289,6 @@ pub fn write_splits(db: &Database, dir: &Path) -> Result<(), String> {
             write_split(&rows, &mut w).map_err(|e| e.to_string())?;
         }
     }
-    Ok(())
+    let script = splits_sql(db)?;
+    std::fs::write(dir.join("splits.sql"), script).map_err(|e| e.to_string())
 }
