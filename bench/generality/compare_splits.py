@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks that two sets of split CSVs hold the same labels: the generator's in-memory
 labels (DIR/splits) against rdl's label SQL (DIR/splits_sql, from `psql -f splits.sql`) or
-against `rdl_task_table` exports. Usage: compare_splits.py DIR_A DIR_B. Exit 1 on a diff."""
+against `rdl_task_table` exports. Usage: compare_splits.py DIR_A DIR_B [TASK ...] (default:
+every task of DIR_A). Exit 1 on a difference."""
 import csv
 import math
 import os
@@ -24,9 +25,9 @@ def same(a, b):
         return False
 
 
-def main(a_dir, b_dir):
+def main(a_dir, b_dir, tasks):
     bad = 0
-    for task in sorted(os.listdir(a_dir)):
+    for task in tasks or sorted(os.listdir(a_dir)):
         for split in ("train", "val", "test"):
             a = read(os.path.join(a_dir, task, f"{split}.csv"))
             b = read(os.path.join(b_dir, task, f"{split}.csv"))
@@ -40,4 +41,4 @@ def main(a_dir, b_dir):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3:]))
