@@ -276,6 +276,19 @@ impl Database {
         })
     }
 
+    /// A cell as the sampler would read it (for contexts built without PostgreSQL).
+    pub fn value(&self, c: &Cell) -> crate::encode::Value {
+        use crate::encode::Value;
+        match *c {
+            Cell::Null => Value::Null,
+            Cell::Int(i) => Value::Num(i as f64),
+            Cell::Float(f) => Value::Num(f),
+            Cell::Bool(b) => Value::Bool(b),
+            Cell::Str(s) => Value::Text(self.strings.get(s).to_string()),
+            Cell::Time(t) => Value::Time(t),
+        }
+    }
+
     /// The min and max over every timed table's time column (µs), as rdl computes the
     /// range that anchors are placed in.
     pub fn time_range(&self) -> (i64, i64) {

@@ -47,6 +47,8 @@ pub struct Evaluator<'a> {
     spec: &'a TaskSpec,
     entity: &'a Table,
     groups: Vec<Grouped<'a>>,
+    /// Entity rows in key order, with their keys as text.
+    order: Vec<(usize, String)>,
 }
 
 fn find<'a>(db: &'a Database, qualified: &str) -> Result<&'a Table, String> {
@@ -83,11 +85,20 @@ impl<'a> Evaluator<'a> {
             }
             groups.push(group(db, entity, a)?);
         }
+        let key = entity.col(&spec.entity.key_column).ok_or("no key column")?;
+        let mut order: Vec<(usize, String)> = (0..entity.rows())
+            .map(|i| (i, db.text(key.ty, &key.data[i]).unwrap_or_default()))
+            .collect();
+        order.sort_by(|a, b| match (key.data[a.0], key.data[b.0]) {
+            (Cell::Int(x), Cell::Int(y)) => x.cmp(&y),
+            _ => a.1.cmp(&b.1),
+        });
         Ok(Evaluator {
             db,
             spec,
             entity,
             groups,
+            order,
         })
     }
 
@@ -113,15 +124,10 @@ impl<'a> Evaluator<'a> {
 
     /// Labels of every entity at anchor `t`, in key order.
     pub fn at(&self, t: i64) -> Result<Vec<LabelRow>, String> {
-        let ent = self.entity;
-        let times = ent.times();
-        let key_col = ent
-            .col(&self.spec.entity.key_column)
-            .ok_or("no key column")?;
-        let mut order: Vec<usize> = (0..ent.rows()).collect();
-        order.sort_by(|&a, &b| self.cmp_keys(key_col.ty, &key_col.data[a], &key_col.data[b]));
+        let times = self.entity.times();
         let mut out = Vec::new();
-        for i in order {
+        for (i, key) in &self.order {
+            let i = *i;
             if times.as_ref().is_some_and(|ts| ts[i] > t) {
                 continue;
             }
@@ -138,25 +144,14 @@ impl<'a> Evaluator<'a> {
                 Some(x) => x,
                 None => continue,
             };
-            let entity = self
-                .db
-                .text(key_col.ty, &key_col.data[i])
-                .unwrap_or_default();
             out.push(LabelRow {
-                entity,
+                entity: key.clone(),
                 anchor: t,
                 label,
                 label_text,
             });
         }
         Ok(out)
-    }
-
-    fn cmp_keys(&self, ty: ColType, a: &Cell, b: &Cell) -> std::cmp::Ordering {
-        match (a, b) {
-            (Cell::Int(x), Cell::Int(y)) => x.cmp(y),
-            _ => self.db.text(ty, a).cmp(&self.db.text(ty, b)),
-        }
     }
 
     /// `(label, label_text)`, `None` when the row is left out (NULL label).

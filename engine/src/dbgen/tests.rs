@@ -274,3 +274,61 @@ fn dbgen_scale_sets_rows() {
     let n = db.total_rows();
     assert!((15_000..60_000).contains(&n), "{n} rows");
 }
+
+/// Correlation between an entity's orders in one window and in the next, over the anchors
+/// of the `-active` task's training split: the planted signal, scaled by `signal`.
+fn past_future_correlation(signal: f64) -> f64 {
+    let base = DbConfig {
+        scale: Scale::Small,
+        ..DbConfig::default()
+    };
+    let cfg = DbConfig {
+        signal,
+        complexity: Some(0.3),
+        ..base
+    };
+    let db = generate(21, &cfg);
+    let task = db
+        .tasks
+        .iter()
+        .find(|t| t.name.ends_with("-active"))
+        .unwrap();
+    let count = task.query.split(" > ").next().unwrap().to_string()
+        + " FOR EACH"
+        + task.query.split("FOR EACH").nth(1).unwrap();
+    let spec = compile(&count, &db.schema_graph(), &task.options).unwrap();
+    let w = spec.window.unwrap().end * DAY;
+    let ev = labels::Evaluator::new(&db, &spec).unwrap();
+    let (lo, hi) = db.time_range();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for a in spec.splits(lo, hi).unwrap().train {
+        let past: HashMap<String, f64> = ev
+            .at(a - w)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.entity, r.label.unwrap()))
+            .collect();
+        for r in ev.at(a).unwrap() {
+            x.push(past.get(&r.entity).copied().unwrap_or(0.0));
+            y.push(r.label.unwrap());
+        }
+    }
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let cov: f64 = x.iter().zip(&y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let vx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    let vy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
+    cov / (vx * vy).sqrt()
+}
+
+#[test]
+fn dbgen_signal_knob_scales_what_the_past_says() {
+    let strong = past_future_correlation(1.0);
+    let none = past_future_correlation(0.0);
+    eprintln!("past/future correlation: signal 1 {strong:.3}, signal 0 {none:.3}");
+    assert!(strong > 0.3, "signal 1: correlation {strong}");
+    assert!(
+        none < strong - 0.1,
+        "signal 0: correlation {none} (signal 1: {strong})"
+    );
+}

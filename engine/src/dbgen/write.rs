@@ -227,7 +227,9 @@ pub fn write_split(rows: &[LabelRow], out: &mut impl Write) -> io::Result<()> {
 pub fn splits_sql(db: &Database) -> Result<String, String> {
     let graph = db.schema_graph();
     let (lo, hi) = db.time_range();
-    let mut s = String::from("\\set ON_ERROR_STOP 1\nSET TimeZone = 'UTC';\nSET client_min_messages = warning;\n");
+    let mut s = String::from(
+        "\\set ON_ERROR_STOP 1\nSET TimeZone = 'UTC';\nSET client_min_messages = warning;\n",
+    );
     for (n, t) in db.tasks.iter().enumerate() {
         let spec = crate::pql::compile(&t.query, &graph, &t.options).map_err(|e| e.message)?;
         let splits = spec.splits(lo, hi).map_err(|e| e.message)?;
@@ -241,20 +243,35 @@ pub fn splits_sql(db: &Database) -> Result<String, String> {
             crate::pql::TaskType::BinaryClassification | crate::pql::TaskType::Regression => {
                 "label, NULL::text AS label_text"
             }
-            crate::pql::TaskType::MulticlassClassification => "NULL::float8 AS label, label AS label_text",
+            crate::pql::TaskType::MulticlassClassification => {
+                "NULL::float8 AS label, label AS label_text"
+            }
             crate::pql::TaskType::Ranking => {
                 "NULL::float8 AS label, '{' || array_to_string(labels, ',') || '}' AS label_text"
             }
         };
-        for (split, anchors) in [("train", &splits.train), ("val", &splits.val), ("test", &splits.test)] {
-            let params: Vec<String> = std::iter::once(crate::anchors::anchors_array_literal(anchors))
-                .chain(spec.params.iter().cloned())
-                .map(|p| format!("'{}'", p.replace('\'', "''")))
-                .collect();
-            let _ = writeln!(s, "DROP TABLE IF EXISTS s; CREATE TEMP TABLE s AS EXECUTE q{n}({});", params.join(", "));
+        for (split, anchors) in [
+            ("train", &splits.train),
+            ("val", &splits.val),
+            ("test", &splits.test),
+        ] {
+            let params: Vec<String> =
+                std::iter::once(crate::anchors::anchors_array_literal(anchors))
+                    .chain(spec.params.iter().cloned())
+                    .map(|p| format!("'{}'", p.replace('\'', "''")))
+                    .collect();
+            let _ = writeln!(
+                s,
+                "DROP TABLE IF EXISTS s; CREATE TEMP TABLE s AS EXECUTE q{n}({});",
+                params.join(", ")
+            );
             if spec.splits_by_entity() {
                 // Static targets split entities by a hash of the key (computed here).
-                let _ = writeln!(s, "DELETE FROM s WHERE NOT entity_id = ANY('{{{}}}'::text[]);", entity_ids(db, &spec, split)?.join(","));
+                let _ = writeln!(
+                    s,
+                    "DELETE FROM s WHERE NOT entity_id = ANY('{{{}}}'::text[]);",
+                    entity_ids(db, &spec, split)?.join(",")
+                );
             }
             let _ = writeln!(
                 s,
@@ -268,7 +285,11 @@ pub fn splits_sql(db: &Database) -> Result<String, String> {
 }
 
 /// The entities of a static task's split.
-fn entity_ids(db: &Database, spec: &crate::pql::TaskSpec, split: &str) -> Result<Vec<String>, String> {
+fn entity_ids(
+    db: &Database,
+    spec: &crate::pql::TaskSpec,
+    split: &str,
+) -> Result<Vec<String>, String> {
     let ev = Evaluator::new(db, spec)?;
     Ok(ev.split(split)?.into_iter().map(|r| r.entity).collect())
 }
