@@ -275,6 +275,11 @@ class Features:
                 b2["_k"] = b2["_k"].map(col2)
                 parts.append(self.rows_of(b2, fk2["ref_table"], fk2["ref_columns"][0],
                                           f"{fk['columns'][0]}.{fk2['columns'][0]}.", ()))
+        # One-to-one static children (profiles) are columns of the entity in all but name.
+        for fk in self.single_fks(lambda f: f["ref_table"] == e and f["table"] != e):
+            c, col = fk["table"], fk["columns"][0]
+            if not self.schema.time[c] and self.data[c][col].dropna().is_unique:
+                parts.append(self.rows_of(base, c, col, f"{c}.", ()))
         return pd.concat(parts, axis=1)
 
     def child_tables(self):
@@ -385,12 +390,12 @@ def encode(frames):
 # ----------------------------------------------------------------------------- models
 
 SETTINGS = [
-    {"num_leaves": 15, "min_child_samples": 20, "learning_rate": 0.05, "feature_fraction": 0.8},
-    {"num_leaves": 63, "min_child_samples": 20, "learning_rate": 0.05, "feature_fraction": 0.8},
-    {"num_leaves": 31, "min_child_samples": 100, "learning_rate": 0.05, "feature_fraction": 0.6},
-    {"num_leaves": 127, "min_child_samples": 50, "learning_rate": 0.03, "feature_fraction": 0.5,
-     "lambda_l2": 1.0},
+    {"num_leaves": 15, "min_child_samples": 20, "feature_fraction": 0.8},
+    {"num_leaves": 63, "min_child_samples": 20, "feature_fraction": 0.8},
+    {"num_leaves": 31, "min_child_samples": 100, "feature_fraction": 0.6},
+    {"num_leaves": 127, "min_child_samples": 50, "feature_fraction": 0.5, "lambda_l2": 1.0},
 ]
+ROUNDS, PATIENCE = 1000, 30
 
 
 def auroc(y, p):
@@ -413,8 +418,8 @@ def macro_f1(y, yhat, classes):
 
 
 def fit(kind, setting, X, y, Xv, yv, n_class=None):
-    params = {"verbosity": -1, "seed": 0, "num_threads": 0, "bagging_fraction": 0.8,
-              "bagging_freq": 1, **setting}
+    params = {"verbosity": -1, "seed": 0, "learning_rate": 0.08, "max_bin": 127,
+              "bagging_fraction": 0.8, "bagging_freq": 1, **setting}
     if kind == "binary":
         params.update(objective="binary", metric="auc")
     elif kind == "multiclass":
@@ -422,8 +427,8 @@ def fit(kind, setting, X, y, Xv, yv, n_class=None):
     else:
         params.update(metric="l1")
     d, dv = lgb.Dataset(X, y), lgb.Dataset(Xv, yv)
-    return lgb.train(params, d, num_boost_round=2000, valid_sets=[dv],
-                     callbacks=[lgb.early_stopping(50, verbose=False)])
+    return lgb.train(params, d, num_boost_round=ROUNDS, valid_sets=[dv],
+                     callbacks=[lgb.early_stopping(PATIENCE, verbose=False)])
 
 
 def run_tabular(info, X, y, Xv, yv, Xt, yt):
@@ -448,8 +453,10 @@ def run_tabular(info, X, y, Xv, yv, Xt, yt):
                 if best is None or v < best[0]:
                     best = (v, {**s, "objective": obj}, m)
         p = best[2].predict(Xt, num_iteration=best[2].best_iteration)
+        r2 = 1 - np.sum((p - yt) ** 2) / np.sum((yt - np.mean(yt)) ** 2)
         return {"val_mae": best[0], "test_mae": float(np.mean(np.abs(p - yt))),
-                "test_mae_predicting_train_median": float(np.mean(np.abs(np.median(y) - yt)))}, best
+                "test_mae_predicting_train_median": float(np.mean(np.abs(np.median(y) - yt))),
+                "test_r2": float(r2)}, best
     # Multiclass: classes are the training labels'; unseen classes count as errors.
     classes = sorted(pd.unique(y))
     idx = {c: i for i, c in enumerate(classes)}
@@ -593,10 +600,11 @@ def run_rank(info, schema, data, splits):
     best = None
     for s in SETTINGS:
         params = {"objective": "lambdarank", "metric": "map", "eval_at": [k], "verbosity": -1,
-                  "seed": 0, **s}
+                  "seed": 0, "learning_rate": 0.08, **s}
         d = lgb.Dataset(p_tr[RANK_FEATURES], p_tr["y"], group=p_tr.groupby("_q").size().to_numpy())
         dv = lgb.Dataset(p_vf[RANK_FEATURES], p_vf["y"], group=p_vf.groupby("_q").size().to_numpy())
-        m = lgb.train(params, d, 1000, valid_sets=[dv], callbacks=[lgb.early_stopping(50, verbose=False)])
+        m = lgb.train(params, d, ROUNDS, valid_sets=[dv],
+                      callbacks=[lgb.early_stopping(PATIENCE, verbose=False)])
         v = map_at_k(p_va, m.predict(p_va[RANK_FEATURES], num_iteration=m.best_iteration),
                      splits["val"], k)
         if best is None or v > best[0]:

@@ -81,203 +81,239 @@ pub fn orders(cx: &mut Ctx, ev: &Events) {
     }
     t.primary_key = vec![o.key.clone()];
     cx.finish(t, Some(o));
-    if let (Some(l), Some(it)) = (&p.lines, &p.items) {
-        let mut t = Table::new(&l.table, Role::Event);
-        let ik = cx.item_keys.clone();
-        t.add(&l.key, ColType::BigInt, ids(ev.lines.len(), 1))
-            .add(
-                &o.key,
-                ColType::BigInt,
-                ev.lines
-                    .iter()
-                    .map(|x| Cell::Int(x.order as i64 + first_id))
-                    .collect(),
-            )
-            .add(
-                &it.key,
-                key_type(p.item_text_key),
-                ev.lines.iter().map(|x| ik[x.item as usize]).collect(),
-            )
-            .add(
-                d.line.col,
-                ColType::Int,
-                ev.lines.iter().map(|x| Cell::Int(x.qty as i64)).collect(),
-            )
-            .add(
-                "unit_price",
-                ColType::Money,
-                ev.lines.iter().map(|x| Cell::Float(x.price)).collect(),
-            )
-            .add(
-                &l.time,
-                l.time_type,
-                ev.lines
-                    .iter()
-                    .map(|x| tcell(l.time_type, ev.orders[x.order as usize].time))
-                    .collect(),
-            );
-        t.time_column = Some(l.time.clone());
-        t.primary_key = vec![l.key.clone()];
-        cx.fk(&l.table, &[&o.key], &o.table, &[&o.key]);
-        cx.fk(&l.table, &[&it.key], &it.table, &[&it.key]);
-        cx.finish(t, Some(l));
-        if let Some(f) = &p.followup {
-            let mut t = Table::new(&f.table, Role::Event);
-            let reasons = cx.texts(ev.followups.iter().map(|x| {
+    lines(cx, ev, first_id);
+}
+
+/// Order lines (each an item) and their follow-ups: the chain's two lower hops.
+fn lines(cx: &mut Ctx, ev: &Events, first_id: i64) {
+    let p = cx.plan;
+    let d = p.domain;
+    let o = &p.order;
+    let (Some(l), Some(it)) = (&p.lines, &p.items) else {
+        return;
+    };
+    let mut t = Table::new(&l.table, Role::Event);
+    let ik = cx.item_keys.clone();
+    t.add(&l.key, ColType::BigInt, ids(ev.lines.len(), 1))
+        .add(
+            &o.key,
+            ColType::BigInt,
+            ev.lines
+                .iter()
+                .map(|x| Cell::Int(x.order as i64 + first_id))
+                .collect(),
+        )
+        .add(
+            &it.key,
+            key_type(p.item_text_key),
+            ev.lines.iter().map(|x| ik[x.item as usize]).collect(),
+        )
+        .add(
+            d.line.col,
+            ColType::Int,
+            ev.lines.iter().map(|x| Cell::Int(x.qty as i64)).collect(),
+        )
+        .add(
+            "unit_price",
+            ColType::Money,
+            ev.lines.iter().map(|x| Cell::Float(x.price)).collect(),
+        )
+        .add(
+            &l.time,
+            l.time_type,
+            ev.lines
+                .iter()
+                .map(|x| tcell(l.time_type, ev.orders[x.order as usize].time))
+                .collect(),
+        );
+    t.time_column = Some(l.time.clone());
+    t.primary_key = vec![l.key.clone()];
+    cx.fk(&l.table, &[&o.key], &o.table, &[&o.key]);
+    cx.fk(&l.table, &[&it.key], &it.table, &[&it.key]);
+    cx.finish(t, Some(l));
+    if let Some(f) = &p.followup {
+        let mut t = Table::new(&f.table, Role::Event);
+        let reasons =
+            cx.texts(ev.followups.iter().map(|x| {
                 d.followup.values[x.reason as usize % d.followup.values.len()].to_string()
             }));
-            t.add(&f.key, ColType::Int, ids(ev.followups.len(), 1))
-                .add(
-                    &l.key,
-                    ColType::BigInt,
-                    ev.followups
-                        .iter()
-                        .map(|x| Cell::Int(x.line as i64 + 1))
-                        .collect(),
-                )
-                .add(
-                    &f.time,
-                    f.time_type,
-                    ev.followups
-                        .iter()
-                        .map(|x| tcell(f.time_type, x.time))
-                        .collect(),
-                )
-                .add(d.followup.col, ColType::Text, reasons);
-            t.time_column = Some(f.time.clone());
-            t.primary_key = vec![f.key.clone()];
-            cx.fk(&f.table, &[&l.key], &l.table, &[&l.key]);
-            cx.finish(t, Some(f));
-        }
+        t.add(&f.key, ColType::Int, ids(ev.followups.len(), 1))
+            .add(
+                &l.key,
+                ColType::BigInt,
+                ev.followups
+                    .iter()
+                    .map(|x| Cell::Int(x.line as i64 + 1))
+                    .collect(),
+            )
+            .add(
+                &f.time,
+                f.time_type,
+                ev.followups
+                    .iter()
+                    .map(|x| tcell(f.time_type, x.time))
+                    .collect(),
+            )
+            .add(d.followup.col, ColType::Text, reasons);
+        t.time_column = Some(f.time.clone());
+        t.primary_key = vec![f.key.clone()];
+        cx.fk(&f.table, &[&l.key], &l.table, &[&l.key]);
+        cx.finish(t, Some(f));
     }
 }
 
 /// Sessions, tickets and group memberships: events straight on the entity.
 pub fn entity_events(cx: &mut Ctx, ev: &Events) {
+    sessions(cx, ev);
+    tickets(cx, ev);
+    memberships(cx, ev);
+}
+
+fn sessions(cx: &mut Ctx, ev: &Events) {
     let p = cx.plan;
     let d = p.domain;
     let e = &p.entity;
     let ekeys = cx.entity_keys.clone();
     let ety = key_type(p.entity_text_key);
-    if let Some(s) = &p.session {
-        let mut t = Table::new(&s.table, Role::Event);
-        let dev = cx.texts(
-            ev.sessions
-                .iter()
-                .map(|x| d.session.values[x.device as usize % d.session.values.len()].to_string()),
-        );
-        t.add(&s.key, ColType::BigInt, ids(ev.sessions.len(), 1))
-            .add(
-                &e.key,
-                ety,
-                ev.sessions
-                    .iter()
-                    .map(|x| ekeys[x.entity as usize])
-                    .collect(),
-            )
-            .add(
-                &s.time,
-                s.time_type,
-                ev.sessions
-                    .iter()
-                    .map(|x| tcell(s.time_type, x.time))
-                    .collect(),
-            )
-            .add(
-                d.session.col,
-                ColType::Int,
-                ev.sessions
-                    .iter()
-                    .map(|x| Cell::Int(x.duration as i64))
-                    .collect(),
-            )
-            .add("device", ColType::Text, dev);
-        t.time_column = Some(s.time.clone());
-        t.primary_key = vec![s.key.clone()];
-        cx.fk(&s.table, &[&e.key], &e.table, &[&e.key]);
-        cx.finish(t, Some(s));
-    }
-    if let Some(k) = &p.ticket {
-        let o = &p.order;
-        let first_order = cx
-            .tables
+    let Some(s) = &p.session else {
+        return;
+    };
+    let mut t = Table::new(&s.table, Role::Event);
+    let dev = cx.texts(
+        ev.sessions
             .iter()
-            .find(|t| t.name == o.table)
-            .and_then(|t| t.columns[0].data.first().copied());
-        let base = match first_order {
-            Some(Cell::Int(i)) => i,
-            _ => 1,
-        };
-        let mut t = Table::new(&k.table, Role::Event);
-        let prio = cx.texts(
-            ev.tickets
-                .iter()
-                .map(|x| d.ticket.values[x.priority as usize].to_string()),
-        );
-        t.add(&k.key, ColType::Int, ids(ev.tickets.len(), 1))
-            .add(
-                &e.key,
-                ety,
-                ev.tickets
-                    .iter()
-                    .map(|x| ekeys[x.entity as usize])
-                    .collect(),
-            )
-            .add(
-                &o.key,
-                ColType::BigInt,
-                ev.tickets
-                    .iter()
-                    .map(|x| x.order.map_or(Cell::Null, |i| Cell::Int(i as i64 + base)))
-                    .collect(),
-            )
-            .add(
-                &k.time,
-                k.time_type,
-                ev.tickets
-                    .iter()
-                    .map(|x| tcell(k.time_type, x.time))
-                    .collect(),
-            )
-            .add(d.ticket.col, ColType::Text, prio);
-        t.time_column = Some(k.time.clone());
-        t.primary_key = vec![k.key.clone()];
-        cx.fk(&k.table, &[&e.key], &e.table, &[&e.key]);
-        cx.fk(&k.table, &[&o.key], &o.table, &[&o.key]);
-        cx.finish(t, Some(k));
-    }
-    if let (Some(l), Some(g)) = (&p.link, &p.group) {
-        let mut t = Table::new(&l.table, Role::Link);
-        t.add(
+            .map(|x| d.session.values[x.device as usize % d.session.values.len()].to_string()),
+    );
+    t.add(&s.key, ColType::BigInt, ids(ev.sessions.len(), 1))
+        .add(
             &e.key,
             ety,
-            ev.memberships
+            ev.sessions
                 .iter()
                 .map(|x| ekeys[x.entity as usize])
                 .collect(),
         )
         .add(
-            &g.key,
-            ColType::Int,
-            ev.memberships
+            &s.time,
+            s.time_type,
+            ev.sessions
                 .iter()
-                .map(|x| Cell::Int(x.group as i64 + 1))
+                .map(|x| tcell(s.time_type, x.time))
                 .collect(),
         )
         .add(
-            &l.time,
-            l.time_type,
-            ev.memberships
+            d.session.col,
+            ColType::Int,
+            ev.sessions
                 .iter()
-                .map(|x| tcell(l.time_type, x.time))
+                .map(|x| Cell::Int(x.duration as i64))
                 .collect(),
-        );
-        t.time_column = Some(l.time.clone());
-        t.primary_key = vec![e.key.clone(), g.key.clone()];
-        cx.fk(&l.table, &[&e.key], &e.table, &[&e.key]);
-        cx.fk(&l.table, &[&g.key], &g.table, &[&g.key]);
-        cx.finish(t, Some(l));
-    }
+        )
+        .add("device", ColType::Text, dev);
+    t.time_column = Some(s.time.clone());
+    t.primary_key = vec![s.key.clone()];
+    cx.fk(&s.table, &[&e.key], &e.table, &[&e.key]);
+    cx.finish(t, Some(s));
+}
+
+/// Tickets name the entity and, for half of them, its latest order.
+fn tickets(cx: &mut Ctx, ev: &Events) {
+    let p = cx.plan;
+    let d = p.domain;
+    let e = &p.entity;
+    let ekeys = cx.entity_keys.clone();
+    let ety = key_type(p.entity_text_key);
+    let Some(k) = &p.ticket else {
+        return;
+    };
+    let o = &p.order;
+    let first_order = cx
+        .tables
+        .iter()
+        .find(|t| t.name == o.table)
+        .and_then(|t| t.columns[0].data.first().copied());
+    let base = match first_order {
+        Some(Cell::Int(i)) => i,
+        _ => 1,
+    };
+    let mut t = Table::new(&k.table, Role::Event);
+    let prio = cx.texts(
+        ev.tickets
+            .iter()
+            .map(|x| d.ticket.values[x.priority as usize].to_string()),
+    );
+    t.add(&k.key, ColType::Int, ids(ev.tickets.len(), 1))
+        .add(
+            &e.key,
+            ety,
+            ev.tickets
+                .iter()
+                .map(|x| ekeys[x.entity as usize])
+                .collect(),
+        )
+        .add(
+            &o.key,
+            ColType::BigInt,
+            ev.tickets
+                .iter()
+                .map(|x| x.order.map_or(Cell::Null, |i| Cell::Int(i as i64 + base)))
+                .collect(),
+        )
+        .add(
+            &k.time,
+            k.time_type,
+            ev.tickets
+                .iter()
+                .map(|x| tcell(k.time_type, x.time))
+                .collect(),
+        )
+        .add(d.ticket.col, ColType::Text, prio);
+    t.time_column = Some(k.time.clone());
+    t.primary_key = vec![k.key.clone()];
+    cx.fk(&k.table, &[&e.key], &e.table, &[&e.key]);
+    cx.fk(&k.table, &[&o.key], &o.table, &[&o.key]);
+    cx.finish(t, Some(k));
+}
+
+/// The many-to-many link: (entity, group) composite key, timed by joining.
+fn memberships(cx: &mut Ctx, ev: &Events) {
+    let p = cx.plan;
+    let e = &p.entity;
+    let ekeys = cx.entity_keys.clone();
+    let ety = key_type(p.entity_text_key);
+    let (Some(l), Some(g)) = (&p.link, &p.group) else {
+        return;
+    };
+    let mut t = Table::new(&l.table, Role::Link);
+    t.add(
+        &e.key,
+        ety,
+        ev.memberships
+            .iter()
+            .map(|x| ekeys[x.entity as usize])
+            .collect(),
+    )
+    .add(
+        &g.key,
+        ColType::Int,
+        ev.memberships
+            .iter()
+            .map(|x| Cell::Int(x.group as i64 + 1))
+            .collect(),
+    )
+    .add(
+        &l.time,
+        l.time_type,
+        ev.memberships
+            .iter()
+            .map(|x| tcell(l.time_type, x.time))
+            .collect(),
+    );
+    t.time_column = Some(l.time.clone());
+    t.primary_key = vec![e.key.clone(), g.key.clone()];
+    cx.fk(&l.table, &[&e.key], &e.table, &[&e.key]);
+    cx.fk(&l.table, &[&g.key], &g.table, &[&g.key]);
+    cx.finish(t, Some(l));
 }
 
 /// Yearly summaries keyed by (entity, year), reported on the next 1st of January, and

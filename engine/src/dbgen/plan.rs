@@ -176,30 +176,7 @@ pub fn plan(seed: u64, cfg: &DbConfig) -> Plan {
     };
     let p = |x: f64| x.clamp(0.0, 1.0);
 
-    let entity_timed = nm.rng.bool(0.75);
-    let mut entity = nm.fixed(domain.entity.tables);
-    if entity_timed {
-        entity.time_type = if nm.rng.bool(0.3) {
-            ColType::Date
-        } else {
-            ColType::Timestamp
-        };
-        entity.time = time_name(
-            nm.rng,
-            entity.time_type,
-            &["created_at", "registered_at", "signup_time"],
-            &["signup_date", "joined_on", "registration_date"],
-        );
-    }
-    if nm.rng.bool(p(0.5 * c)) {
-        entity.noise_cols += nm.rng.int(20, 58) as usize;
-    }
-    let entity_text_key = nm.rng.bool(0.4);
-    let referral = nm.rng.bool(p(0.5 * c)).then(|| {
-        nm.rng
-            .pick(&["referred_by", "referrer_id", "parent_account_id"])
-            .to_string()
-    });
+    let (entity, entity_timed, entity_text_key, referral) = entity_block(&mut nm, domain, c);
 
     let region = nm
         .rng
@@ -233,6 +210,121 @@ pub fn plan(seed: u64, cfg: &DbConfig) -> Plan {
     });
     let followup = (lines.is_some() && nm.rng.bool(p(0.9 * c)))
         .then(|| nm.timed(domain.followup.tables, 0.2, EVENT_TS, EVENT_DAY));
+    let ex = extras(&mut nm, domain, c);
+    let profile = nm.rng.bool(p(0.4 * c)).then(|| {
+        let mut n = nm.fixed(&[&format!("{}_profiles", singular(&entity.table))]);
+        n.noise_cols += nm.rng.int(20, 58) as usize;
+        n
+    });
+
+    let noise = noise_tables(&mut nm, domain, c, total);
+
+    // Where the rows go: the main events get the largest share.
+    let events = total - n_entities as f64;
+    let lines_per_order = if lines.is_some() { 2.3 } else { 0.0 };
+    let w_session = if ex.session.is_some() { 0.8 } else { 0.0 };
+    let w_ticket = if ex.ticket.is_some() { 0.05 } else { 0.0 };
+    let per_order = 1.0 + lines_per_order + w_session + w_ticket;
+    let target_orders = (events * 0.85 / per_order).max(200.0);
+    let n_items = if items_on {
+        ((n_entities as f64 / rng.uniform(3.0, 12.0)) as usize).clamp(30, 5000)
+    } else {
+        0
+    };
+    Plan {
+        domain,
+        start: start_day * DAY,
+        days,
+        n_entities,
+        n_items,
+        n_staff: if ex.staff.is_some() {
+            n_entities / 60 + 4
+        } else {
+            0
+        },
+        n_groups: if ex.group.is_some() {
+            rng.int(4, 25) as usize
+        } else {
+            0
+        },
+        target_orders,
+        target_sessions: target_orders * w_session,
+        target_tickets: target_orders * w_ticket,
+        segment_col: domain.entity.col.to_string(),
+        tier_col: domain.tier.col.to_string(),
+        entity,
+        entity_timed,
+        entity_text_key,
+        referral,
+        region,
+        country,
+        order,
+        recipient_col,
+        items,
+        item_text_key,
+        items_timed,
+        category,
+        brand,
+        lines,
+        followup,
+        session: ex.session,
+        ticket: ex.ticket,
+        group: ex.group,
+        link: ex.link,
+        staff: ex.staff,
+        branch: ex.branch,
+        periodic: ex.periodic,
+        periodic_detail: ex.periodic_detail,
+        profile,
+        noise,
+    }
+}
+
+/// The entity table: timed or static, wide or not, int or text key, maybe self-referencing.
+fn entity_block(nm: &mut Namer, domain: &Domain, c: f64) -> (Named, bool, bool, Option<String>) {
+    let p = |x: f64| x.clamp(0.0, 1.0);
+    let entity_timed = nm.rng.bool(0.75);
+    let mut entity = nm.fixed(domain.entity.tables);
+    if entity_timed {
+        entity.time_type = if nm.rng.bool(0.3) {
+            ColType::Date
+        } else {
+            ColType::Timestamp
+        };
+        entity.time = time_name(
+            nm.rng,
+            entity.time_type,
+            &["created_at", "registered_at", "signup_time"],
+            &["signup_date", "joined_on", "registration_date"],
+        );
+    }
+    if nm.rng.bool(p(0.5 * c)) {
+        entity.noise_cols += nm.rng.int(20, 58) as usize;
+    }
+    let entity_text_key = nm.rng.bool(0.4);
+    let referral = nm.rng.bool(p(0.5 * c)).then(|| {
+        nm.rng
+            .pick(&["referred_by", "referrer_id", "parent_account_id"])
+            .to_string()
+    });
+
+    (entity, entity_timed, entity_text_key, referral)
+}
+
+/// Optional tables hanging off the entity.
+struct Extras {
+    session: Option<Named>,
+    ticket: Option<Named>,
+    group: Option<Named>,
+    link: Option<Named>,
+    staff: Option<Named>,
+    branch: Option<Named>,
+    periodic: Option<Named>,
+    periodic_detail: Option<Named>,
+}
+
+fn extras(nm: &mut Namer, domain: &Domain, c: f64) -> Extras {
+    let p = |x: f64| x.clamp(0.0, 1.0);
     let session = nm.rng.bool(p(1.0 * c)).then(|| {
         nm.timed(
             domain.session.tables,
@@ -273,12 +365,20 @@ pub fn plan(seed: u64, cfg: &DbConfig) -> Plan {
         (n.time, n.time_type) = ("reported_on".into(), ColType::Date);
         n
     });
-    let profile = nm.rng.bool(p(0.4 * c)).then(|| {
-        let mut n = nm.fixed(&[&format!("{}_profiles", singular(&entity.table))]);
-        n.noise_cols += nm.rng.int(20, 58) as usize;
-        n
-    });
+    Extras {
+        session,
+        ticket,
+        group,
+        link,
+        staff,
+        branch,
+        periodic,
+        periodic_detail,
+    }
+}
 
+/// Tables without signal: lookups, isolated dimensions and logs.
+fn noise_tables(nm: &mut Namer, domain: &Domain, c: f64, total: f64) -> Vec<NoiseTable> {
     let mut noise = Vec::new();
     let n_noise = (c * nm.rng.uniform(0.0, 12.99)) as usize;
     for _ in 0..n_noise {
@@ -302,55 +402,5 @@ pub fn plan(seed: u64, cfg: &DbConfig) -> Plan {
         noise.push(NoiseTable { named, kind, rows });
     }
 
-    // Where the rows go: the main events get the largest share.
-    let events = total - n_entities as f64;
-    let lines_per_order = if lines.is_some() { 2.3 } else { 0.0 };
-    let w_session = if session.is_some() { 0.8 } else { 0.0 };
-    let w_ticket = if ticket.is_some() { 0.05 } else { 0.0 };
-    let per_order = 1.0 + lines_per_order + w_session + w_ticket;
-    let target_orders = (events * 0.85 / per_order).max(200.0);
-    let n_items = if items_on {
-        ((n_entities as f64 / rng.uniform(3.0, 12.0)) as usize).clamp(30, 5000)
-    } else {
-        0
-    };
-    Plan {
-        domain,
-        start: start_day * DAY,
-        days,
-        n_entities,
-        n_items,
-        n_staff: if staff_on { n_entities / 60 + 4 } else { 0 },
-        n_groups: if group_on { rng.int(4, 25) as usize } else { 0 },
-        target_orders,
-        target_sessions: target_orders * w_session,
-        target_tickets: target_orders * w_ticket,
-        segment_col: domain.entity.col.to_string(),
-        tier_col: domain.tier.col.to_string(),
-        entity,
-        entity_timed,
-        entity_text_key,
-        referral,
-        region,
-        country,
-        order,
-        recipient_col,
-        items,
-        item_text_key,
-        items_timed,
-        category,
-        brand,
-        lines,
-        followup,
-        session,
-        ticket,
-        group,
-        link,
-        staff,
-        branch,
-        periodic,
-        periodic_detail,
-        profile,
-        noise,
-    }
+    noise
 }
