@@ -9,6 +9,7 @@
 //! label statements into `DIR/splits_sql/` (the benchmark itself exports them from rdl
 //! with `rdl_task_table`).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -49,7 +50,10 @@ fn main() {
     if splits {
         write::write_splits(&db, &out).unwrap_or_else(|e| panic!("splits: {e}"));
     }
-    println!(
+    // Printing stops quietly when the reader goes away (`| head`).
+    let mut out_ = std::io::stdout().lock();
+    let _ = writeln!(
+        out_,
         "seed {seed}: {} ({}), {} tables, {} rows, {} tasks; generated in {gen_s:.2} s, written in {:.2} s",
         out.display(),
         db.domain,
@@ -59,7 +63,8 @@ fn main() {
         t0.elapsed().as_secs_f64() - gen_s
     );
     for t in &db.tables {
-        println!(
+        let _ = writeln!(
+            out_,
             "  {:<28} {:>9} rows {:>3} cols  {:?}{}",
             t.name,
             t.rows(),
@@ -72,7 +77,8 @@ fn main() {
         );
     }
     for t in &db.tasks {
-        println!(
+        let _ = writeln!(
+            out_,
             "  task {:<28} {:?} train {} (mean {:.3}) val {} test {} (mean {:.3})\n       {}",
             t.name,
             t.task_type,

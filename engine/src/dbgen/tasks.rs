@@ -200,6 +200,37 @@ fn window(db: &Database, plan: &Plan) -> i64 {
         .unwrap_or(30)
 }
 
+/// What drives the order rate in this database, in words (only what it has).
+fn drivers(plan: &Plan) -> String {
+    let mut d = vec![
+        "latent activity",
+        "segment",
+        "trend",
+        "habit",
+        "churn hazard",
+    ];
+    let has = |x: &Option<super::plan::Named>| x.is_some();
+    if has(&plan.region) {
+        d.push("segment x market-tier interaction");
+    }
+    if has(&plan.staff) {
+        d.push("staff skill");
+    }
+    if plan.referral.is_some() {
+        d.push("referrer's activity");
+    }
+    if has(&plan.group) {
+        d.push("group boosts");
+    }
+    if has(&plan.session) {
+        d.push("short-term intent seen in sessions first");
+    }
+    if has(&plan.followup) || has(&plan.ticket) {
+        d.push("trouble (follow-ups, severe tickets) that lowers activity and raises churn");
+    }
+    d.join(", ")
+}
+
 /// The tasks of `db` (built from `plan`).
 pub fn tasks(db: &Database, plan: &Plan) -> Vec<TaskDef> {
     let b = Builder {
@@ -219,9 +250,7 @@ pub fn tasks(db: &Database, plan: &Plan) -> Vec<TaskDef> {
     let o_via = vec![format!("{}.{}", o.table, e.key)];
     let oarg = b.arg(&o.table, &o_via, ent);
     let active = format!("WHERE COUNT({oarg}, -{past}, 0, days) > 0");
-    let drivers = "latent activity, segment x market-tier effects, staff skill, trend, habit, \
-                   group boosts, short-term intent (seen in sessions first) and trouble \
-                   (follow-ups, severe tickets) that lowers activity and raises churn";
+    let drivers = drivers(plan);
     let mut out = Vec::new();
     let mut push = |t: Option<TaskDef>| out.extend(t);
 
