@@ -223,7 +223,7 @@ pub fn plan(seed: u64, cfg: &DbConfig) -> Plan {
     let events = total - n_entities as f64;
     let lines_per_order = if lines.is_some() { 2.3 } else { 0.0 };
     let w_session = if ex.session.is_some() { 0.8 } else { 0.0 };
-    let w_ticket = if ex.ticket.is_some() { 0.05 } else { 0.0 };
+    let w_ticket = if ex.ticket.is_some() { 0.08 } else { 0.0 };
     let per_order = 1.0 + lines_per_order + w_session + w_ticket;
     let target_orders = (events * 0.85 / per_order).max(200.0);
     let n_items = if items_on {

@@ -174,9 +174,10 @@ fn simulate_entity(i: usize, plan: &Plan, w: &World, p: &Params, rng: &mut Rng, 
             }
         }
         if plan.ticket.is_some() {
-            let lt = p.ln_ticket + 0.8 * trouble.min(4.0) + 0.5 * e.frail;
+            // Frail entities complain more (and more severely): tickets foretell churn.
+            let lt = p.ln_ticket + 0.8 * trouble.min(4.0) + 1.0 * e.frail + 0.3 * e.act;
             for _ in 0..rng.poisson(lt.exp()) {
-                let severe = rng.bool(sigmoid(-1.2 + 0.8 * trouble + 0.5 * e.frail));
+                let severe = rng.bool(sigmoid(-1.5 + 0.8 * trouble + 1.2 * e.frail));
                 let priority = if severe { 2 } else { rng.index(2) as u8 };
                 if severe {
                     pending.push((day + 1, 0.6));
