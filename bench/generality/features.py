@@ -216,9 +216,14 @@ class Features:
                 hidden, np.nan, (m["anchor_time"] - m[c]).dt.total_seconds().to_numpy() / 86400)
         for c in cat:
             out[f"{prefix}{c}"] = pd.Series(np.where(hidden, None, m[c].to_numpy()), index=out.index)
-        freq = {c: df[c].value_counts(normalize=True) for c in hi_card}
         for c in hi_card:
-            out[f"{prefix}{c}_freq"] = np.where(hidden, np.nan, m[c].map(freq[c]).to_numpy(dtype=float))
+            # Frequency among the rows known at each anchor (all rows of a static table).
+            f = np.full(len(m), np.nan)
+            for a in (m["anchor_time"].unique() if tcol else [None]):
+                known = df if a is None else visible(df, tcol, a)
+                sel = np.ones(len(m), dtype=bool) if a is None else (m["anchor_time"] == a).to_numpy()
+                f[sel] = m.loc[sel, c].map(known[c].value_counts(normalize=True)).to_numpy(dtype=float)
+            out[f"{prefix}{c}_freq"] = np.where(hidden, np.nan, f)
         return out
 
     def entity_and_parents(self, split):
