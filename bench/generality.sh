@@ -25,7 +25,10 @@ phase_start "build the generator"
 gen_db="${CARGO_TARGET_DIR:-$RDL_ROOT/target}/release/examples/gen_db"
 phase_end
 
-grep -v '^#' "$pairs" | while read -r seed task; do
+# Anchors print in UTC, as the generator writes them.
+export PGTZ=UTC
+# The pairs come on fd 3: nothing in the loop can eat them from stdin.
+while read -r seed task <&3; do
     [ -n "$seed" ] || continue
     db="gen_$seed"; dir="$out/db$seed"
     if [ ! -f "$dir/tasks.json" ]; then
@@ -58,6 +61,6 @@ grep -v '^#' "$pairs" | while read -r seed task; do
         --splits "$splits" --pg="-h $bench_dir -p $bench_port -U postgres -d $db" \
         --out "$out/results/$seed-$task.baseline.json" > /dev/null
     phase_end
-done
+done 3< <(grep -v '^#' "$pairs")
 
 python3 "$RDL_ROOT/bench/generality/summarize.py" "$out/results" | tee "$out/summary.md"
