@@ -6,6 +6,7 @@
 
 pub mod anchors;
 pub mod base;
+pub mod dbgen;
 pub mod device;
 pub mod encode;
 pub mod ident;
