@@ -76,7 +76,7 @@ impl<'a> Evaluator<'a> {
             aggs.push(a);
         }
         for e in [&spec.entity_filter, &spec.assuming].into_iter().flatten() {
-            collect(e, &mut aggs);
+            crate::pql::collect_aggs(e, &mut aggs);
         }
         let mut groups = Vec::new();
         for a in aggs {
@@ -259,28 +259,6 @@ impl<'a> Evaluator<'a> {
             })
         };
         eval(e, &val)
-    }
-}
-
-fn collect<'s>(e: &'s Expr, out: &mut Vec<&'s AggregateSpec>) {
-    match e {
-        Expr::And(a, b) | Expr::Or(a, b) => {
-            collect(a, out);
-            collect(b, out);
-        }
-        Expr::Not(a) => collect(a, out),
-        Expr::Compare { left, right, .. } => {
-            for v in [left, right] {
-                if let Value::Aggregate(a) = v {
-                    out.push(a);
-                }
-            }
-        }
-        Expr::IsNull { value, .. } | Expr::Truth(value) => {
-            if let Value::Aggregate(a) = value {
-                out.push(a);
-            }
-        }
     }
 }
 

@@ -95,6 +95,7 @@ mod sql;
 
 pub use crate::anchors::{splits, AnchorOptions, Splits};
 pub use error::PqlError;
+pub(crate) use resolve::collect_aggs;
 pub use spec::*;
 pub use sql::{interactions_sql, time_range_sql};
 
