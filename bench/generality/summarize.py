@@ -18,6 +18,9 @@ METRIC = {
 
 def main(d):
     rows, wins, n = [], 0, 0
+    # The bar's two averages: AUROC, accuracy and MAP differences in points; MAE in percent
+    # of the baseline's (positive: rdl better).
+    gains = {"points": [], "mae_pct": []}
     for b in sorted(glob.glob(os.path.join(d, "*.baseline.json"))):
         base = json.load(open(b))
         name = os.path.basename(b)[: -len(".baseline.json")]
@@ -29,12 +32,22 @@ def main(d):
         if isinstance(rv, (int, float)) and isinstance(bv, (int, float)):
             n += 1
             wins += (rv > bv) if higher else (rv < bv)
+            if higher:
+                gains["points"].append(rv - bv)
+            elif bv:
+                gains["mae_pct"].append(100 * (bv - rv) / bv)
         fmt = lambda x: f"{x:.4f}" if isinstance(x, (int, float)) else "-"
         rows.append(f"| {name} | {base['task_type']} | {key} | {fmt(rv)} | {fmt(bv)} |")
     print("| database-task | type | metric | rdl | baseline |")
     print("|---|---|---|---|---|")
     print("\n".join(rows))
     print(f"\nrdl better on {wins} of {n} pairs with both results")
+    if gains["points"]:
+        g = gains["points"]
+        print(f"AUROC / accuracy / MAP: rdl minus baseline, mean {sum(g) / len(g):+.4f} over {len(g)} pairs")
+    if gains["mae_pct"]:
+        g = gains["mae_pct"]
+        print(f"MAE: rdl lower than the baseline by {sum(g) / len(g):+.1f}% on average over {len(g)} pairs")
 
 
 if __name__ == "__main__":

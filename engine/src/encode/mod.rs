@@ -8,7 +8,9 @@
 //! kind. The seed row gets one extra **target token** (column [`TARGET_COLUMN`], kind
 //! [`Kind::Mask`]) where the model reads its prediction.
 
-use std::collections::BTreeMap;
+mod rare;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -145,6 +147,11 @@ pub struct Encoder {
     /// stored before it was recorded.
     #[serde(default)]
     pub semantics: BTreeMap<String, SemanticType>,
+    /// `table.column` → the buckets of categorical values that recur across training
+    /// entities ([`rare`]); any other value of that column takes its rare bucket. Columns
+    /// absent here (every column of models stored before it existed) keep every bucket.
+    #[serde(default)]
+    pub frequent: BTreeMap<String, BTreeSet<u32>>,
 }
 
 /// A context ready for the model: flat per-token arrays plus the row structure.
@@ -219,7 +226,14 @@ impl Encoder {
         let mut tables = BTreeMap::new();
         // Welford per numeric column
         let mut acc: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
+        let min_entities = rare::MIN_ENTITIES;
+        let mut recur = rare::RecurrenceCounter::default();
+        let bucketer = Encoder::empty(config.clone());
         for sg in train {
+            let entity = sg
+                .rows
+                .get(sg.seed)
+                .map_or(0, |r| crate::base::hash::fnv1a(r.key.as_bytes()));
             for r in &sg.rows {
                 let n = tables.len() as u32 + 1;
                 tables.entry(r.table.to_string()).or_insert(n);
@@ -231,6 +245,9 @@ impl Encoder {
                     let n = columns.len() as u32 + 2;
                     columns.entry(name.clone()).or_insert(n);
                     semantics.entry(name.clone()).or_insert(*sem);
+                    if let (Kind::Cat, _, _, b) = bucketer.encode_cell(&name, *sem, v, 0) {
+                        recur.add(&name, b, entity, min_entities);
+                    }
                     if let (SemanticType::Numerical, Value::Num(x)) = (sem, v) {
                         if x.is_finite() {
                             let e = acc.entry(name).or_insert((0.0, 0.0, 0.0));
@@ -257,6 +274,19 @@ impl Encoder {
             tables,
             num_stats,
             semantics,
+            frequent: recur.frequent(min_entities),
+        }
+    }
+
+    /// An encoder with no vocabulary (computes buckets only).
+    fn empty(config: EncoderConfig) -> Encoder {
+        Encoder {
+            config,
+            columns: BTreeMap::new(),
+            tables: BTreeMap::new(),
+            num_stats: BTreeMap::new(),
+            semantics: BTreeMap::new(),
+            frequent: BTreeMap::new(),
         }
     }
 
@@ -286,8 +316,15 @@ impl Encoder {
     }
 
     fn bucket(&self, name: &str, rendered: &str) -> u32 {
-        let key = format!("{name}={rendered}");
-        (crate::base::hash::fnv1a(key.as_bytes()) % self.config.n_buckets.max(1) as u64) as u32
+        let hash = |r: &str| {
+            let key = format!("{name}={r}");
+            (crate::base::hash::fnv1a(key.as_bytes()) % self.config.n_buckets.max(1) as u64) as u32
+        };
+        let b = hash(rendered);
+        match self.frequent.get(name) {
+            Some(kept) if !kept.contains(&b) => hash(rare::RARE),
+            _ => b,
+        }
     }
 
     /// Encodes one cell: (kind, num, time features, bucket).
