@@ -4,7 +4,7 @@
 //! optimiser, clipping and everything after the backward stay candle's.
 //!
 //! It computes the gradient of the same loss as [`Model::forward`] followed by
-//! [`super::bce_with_logits`] / [`super::huber`] / [`super::cross_entropy`] (equal within float
+//! [`super::bce_with_logits`] / [`super::smooth_l1`] / [`super::cross_entropy`] (equal within float
 //! rounding, see the tests), with candle's conventions: a parameter that does not take part
 //! in the loss (the query/key/value side of an attention type without any pair in the batch)
 //! gets no gradient, so the optimiser leaves it alone as it would under candle.
@@ -27,8 +27,8 @@ const CHUNK_TOKENS: usize = 1024;
 pub enum Loss {
     /// [`super::bce_with_logits`] (one output).
     Bce,
-    /// [`super::huber`] (one output).
-    Huber,
+    /// [`super::smooth_l1`] with [`super::SMOOTH_L1_BETA`] (one output).
+    SmoothL1,
     /// [`super::cross_entropy`] against a one-hot target.
     CrossEntropy,
 }
@@ -199,12 +199,13 @@ impl StepCtx<'_> {
                 g[0] = ((1.0 / (1.0 + (-x).exp()) - t) as f32) * self.inv_b;
                 x.max(0.0) - x * t + (-x.abs()).exp().ln_1p()
             }
-            Loss::Huber => {
+            Loss::SmoothL1 => {
+                let beta = super::SMOOTH_L1_BETA as f64;
                 let r = o[0] as f64 - y[0] as f64;
                 let a = r.abs();
-                let q = a.min(1.0);
-                g[0] = (r.signum() * q) as f32 * self.inv_b;
-                0.5 * q * q + (a - q)
+                let q = a.min(beta);
+                g[0] = (r.signum() * q / beta) as f32 * self.inv_b;
+                0.5 * q * q / beta + (a - q)
             }
             Loss::CrossEntropy => {
                 let mx = o.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
@@ -508,7 +509,7 @@ mod tests {
     use super::*;
     use crate::encode::{EncodedContext, Encoder, EncoderConfig};
     use crate::model::{
-        bce_with_logits, cross_entropy, huber, sorted_vars, ModelConfig, ModelDims,
+        bce_with_logits, cross_entropy, smooth_l1, sorted_vars, ModelConfig, ModelDims,
     };
     use crate::train::synth::encoded_churn;
     use candle_nn::VarMap;
@@ -553,7 +554,7 @@ mod tests {
                 (bsz, 1),
                 &dev,
             )?,
-            Loss::Huber => Tensor::from_vec(
+            Loss::SmoothL1 => Tensor::from_vec(
                 (0..bsz).map(|i| i as f32 * 0.7 - 3.0).collect::<Vec<_>>(),
                 (bsz, 1),
                 &dev,
@@ -563,7 +564,7 @@ mod tests {
         let out = m.forward(&b, Some(&mut r1))?;
         let l = match loss {
             Loss::Bce => bce_with_logits(&out, &y)?,
-            Loss::Huber => huber(&out, &y)?,
+            Loss::SmoothL1 => smooth_l1(&out, &y, crate::model::SMOOTH_L1_BETA)?,
             Loss::CrossEntropy => cross_entropy(&out, &y)?,
         };
         let want = l.backward()?;
@@ -601,7 +602,7 @@ mod tests {
         // default model, three losses
         let cfg = ModelConfig::small();
         compare(&cfg, 1, Loss::Bce, &ecs, nc)?;
-        compare(&cfg, 1, Loss::Huber, &ecs, nc)?;
+        compare(&cfg, 1, Loss::SmoothL1, &ecs, nc)?;
         compare(&cfg, 4, Loss::CrossEntropy, &ecs, nc)?;
         // eight heads of 8 (the other vectorised attention shape)
         let mut c8 = ModelConfig::small();

@@ -257,6 +257,25 @@ pub fn train(
     train_on(&Device::Cpu, cfg, model_cfg, encoder, train, val, on_step)
 }
 
+/// Regression targets are trained as `(y − median) / scale`, the scale being the mean
+/// absolute deviation from the median: the centre and spread an L1-type loss works in (a
+/// heavy tail inflates the standard deviation and would squash the typical target).
+fn target_norm(train: &[EncodedContext]) -> (f64, f64) {
+    let mut ys: Vec<f64> = train
+        .iter()
+        .map(|c| c.label.unwrap_or(0.0) as f64)
+        .collect();
+    ys.sort_by(f64::total_cmp);
+    let n = ys.len();
+    let med = if n % 2 == 1 {
+        ys[n / 2]
+    } else {
+        (ys[n / 2 - 1] + ys[n / 2]) / 2.0
+    };
+    let mad = ys.iter().map(|y| (y - med).abs()).sum::<f64>() / n.max(1) as f64;
+    (med, if mad > 1e-12 { mad } else { 1.0 })
+}
+
 /// [`train`] on a given device.
 pub fn train_on(
     dev: &Device,
@@ -275,15 +294,7 @@ pub fn train_on(
     crate::threads::use_threads(crate::threads::configured());
     let dev = dev.clone();
     let target_norm = match cfg.head {
-        Head::Regression => {
-            let ys: Vec<f64> = train
-                .iter()
-                .map(|c| c.label.unwrap_or(0.0) as f64)
-                .collect();
-            let m = ys.iter().sum::<f64>() / ys.len() as f64;
-            let v = ys.iter().map(|y| (y - m).powi(2)).sum::<f64>() / ys.len() as f64;
-            Some((m, if v.sqrt() > 1e-12 { v.sqrt() } else { 1.0 }))
-        }
+        Head::Regression => Some(target_norm(train)),
         _ => None,
     };
     let dims = ModelDims {

@@ -12,7 +12,7 @@ use super::{calibrate, make_batches, Head, TrainConfig, TrainError};
 use crate::encode::EncodedContext;
 use crate::metrics;
 use crate::model::grad::{FastTrainer, Loss};
-use crate::model::{bce_with_logits, cross_entropy, huber, Batch, Model};
+use crate::model::{bce_with_logits, cross_entropy, smooth_l1, Batch, Model, SMOOTH_L1_BETA};
 
 fn labels_tensor(
     task: Head,
@@ -131,7 +131,7 @@ impl Objective for Tabular<'_> {
         let out = self.model.forward(&batch, Some(dropout))?;
         Ok(Some(match self.cfg.head {
             Head::Binary => bce_with_logits(&out, &y)?,
-            Head::Regression => huber(&out, &y)?,
+            Head::Regression => smooth_l1(&out, &y, SMOOTH_L1_BETA)?,
             Head::Multiclass { .. } => cross_entropy(&out, &y)?,
         }))
     }
@@ -154,7 +154,7 @@ impl Objective for Tabular<'_> {
         let y = labels_tensor(self.cfg.head, &batch.labels, self.target_norm, self.dev)?;
         let loss = match self.cfg.head {
             Head::Binary => Loss::Bce,
-            Head::Regression => Loss::Huber,
+            Head::Regression => Loss::SmoothL1,
             Head::Multiclass { .. } => Loss::CrossEntropy,
         };
         Ok(Some(fast.loss_and_grads(

@@ -179,8 +179,8 @@ fn regression_and_multiclass_train_and_round_trip() {
     let mut t = TrainConfig::new(Head::Regression);
     t.max_epochs = 2;
     let m = train(&t, &small_cfg(), &enc, &tr, &va, &mut |_| true).unwrap();
-    let (mean, _) = m.target_norm.unwrap();
-    assert!((mean - 1000.0).abs() < 60.0);
+    let (centre, _) = m.target_norm.unwrap();
+    assert!((centre - 1000.0).abs() < 60.0);
     assert_eq!(m.calibration.residual_quantiles.len(), 50);
     let iv = m.predict_interval(&va, 0.95).unwrap().unwrap();
     assert!(iv.iter().all(|(lo, hi)| lo <= hi));
@@ -203,6 +203,55 @@ fn regression_and_multiclass_train_and_round_trip() {
         train(&t, &small_cfg(), &enc, &tr, &va, &mut |_| true),
         Err(TrainError::BadLabel(_))
     ));
+}
+
+/// A heavy-tailed target whose conditional median and mean differ: 70% of churners spend 0
+/// and 30% spend 1000 (median 0, mean 300); the others 500 or 5000 (median 500, mean
+/// 1850). MAE is minimised by the medians, and the model must predict them, not the means.
+#[test]
+fn regression_predicts_the_median_of_a_heavy_tail() {
+    let (enc, mut tr, mut va) = dataset(800, 300);
+    for (i, c) in tr.iter_mut().chain(va.iter_mut()).enumerate() {
+        let tail = (i * 7919) % 10 < 3;
+        c.label = Some(match (c.label == Some(1.0), tail) {
+            (true, false) => 0.0,
+            (true, true) => 1000.0,
+            (false, false) => 500.0,
+            (false, true) => 5000.0,
+        });
+    }
+    let mut t = tcfg();
+    t.head = Head::Regression;
+    let m = train(&t, &small_cfg(), &enc, &tr, &va, &mut |_| true).unwrap();
+    let p = m.predict(&va).unwrap();
+    let ys: Vec<f32> = va.iter().map(|c| c.label.unwrap()).collect();
+    let mean_of = |churner: bool| {
+        let v: Vec<f64> = p
+            .iter()
+            .zip(&ys)
+            .filter(|(_, &y)| (y == 0.0 || y == 1000.0) == churner)
+            .map(|(&p, _)| p as f64)
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let (churners, others) = (mean_of(true), mean_of(false));
+    let mae = p
+        .iter()
+        .zip(&ys)
+        .map(|(p, y)| (p - y).abs() as f64)
+        .sum::<f64>()
+        / ys.len() as f64;
+    let constant = ys.iter().map(|y| (500.0 - y).abs() as f64).sum::<f64>() / ys.len() as f64;
+    assert!(churners < 150.0, "churners' mean prediction {churners}");
+    assert!(
+        (300.0..900.0).contains(&others),
+        "others' mean prediction {others}"
+    );
+    eprintln!("churners {churners:.1} others {others:.1} MAE {mae:.1} constant {constant:.1}");
+    assert!(
+        mae < 0.95 * constant,
+        "MAE {mae} vs {constant} predicting 500 for every entity"
+    );
 }
 
 #[test]
