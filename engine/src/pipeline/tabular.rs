@@ -339,6 +339,9 @@ fn train_config(head: Head, job: &TrainJob) -> TrainConfig {
     cfg.batch_contexts = opts.batch_size;
     cfg.patience = opts.patience;
     cfg.seed = opts.seed;
+    cfg.ema_epochs = opts
+        .ema
+        .unwrap_or(super::options::tabular_ema(head == Head::Regression));
     let budget_left = (opts.time_budget_s - job.started.elapsed().as_secs_f64()).max(10.0);
     cfg.time_budget_s = Some(budget_left);
     cfg

@@ -113,6 +113,8 @@ impl RankTrainConfig {
             patience: self.patience,
             seed: self.seed,
             time_budget_s: self.time_budget_s,
+            // Not measured on ranking (its own benchmarks): raw weights, as before.
+            ema_epochs: 0.0,
         }
     }
 }

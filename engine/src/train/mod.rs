@@ -74,6 +74,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Wall-clock budget in seconds: training stops (keeping the best checkpoint) after it.
     pub time_budget_s: Option<f64>,
+    /// Time constant of the weights' moving average, in epochs (0 = off; see
+    /// [`FitConfig::ema_epochs`]).
+    #[serde(default)]
+    pub ema_epochs: f64,
 }
 
 impl TrainConfig {
@@ -89,6 +93,7 @@ impl TrainConfig {
             patience: self.patience,
             seed: self.seed,
             time_budget_s: self.time_budget_s,
+            ema_epochs: self.ema_epochs,
         }
     }
 
@@ -106,6 +111,7 @@ impl TrainConfig {
             patience: 5,
             seed: 0,
             time_budget_s: None,
+            ema_epochs: 0.0,
         }
     }
 }
