@@ -212,12 +212,13 @@ impl Average {
     }
 }
 
-/// A validation metric (and whether larger is better), with the weights it scored.
-type Scored = (Option<(f64, bool)>, Vec<Tensor>);
+/// A validation metric (and whether larger is better), with the averaged weights it
+/// scored (`None`: it scored the raw weights, which are in `vars`).
+type Scored = (Option<(f64, bool)>, Option<Vec<Tensor>>);
 
 /// Validates the weights training would keep — the average when there is one, the raw
-/// weights otherwise — and returns the metric with those weights. The raw weights are in
-/// `vars` again afterwards: training goes on from them.
+/// weights otherwise. The raw weights are in `vars` again afterwards: training goes on
+/// from them.
 fn validate_kept<O: Objective>(
     obj: &mut O,
     vars: &[Var],
@@ -225,14 +226,14 @@ fn validate_kept<O: Objective>(
     poll: &mut dyn FnMut() -> bool,
 ) -> Result<Scored, TrainError> {
     let Some(a) = average else {
-        return Ok((obj.validate(poll)?, snapshot(vars)?));
+        return Ok((obj.validate(poll)?, None));
     };
     let live = snapshot(vars)?;
     restore(vars, &a.avg)?;
     let vm = obj.validate(poll);
     restore(vars, &live)?;
     // The averaged tensors are never written in place: sharing them is a snapshot.
-    Ok((vm?, a.avg.clone()))
+    Ok((vm?, Some(a.avg.clone())))
 }
 
 /// Trains `vars` on `obj`. `on_step` runs on the caller's thread after every step and
@@ -323,7 +324,8 @@ pub fn fit<O: Objective>(
             Some((b, _, _)) => score < *b,
         };
         if improved {
-            best = Some((score, higher, scored));
+            // The raw weights are copied only when they are the best so far.
+            best = Some((score, higher, scored.map_or_else(|| snapshot(vars), Ok)?));
             since_best = 0;
         } else {
             since_best += 1;
