@@ -30,6 +30,7 @@ pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)]) -> Resul
         &plan.seed_sql(entity_table),
         &reqs,
         &plan.tables[entity_table],
+        false,
     )?;
     asm.accept_seeds(entity_table, rows);
     let found: Vec<bool> = (0..seeds.len()).map(|i| asm.has_seed(i)).collect();
@@ -46,7 +47,10 @@ pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)]) -> Resul
                     Direction::ToParent => &edge.parent,
                     Direction::ToChildren => &edge.child,
                 };
-                let rows = fetch(&plan.step_sql(edge, dir), &reqs, &plan.tables[table])?;
+                let hop = asm.hop();
+                let sql = plan.step_sql(edge, dir, hop);
+                let counts = plan.counts_at(dir, hop);
+                let rows = fetch(&sql, &reqs, &plan.tables[table], counts)?;
                 asm.accept_step(edge, dir, &reqs, rows);
             }
         }
@@ -68,7 +72,8 @@ pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)]) -> Resul
 /// Rows fetched from a statement's portal at a time: what PostgreSQL holds of a result.
 const FETCH_ROWS: i64 = 4096;
 
-fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Result<Vec<FetchedRow>> {
+/// Runs one statement over `tp` for `reqs`; `counts`: its rows end with `rdl_n`.
+fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan, counts: bool) -> Result<Vec<FetchedRow>> {
     if reqs.is_empty() {
         return Ok(Vec::new());
     }
@@ -110,7 +115,7 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Result<Vec<FetchedRow>>
                 break;
             }
             // SAFETY: `fetch` just filled SPI_tuptable, valid until the next fetch.
-            unsafe { decode(tp, &mut out, &mut bytes) };
+            unsafe { decode(tp, counts, &mut out, &mut bytes) };
             if bytes > limit {
                 return Err(rdl_engine::pipeline::Error::over_memory(
                     format!(
@@ -129,12 +134,12 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan) -> Result<Vec<FetchedRow>>
     })
 }
 
-/// Converts the rows of `SPI_tuptable` (a statement over `tp`) and appends them to `out`,
-/// adding their size to `bytes`.
+/// Converts the rows of `SPI_tuptable` (a statement over `tp`, with a trailing count of
+/// children when `counts`) and appends them to `out`, adding their size to `bytes`.
 ///
 /// # Safety
 /// `SPI_tuptable` must hold the result just fetched from a statement over `tp`.
-unsafe fn decode(tp: &TablePlan, out: &mut Vec<FetchedRow>, bytes: &mut usize) {
+unsafe fn decode(tp: &TablePlan, counts: bool, out: &mut Vec<FetchedRow>, bytes: &mut usize) {
     let ns = tp.structural.len();
     // SAFETY: every datum is read by the type its column was checked to have.
     unsafe {
@@ -150,6 +155,9 @@ unsafe fn decode(tp: &TablePlan, out: &mut Vec<FetchedRow>, bytes: &mut usize) {
         want.extend(time_kinds.map(Some));
         want.extend(std::iter::repeat_n(Some(OutKind::Text), ns));
         want.extend(tp.values.iter().map(|v| Some(v.out)));
+        if counts {
+            want.push(Some(OutKind::Micros));
+        }
         let type_ok = |k: Option<OutKind>, oid: pg_sys::Oid| match k {
             None => oid == pg_sys::INT4OID,
             Some(OutKind::Text) => oid == pg_sys::TEXTOID,
@@ -238,6 +246,7 @@ unsafe fn decode(tp: &TablePlan, out: &mut Vec<FetchedRow>, bytes: &mut usize) {
                 time,
                 structural,
                 values,
+                children: counts.then(|| get(natts - 1).map_or(0, |d| d.value() as i64)),
             });
         }
     }

@@ -21,7 +21,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::base::time::parse_timestamp;
 use crate::encode::{RawRow, Subgraph, Value};
-use crate::sampler::{Plan, TablePlan};
+use crate::sampler::{count_column, Plan, TablePlan};
 use crate::schema::SemanticType;
 
 /// One change, resolved against the plan.
@@ -327,6 +327,9 @@ pub fn apply(
                 if idx == sg.seed {
                     return Err(err("22023", "the entity's own row cannot be removed"));
                 }
+                if sg.rows[idx].parents.contains(&sg.seed) {
+                    recount(sg, plan, table, entity_table, -1.0);
+                }
                 remove_row(sg, idx);
                 touched += 1;
             }
@@ -428,8 +431,30 @@ fn add_row(
     });
     if !child_of_entity {
         sg.rows[seed].parents.push(idx);
+    } else {
+        recount(sg, plan, table, entity_table, 1.0);
     }
     Ok(())
+}
+
+/// Adds `delta` to the entity's counts of rows of `table` (the cells a plan with
+/// `counts` puts on the seed row; none otherwise).
+fn recount(sg: &mut Subgraph, plan: &Plan, table: &str, entity_table: &str, delta: f64) {
+    let seed = sg.seed;
+    for e in plan
+        .edges
+        .iter()
+        .filter(|e| e.child == table && e.parent == entity_table)
+    {
+        let name = count_column(e);
+        for (n, _, v) in sg.rows[seed].values.iter_mut() {
+            if **n == *name {
+                if let Value::Num(x) = v {
+                    *x = (x.exp_m1() + delta).max(0.0).ln_1p();
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -481,6 +506,28 @@ mod tests {
                 ),
             ],
         }
+    }
+
+    #[test]
+    fn adding_or_removing_a_child_moves_the_entitys_count() {
+        let p = plan();
+        let mut sg = ctx();
+        let name = count_column(&p.edges[0]);
+        sg.rows[0].values.push((
+            name.as_str().into(),
+            SemanticType::Numerical,
+            Value::Num(2f64.ln_1p()),
+        ));
+        let count = |sg: &Subgraph| match sg.rows[0].values.last().unwrap().2 {
+            Value::Num(x) => x.exp_m1().round() as i64,
+            _ => unreachable!(),
+        };
+        let add = serde_json::json!({"add": {"results": [{"grid": 2}, {"grid": 3}]}});
+        apply(&mut sg, &parse(&add, &p).unwrap(), &p, "public.drivers").unwrap();
+        assert_eq!(count(&sg), 4);
+        let remove = serde_json::json!({"remove": {"results": [10, 11]}});
+        apply(&mut sg, &parse(&remove, &p).unwrap(), &p, "public.drivers").unwrap();
+        assert_eq!(count(&sg), 2);
     }
 
     #[test]

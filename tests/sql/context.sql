@@ -107,3 +107,28 @@ SELECT (rdl_context('driver-dnf', 1, '2010-01-01+00')->'rows_by_table'->>'public
 SET ROLE rdl_ctx_reader;
 SELECT coalesce((rdl_context('driver-dnf', 1, '2010-01-01+00')->'rows_by_table'->>'public.results')::int, 0) AS results_under_rls;
 RESET ROLE;
+
+-- With the counts option, the entity's row carries, per foreign key referencing it, how
+-- many rows reference it up to the anchor: exact, never counting a row after the anchor
+-- (the planted result one second later), and only the rows the caller may read.
+SET client_min_messages = warning;
+CALL rdl_train('driver-dnf', '{"counts": true, "size": "tiny", "max_train": 60, "max_val": 30, "epochs": 1}');
+RESET client_min_messages;
+CREATE FUNCTION pg_temp.counted(as_of timestamptz) RETURNS TABLE (via text, n int) AS $$
+  SELECT substring(v.key FROM ' via (.*)\)$'), round(exp(v.value::text::float8) - 1)::int
+  FROM jsonb_array_elements(rdl_context('driver-dnf', 1, as_of)->'rows') r, jsonb_each(r->'values') v
+  WHERE (r->>'hop')::int = 0 AND v.key LIKE 'ln(1 + rows of %' $$ LANGUAGE sql;
+SELECT via, n,
+       n = CASE via
+         WHEN 'results_driver_id_fkey' THEN (SELECT count(*) FROM results WHERE driver_id = 1 AND date <= '2010-01-01 00:00:00')
+         WHEN 'qualifying_driver_id_fkey' THEN (SELECT count(*) FROM qualifying WHERE driver_id = 1 AND date <= '2010-01-01 00:00:00')
+         WHEN 'driver_standings_driver_id_fkey' THEN (SELECT count(*) FROM driver_standings WHERE driver_id = 1 AND date <= '2010-01-01 00:00:00')
+       END AS exact
+FROM pg_temp.counted('2010-01-01 00:00:00+00') ORDER BY via;
+SELECT n AS results_one_second_later,
+       n = (SELECT count(*) FROM results WHERE driver_id = 1 AND date <= '2010-01-01 00:00:01') AS exact
+FROM pg_temp.counted('2010-01-01 00:00:01+00') WHERE via = 'results_driver_id_fkey';
+SET ROLE rdl_ctx_reader;
+SELECT n AS results_under_rls, n = (SELECT count(*) FROM results WHERE driver_id = 1 AND date < '2000-01-01') AS exact
+FROM pg_temp.counted('2010-01-01 00:00:00+00') WHERE via = 'results_driver_id_fkey';
+RESET ROLE;

@@ -29,6 +29,9 @@ pub struct TrainOptions {
     /// Time constant, in epochs, of the moving average of the weights that is validated
     /// and kept (0: the raw weights); `None`: the recipe's own ([`tabular_ema`]).
     pub ema: Option<f64>,
+    /// Whether the entity's row also carries, per foreign key referencing it, how many
+    /// rows reference it up to the anchor ([`SamplerConfig::counts`]).
+    pub counts: bool,
 }
 
 /// The default learning rate of binary, regression and multiclass models. Measured on
@@ -70,6 +73,7 @@ impl Default for TrainOptions {
             fanout: s.fanout,
             max_rows: s.max_rows,
             ema: None,
+            counts: s.counts,
         }
     }
 }
@@ -88,7 +92,7 @@ impl TrainOptions {
             Some(v) => serde_json::from_value(v).map_err(|e| {
                 Error::new("22023", "invalid training options")
                     .detail(e.to_string())
-                    .hint("Options: size, epochs, lr, batch_size, patience, seed, time_budget_s, max_train, max_val, depth, fanout, max_rows, ema.")
+                    .hint("Options: size, epochs, lr, batch_size, patience, seed, time_budget_s, max_train, max_val, depth, fanout, max_rows, ema, counts.")
             })?,
         };
         let bad = |what: &str| {
@@ -135,6 +139,7 @@ impl TrainOptions {
             depth: self.depth,
             fanout: self.fanout,
             max_rows: self.max_rows,
+            counts: self.counts,
         }
     }
 }

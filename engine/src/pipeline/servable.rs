@@ -135,6 +135,10 @@ pub fn check_columns(task: &str, encoder: &Encoder, plan: &Plan) -> Result<()> {
         }) else {
             continue;
         };
+        // A count of children is the sampler's, not a column of the table.
+        if col.starts_with(crate::sampler::COUNT_PREFIX) {
+            continue;
+        }
         let Some(v) = tp.values.iter().find(|v| v.name == col) else {
             return Err(Error::new(
                 "42703",

@@ -938,15 +938,29 @@ fn generated_sql_resolves_no_name_through_the_search_path() {
     check("shop ranking", s.label_sql());
     for graph in [&g, &shop] {
         check("time range", &time_range_sql(graph));
-        let plan = Plan::new(graph, SamplerConfig::default());
-        for (name, tp) in &plan.tables {
-            if !tp.key_columns.is_empty() {
-                check(name, &plan.seed_sql(name));
+        let counts = SamplerConfig {
+            counts: true,
+            ..SamplerConfig::default()
+        };
+        // Both forms of a children lookup: with an index on the key and without one.
+        let mut unindexed = (*graph).clone();
+        unindexed
+            .foreign_keys
+            .iter_mut()
+            .for_each(|fk| fk.indexed = false);
+        for graph in [graph, &unindexed] {
+            let plan = Plan::new(graph, counts);
+            for (name, tp) in &plan.tables {
+                if !tp.key_columns.is_empty() {
+                    check(name, &plan.seed_sql(name));
+                }
             }
-        }
-        for e in &plan.edges {
-            for d in [Direction::ToParent, Direction::ToChildren] {
-                check(&e.name, &plan.step_sql(e, d));
+            for e in &plan.edges {
+                for d in [Direction::ToParent, Direction::ToChildren] {
+                    for hop in [1, 2] {
+                        check(&e.name, &plan.step_sql(e, d, hop));
+                    }
+                }
             }
         }
     }

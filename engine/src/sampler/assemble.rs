@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use super::plan::{Direction, Edge, Plan};
 use super::statements::Request;
+use super::{count_column, COUNT_CAP};
 use crate::base::hash::Fnv;
 use crate::encode::{RawRow, Subgraph, Value};
+use crate::schema::SemanticType;
 
 /// A row as returned by a statement, decoded by the extension.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +20,9 @@ pub struct FetchedRow {
     pub time: Option<i64>,
     pub structural: Vec<Option<String>>,
     pub values: Vec<Value>,
+    /// How many rows matched the row's request, when the statement counts them
+    /// ([`Plan::counts_at`]).
+    pub children: Option<i64>,
 }
 
 type FnvBuild = BuildHasherDefault<Fnv>;
@@ -173,6 +178,11 @@ impl<'p> Assembler<'p> {
         }
     }
 
+    /// The hop being walked (0 while seeding).
+    pub fn hop(&self) -> u8 {
+        self.hop
+    }
+
     /// Starts the next hop: returns false when the walk is over.
     pub fn next_hop(&mut self) -> bool {
         self.hop += 1;
@@ -267,6 +277,9 @@ impl<'p> Assembler<'p> {
             Direction::ToParent => edge.parent.clone(),
             Direction::ToChildren => edge.child.clone(),
         };
+        if self.plan.counts_at(dir, self.hop) {
+            self.add_counts(edge, requests, &rows);
+        }
         for r in rows {
             let Some(req) = requests.get(r.ord) else {
                 continue;
@@ -286,6 +299,27 @@ impl<'p> Assembler<'p> {
             };
             for &from in &req.rows[1..] {
                 self.link(ctx, idx, from, is_parent);
+            }
+        }
+    }
+
+    /// Puts on each requesting row one cell: ln(1 + rows its request matched), 0 when the
+    /// statement returned none for it.
+    fn add_counts(&mut self, edge: &Edge, requests: &[Request], rows: &[FetchedRow]) {
+        let mut n = vec![0i64; requests.len()];
+        for r in rows {
+            if let (Some(slot), Some(c)) = (n.get_mut(r.ord), r.children) {
+                *slot = c.clamp(0, COUNT_CAP);
+            }
+        }
+        let name: Arc<str> = Arc::from(count_column(edge).as_str());
+        for (req, n) in requests.iter().zip(n) {
+            for &row in &req.rows {
+                self.contexts[req.ctx].rows[row].values.push((
+                    name.clone(),
+                    SemanticType::Numerical,
+                    Value::Num((n as f64).ln_1p()),
+                ));
             }
         }
     }

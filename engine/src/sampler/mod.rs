@@ -45,7 +45,22 @@ pub struct SamplerConfig {
     pub fanout: u32,
     /// Rows per context, the seed included.
     pub max_rows: usize,
+    /// Whether the seed row also carries, per foreign key referencing it, how many rows
+    /// reference it up to the anchor (`fanout` shows only the newest few of them).
+    #[serde(default)]
+    pub counts: bool,
 }
+
+/// Children counted per (seed, foreign key) at most: an index scan stops there.
+pub const COUNT_CAP: i64 = 10_000;
+
+/// The name of the count cell of `edge` (see [`SamplerConfig::counts`]).
+pub fn count_column(edge: &Edge) -> String {
+    format!("{COUNT_PREFIX}{} via {})", edge.child, edge.name)
+}
+
+/// How every count cell's name starts: no column of a table is read under such a name.
+pub const COUNT_PREFIX: &str = "ln(1 + rows of ";
 
 impl Default for SamplerConfig {
     fn default() -> Self {
@@ -53,6 +68,7 @@ impl Default for SamplerConfig {
             depth: 2,
             fanout: 12,
             max_rows: 160,
+            counts: false,
         }
     }
 }

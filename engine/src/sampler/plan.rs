@@ -180,6 +180,12 @@ impl Plan {
 }
 
 impl Plan {
+    /// Whether the step along an edge in `dir` at `hop` also counts the children of each
+    /// requesting row (the seed's, at hop 1).
+    pub fn counts_at(&self, dir: Direction, hop: u8) -> bool {
+        self.config.counts && dir == Direction::ToChildren && hop == 1
+    }
+
     /// The columns a statement over `table` returns after `ord`.
     pub(super) fn select_list(&self, tp: &TablePlan) -> String {
         let key = if tp.key_columns.is_empty() {

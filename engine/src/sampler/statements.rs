@@ -1,8 +1,8 @@
 //! The statements of a walk: seed and step lookups (one per hop, edge and direction for
 //! the whole batch), their parameters, and the same statements with parameters inlined.
 
-use super::is_timestamptz;
 use super::plan::{output_names, Direction, Edge, Plan};
+use super::{is_timestamptz, COUNT_CAP};
 use crate::base::time::format_timestamp;
 use crate::ident::{op, qualify_type, quote_ident, quote_literal};
 
@@ -29,7 +29,17 @@ impl Plan {
     /// set-based form joins all requests to the table in one scan (a hash join) and keeps
     /// the newest `fanout` per request with `row_number()`: the same rows, whatever the
     /// indexes and whether or not the table has planner statistics yet.
-    fn lookup_sql(&self, table: &str, columns: &[String], newest: bool, indexed: bool) -> String {
+    ///
+    /// With `count` set, every row also returns `rdl_n`: how many rows match its request
+    /// (up to [`COUNT_CAP`]); a request matching none returns no row, so counts 0.
+    fn lookup_sql(
+        &self,
+        table: &str,
+        columns: &[String],
+        newest: bool,
+        indexed: bool,
+        count: bool,
+    ) -> String {
         let tp = &self.tables[table];
         // ROWS FROM (one unnest per array): the multi-array `unnest(a, b)` is grammar
         // that only works unqualified.
@@ -72,13 +82,21 @@ impl Plan {
         };
         // Ordered as the indexed form returns them: which rows a context keeps under
         // max_rows must not depend on the plan.
+        let conds = conds.join(" AND ");
         if newest && !indexed {
+            let mut outer = output_names(tp);
+            let mut inner = String::new();
+            if count {
+                outer.push("rdl_n".into());
+                inner = format!(
+                    ", LEAST(pg_catalog.count(*) OVER (PARTITION BY u.ord), {COUNT_CAP}) AS rdl_n"
+                );
+            }
             return format!(
-                "SELECT w.ord, {} FROM (SELECT u.ord, {}, pg_catalog.row_number() OVER (PARTITION BY u.ord{order}) AS rdl_rank FROM {requests} JOIN {} AS t ON {}) AS w WHERE w.rdl_rank {} {} ORDER BY w.ord, w.rdl_rank",
-                output_names(tp).iter().map(|n| format!("w.{n}")).collect::<Vec<_>>().join(", "),
+                "SELECT w.ord, {} FROM (SELECT u.ord, {}, pg_catalog.row_number() OVER (PARTITION BY u.ord{order}) AS rdl_rank{inner} FROM {requests} JOIN {} AS t ON {conds}) AS w WHERE w.rdl_rank {} {} ORDER BY w.ord, w.rdl_rank",
+                outer.iter().map(|n| format!("w.{n}")).collect::<Vec<_>>().join(", "),
                 self.select_list(tp),
                 table,
-                conds.join(" AND "),
                 op("<="),
                 self.config.fanout
             );
@@ -87,28 +105,42 @@ impl Plan {
             true => format!("{order} LIMIT {}", self.config.fanout),
             false => String::new(),
         };
-        format!(
-            "SELECT u.ord, s.* FROM {requests} CROSS JOIN LATERAL (SELECT {} FROM {} AS t WHERE {}{}) AS s",
+        let rows = format!(
+            "CROSS JOIN LATERAL (SELECT {} FROM {} AS t WHERE {conds}{order}) AS s",
             self.select_list(tp),
             table,
-            conds.join(" AND "),
-            order
-        )
+        );
+        if count {
+            // The count per request first (an index scan that stops at the cap), then the
+            // rows; OFFSET 0 keeps the two lateral subqueries apart.
+            return format!(
+                "SELECT u.ord, s.*, u.rdl_n FROM (SELECT u.*, n.rdl_n FROM {requests} CROSS JOIN LATERAL (SELECT pg_catalog.count(*) AS rdl_n FROM (SELECT FROM {table} AS t WHERE {conds} LIMIT {COUNT_CAP}) AS c) AS n OFFSET 0) AS u {rows}"
+            );
+        }
+        format!("SELECT u.ord, s.* FROM {requests} {rows}")
     }
 
     /// Seed rows: the entity table's rows by primary key (one `text[]` per key column).
     pub fn seed_sql(&self, table: &str) -> String {
         let cols = self.tables[table].key_columns.clone();
-        self.lookup_sql(table, &cols, false, true)
+        self.lookup_sql(table, &cols, false, true, false)
     }
 
-    pub fn step_sql(&self, edge: &Edge, dir: Direction) -> String {
+    /// The statement of the step along `edge` in `dir` at `hop` (which decides whether it
+    /// counts children too: [`Plan::counts_at`]).
+    pub fn step_sql(&self, edge: &Edge, dir: Direction, hop: u8) -> String {
         match dir {
             // A foreign key references a unique (so indexed) key.
-            Direction::ToParent => self.lookup_sql(&edge.parent, &edge.parent_columns, false, true),
-            Direction::ToChildren => {
-                self.lookup_sql(&edge.child, &edge.child_columns, true, edge.child_indexed)
+            Direction::ToParent => {
+                self.lookup_sql(&edge.parent, &edge.parent_columns, false, true, false)
             }
+            Direction::ToChildren => self.lookup_sql(
+                &edge.child,
+                &edge.child_columns,
+                true,
+                edge.child_indexed,
+                self.counts_at(dir, hop),
+            ),
         }
     }
 

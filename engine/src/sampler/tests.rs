@@ -32,14 +32,14 @@ fn graph() -> SchemaGraph {
 #[test]
 fn child_sql_is_one_lateral_statement_with_time_bound_and_fanout() {
     let plan = Plan::new(&graph(), SamplerConfig::default());
-    let sql = plan.step_sql(&plan.edges[0], Direction::ToChildren);
+    let sql = plan.step_sql(&plan.edges[0], Direction::ToChildren, 1);
     assert!(sql.contains("FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int4[]), pg_catalog.unnest($2::pg_catalog.timestamptz[]), pg_catalog.unnest($3::pg_catalog.text[]))"));
     assert!(sql.contains("t.driver_id OPERATOR(pg_catalog.=) u.k0::integer"));
     assert!(sql.contains("t.date OPERATOR(pg_catalog.<=) (u.anchor AT TIME ZONE 'UTC')"));
     assert!(sql.contains("ORDER BY t.date DESC, t.result_id DESC LIMIT 12"));
     // Keys are structure, not values.
     assert!(!sql.contains("rdl_v0") || sql.contains("t.points::pg_catalog.float8 AS rdl_v0"));
-    let parent = plan.step_sql(&plan.edges[0], Direction::ToParent);
+    let parent = plan.step_sql(&plan.edges[0], Direction::ToParent, 1);
     assert!(parent.contains(
         "FROM public.drivers AS t WHERE t.driver_id OPERATOR(pg_catalog.=) u.k0::integer) AS s"
     ));
@@ -51,7 +51,7 @@ fn children_without_an_index_are_one_join_ranked_by_time() {
     let mut g = graph();
     g.foreign_keys[0].indexed = false;
     let plan = Plan::new(&g, SamplerConfig::default());
-    let sql = plan.step_sql(&plan.edges[0], Direction::ToChildren);
+    let sql = plan.step_sql(&plan.edges[0], Direction::ToChildren, 1);
     assert!(!sql.contains("LATERAL"), "{sql}");
     assert!(sql.contains(" JOIN public.results AS t ON t.driver_id OPERATOR(pg_catalog.=) u.k0::integer AND t.date OPERATOR(pg_catalog.<=) (u.anchor AT TIME ZONE 'UTC')"), "{sql}");
     assert!(sql.contains("pg_catalog.row_number() OVER (PARTITION BY u.ord ORDER BY t.date DESC, t.result_id DESC) AS rdl_rank"), "{sql}");
@@ -67,7 +67,7 @@ fn children_without_an_index_are_one_join_ranked_by_time() {
         n
     );
     // Parents are always looked up by their (unique, so indexed) key.
-    let parent = plan.step_sql(&plan.edges[0], Direction::ToParent);
+    let parent = plan.step_sql(&plan.edges[0], Direction::ToParent, 1);
     assert!(parent.contains("CROSS JOIN LATERAL"));
     assert_eq!(
         plan.index_advice(),
@@ -91,6 +91,7 @@ fn fetched(
         time,
         structural: s.into_iter().map(|x| Some(x.to_string())).collect(),
         values,
+        children: None,
     }
 }
 
@@ -161,4 +162,80 @@ fn assembly_links_rows_visits_once_and_drops_future_rows() {
     assert_eq!(a.contexts[0].rows.len(), 2);
     assert_eq!(a.contexts[1].rows.len(), 2);
     assert!(!a.next_hop());
+}
+
+#[test]
+fn counting_children_adds_one_capped_count_in_both_forms() {
+    let counts = SamplerConfig {
+        counts: true,
+        ..SamplerConfig::default()
+    };
+    for indexed in [true, false] {
+        let mut g = graph();
+        g.foreign_keys[0].indexed = indexed;
+        let plan = Plan::new(&g, counts);
+        let (edge, dir) = (&plan.edges[0], Direction::ToChildren);
+        assert!(plan.counts_at(dir, 1) && !plan.counts_at(dir, 2));
+        assert!(!plan.counts_at(Direction::ToParent, 1));
+        let sql = plan.step_sql(edge, dir, 1);
+        assert_eq!(sql.matches("pg_catalog.count(*)").count(), 1, "{sql}");
+        assert!(sql.contains("10000"), "{sql}");
+        // Counted under the same time bound as the rows.
+        assert_eq!(
+            sql.matches("t.date OPERATOR(pg_catalog.<=) (u.anchor AT TIME ZONE 'UTC')")
+                .count(),
+            if indexed { 2 } else { 1 },
+            "{sql}"
+        );
+        let (head, _) = sql.split_once(" FROM (").unwrap();
+        assert!(head.ends_with("rdl_n"), "{head}");
+        // Hop 2 and the plan without counts read no count.
+        assert!(!plan.step_sql(edge, dir, 2).contains("rdl_n"));
+        let plain = Plan::new(&g, SamplerConfig::default());
+        assert!(!plain.step_sql(&plain.edges[0], dir, 1).contains("rdl_n"));
+    }
+}
+
+#[test]
+fn the_seed_row_carries_a_count_per_foreign_key() {
+    let plan = Plan::new(
+        &graph(),
+        SamplerConfig {
+            counts: true,
+            ..SamplerConfig::default()
+        },
+    );
+    let mut a = Assembler::new(&plan, &[100, 100]);
+    a.accept_seeds(
+        "public.drivers",
+        vec![
+            fetched(0, "1", None, vec!["1"], vec![Value::Null]),
+            fetched(1, "2", None, vec!["2"], vec![Value::Null]),
+        ],
+    );
+    assert!(a.next_hop());
+    assert_eq!(a.hop(), 1);
+    let frontier = a.take_frontier();
+    let edge = plan.edges[0].clone();
+    let reqs = a.requests(&frontier, &edge, Direction::ToChildren);
+    let mut row = fetched(0, "10", Some(90), vec!["1"], vec![Value::Null, Value::Null]);
+    row.children = Some(40);
+    a.accept_step(&edge, Direction::ToChildren, &reqs, vec![row]);
+    let name = count_column(&edge);
+    assert!(name.starts_with(COUNT_PREFIX));
+    let cell = |ctx: usize| {
+        a.contexts[ctx].rows[0]
+            .values
+            .iter()
+            .find(|(n, _, _)| **n == *name)
+            .map(|c| c.2.clone())
+    };
+    assert_eq!(cell(0), Some(Value::Num(41f64.ln())));
+    // No child at or before the anchor: a count of 0, not a missing cell.
+    assert_eq!(cell(1), Some(Value::Num(0.0)));
+    // Only the seed row carries counts.
+    assert!(a.contexts[0].rows[1]
+        .values
+        .iter()
+        .all(|(n, _, _)| **n != *name));
 }
