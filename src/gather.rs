@@ -13,7 +13,7 @@ use pgrx::PgOid;
 use rdl_engine::encode::Value;
 use rdl_engine::pipeline::gather::FetchStats;
 use rdl_engine::pipeline::{Gathered, Result};
-use rdl_engine::sampler::{Assembler, Direction, FetchedRow, OutKind, Plan, Request, TablePlan};
+use rdl_engine::sampler::{walk, FetchedRow, OutKind, Plan, Request, Step, TablePlan};
 
 use crate::error::spi;
 use crate::pgtime;
@@ -22,50 +22,23 @@ use crate::pgtime;
 /// Refuses (53200) a statement whose rows would hold more than the call's whole memory
 /// budget, while they are read.
 pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)]) -> Result<Gathered> {
-    let anchors: Vec<i64> = seeds.iter().map(|s| s.1).collect();
-    let mut asm = Assembler::new(plan, &anchors);
-    let keys: Vec<Vec<String>> = seeds.iter().map(|s| vec![s.0.clone()]).collect();
-    let reqs = asm.seed_requests(&keys);
-    let rows = fetch(
-        &plan.seed_sql(entity_table),
-        &reqs,
-        &plan.tables[entity_table],
-        false,
-    )?;
-    asm.accept_seeds(entity_table, rows);
-    let found: Vec<bool> = (0..seeds.len()).map(|i| asm.has_seed(i)).collect();
-    while asm.next_hop() {
-        let frontier = asm.take_frontier();
-        for edge in &plan.edges {
-            for dir in [Direction::ToParent, Direction::ToChildren] {
-                let reqs = asm.requests(&frontier, edge, dir);
-                if reqs.is_empty() {
-                    continue;
-                }
-                pgrx::check_for_interrupts!();
-                let table = match dir {
-                    Direction::ToParent => &edge.parent,
-                    Direction::ToChildren => &edge.child,
-                };
-                let hop = asm.hop();
-                let sql = plan.step_sql(edge, dir, hop);
-                let counts = plan.counts_at(dir, hop);
-                let rows = fetch(&sql, &reqs, &plan.tables[table], counts)?;
-                asm.accept_step(edge, dir, &reqs, rows);
-            }
-        }
-    }
+    let w = walk(plan, entity_table, seeds, |step, reqs| {
+        pgrx::check_for_interrupts!();
+        let (sql, counts) = match step {
+            Step::Seeds(table) => (plan.seed_sql(table), false),
+            Step::Hop(edge, dir, hop) => (plan.step_sql(edge, dir, hop), plan.counts_at(dir, hop)),
+        };
+        fetch(&sql, reqs, &plan.tables[step.table()], counts)
+    })?;
     // The statements bound time already; the assembler's own check must never fire.
     assert_eq!(
-        asm.dropped_future, 0,
+        w.dropped_future, 0,
         "rdl: a row newer than its anchor reached the sampler"
     );
-    let via = std::mem::take(&mut asm.via);
-    let contexts = std::mem::take(&mut asm.contexts);
     Ok(Gathered {
-        contexts,
-        via,
-        found,
+        contexts: w.contexts,
+        via: w.via,
+        found: w.found,
     })
 }
 

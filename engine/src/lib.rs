@@ -9,6 +9,7 @@ pub mod base;
 pub mod dbgen;
 pub mod device;
 pub mod encode;
+pub mod icl;
 pub mod ident;
 pub mod memory;
 pub mod metrics;

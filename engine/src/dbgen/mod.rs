@@ -23,6 +23,7 @@
 mod db;
 mod dims;
 mod facts;
+pub mod gather;
 pub mod labels;
 mod latent;
 mod noise;

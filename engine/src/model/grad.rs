@@ -31,6 +31,10 @@ pub enum Loss {
     SmoothL1,
     /// [`super::cross_entropy`] against a one-hot target.
     CrossEntropy,
+    /// No loss of its own: the targets `[B, d_model]` are the gradient of a loss computed
+    /// elsewhere at [`Model::forward_repr`]'s output (the in-context model's); the head
+    /// takes no part.
+    Repr,
 }
 
 /// Buffers of one lane (one thread's share of a step), kept between steps.
@@ -104,7 +108,12 @@ impl FastTrainer {
             candle_core::bail!("batch built for another model configuration");
         }
         let (bsz, no) = y.dims2()?;
-        if bsz != b.n_ctx || no != lay.n_out || (loss != Loss::CrossEntropy && no != 1) {
+        let width_ok = match loss {
+            Loss::Repr => no == lay.d,
+            Loss::CrossEntropy => no == lay.n_out,
+            Loss::Bce | Loss::SmoothL1 => no == lay.n_out && no == 1,
+        };
+        if bsz != b.n_ctx || !width_ok {
             candle_core::bail!("targets of shape {:?} for {} contexts", y.dims(), b.n_ctx);
         }
         lay.read_into(&mut self.params)?;
@@ -153,16 +162,17 @@ impl FastTrainer {
         }
         // parameters outside the graph: the q/k/v side of attention types without pairs
         let unused = |off: usize| {
-            lay.blocks.iter().any(|(attn, _)| {
-                attn.iter().enumerate().any(|(k, a)| {
-                    hb.csr[k].keys.is_empty()
-                        && (off == a.norm.g
-                            || off == a.norm.b
-                            || off == a.sink
-                            || (a.qkv.w..a.qkv.w + 3 * lay.d * lay.d).contains(&off)
-                            || (a.qkv.b..a.qkv.b + 3 * lay.d).contains(&off))
+            (loss == Loss::Repr && (off == lay.head.w || off == lay.head.b))
+                || lay.blocks.iter().any(|(attn, _)| {
+                    attn.iter().enumerate().any(|(k, a)| {
+                        hb.csr[k].keys.is_empty()
+                            && (off == a.norm.g
+                                || off == a.norm.b
+                                || off == a.sink
+                                || (a.qkv.w..a.qkv.w + 3 * lay.d * lay.d).contains(&off)
+                                || (a.qkv.b..a.qkv.b + 3 * lay.d).contains(&off))
+                    })
                 })
-            })
         };
         let mut store = GradStore::default();
         for (t, off) in &lay.tensors {
@@ -207,6 +217,7 @@ impl StepCtx<'_> {
                 g[0] = (r.signum() * q / beta) as f32 * self.inv_b;
                 0.5 * q * q / beta + (a - q)
             }
+            Loss::Repr => 0.0,
             Loss::CrossEntropy => {
                 let mx = o.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
                 let se: f64 = o.iter().map(|&v| (v as f64 - mx).exp()).sum();
@@ -302,6 +313,13 @@ impl StepCtx<'_> {
         for c in ch.c0..ch.c1 {
             let t = hb.target[c] as usize - ch.t0;
             fast::head_fwd(lay, p, &x[t * d..(t + 1) * d], yf, xhat, rstd, o);
+            if self.loss == Loss::Repr {
+                dy.copy_from_slice(&self.ys[c * d..(c + 1) * d]);
+                let (dg, db) = two(g, (fg, d), (fb, d));
+                let dxt = &mut dx[t * d..(t + 1) * d];
+                kernels::layer_norm_bwd(dy, xhat, rstd, &p[fg..fg + d], d, dxt, dg, db, tmp);
+                continue;
+            }
             loss += self.loss_grad(c, o, go);
             // dWh += go ⊗ yf, dbh += go, dy = go · Wh
             dy.fill(0.0);
@@ -559,20 +577,33 @@ mod tests {
                 (bsz, 1),
                 &dev,
             )?,
+            Loss::Repr => {
+                let d = cfg.d_model;
+                let g = (0..bsz * d).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.1);
+                Tensor::from_vec(g.collect::<Vec<_>>(), (bsz, d), &dev)?
+            }
         };
         let mut r1 = ChaCha8Rng::seed_from_u64(5);
-        let out = m.forward(&b, Some(&mut r1))?;
         let l = match loss {
-            Loss::Bce => bce_with_logits(&out, &y)?,
-            Loss::SmoothL1 => smooth_l1(&out, &y, crate::model::SMOOTH_L1_BETA)?,
-            Loss::CrossEntropy => cross_entropy(&out, &y)?,
+            Loss::Bce => bce_with_logits(&m.forward(&b, Some(&mut r1))?, &y)?,
+            Loss::SmoothL1 => smooth_l1(
+                &m.forward(&b, Some(&mut r1))?,
+                &y,
+                crate::model::SMOOTH_L1_BETA,
+            )?,
+            Loss::CrossEntropy => cross_entropy(&m.forward(&b, Some(&mut r1))?, &y)?,
+            // a loss whose gradient at the representations is `y`
+            Loss::Repr => (m.forward_repr(&b, Some(&mut r1))? * &y)?.sum_all()?,
         };
         let want = l.backward()?;
         let mut ft = FastTrainer::new(&m).expect("supported");
         let mut r2 = ChaCha8Rng::seed_from_u64(5);
         let (l2, got) = ft.loss_and_grads(&m, &b, &y, loss, Some(&mut r2))?;
         let (l, l2) = (l.to_scalar::<f32>()?, l2.to_scalar::<f32>()?);
-        assert!((l - l2).abs() < 1e-5 * l.abs().max(1.0), "loss {l} vs {l2}");
+        assert!(
+            loss == Loss::Repr || (l - l2).abs() < 1e-5 * l.abs().max(1.0),
+            "loss {l} vs {l2}"
+        );
         for (name, v) in sorted_vars(&vm) {
             let w = want.get(v.as_tensor());
             let g = got.get(v.as_tensor());
@@ -604,6 +635,7 @@ mod tests {
         compare(&cfg, 1, Loss::Bce, &ecs, nc)?;
         compare(&cfg, 1, Loss::SmoothL1, &ecs, nc)?;
         compare(&cfg, 4, Loss::CrossEntropy, &ecs, nc)?;
+        compare(&cfg, 1, Loss::Repr, &ecs, nc)?;
         // eight heads of 8 (the other vectorised attention shape)
         let mut c8 = ModelConfig::small();
         c8.heads = 8;

@@ -43,17 +43,25 @@ impl FastModel {
     /// Outputs `[B][n_out]` of [`Model::forward`] (no dropout).
     pub fn forward(&self, b: &Batch) -> Result<Vec<Vec<f32>>> {
         let hb = HostBatch::from_batch(b)?;
-        let out = self.forward_host(&hb, true);
+        let out = self.forward_host(&hb, true, false);
         Ok(out
             .chunks(self.lay.n_out.max(1))
             .map(|c| c.to_vec())
             .collect())
     }
 
-    /// Outputs of every context laid end to end (`B × n_out`); chunks in parallel when
-    /// `parallel` and there are several.
-    pub(crate) fn forward_host(&self, hb: &HostBatch, parallel: bool) -> Vec<f32> {
-        let no = self.lay.n_out;
+    /// The representations `B × d_model` of [`Model::forward_repr`] (no dropout), laid end
+    /// to end.
+    pub fn forward_repr(&self, b: &Batch) -> Result<Vec<f32>> {
+        let hb = HostBatch::from_batch(b)?;
+        Ok(self.forward_host(&hb, true, true))
+    }
+
+    /// Outputs of every context laid end to end (`B × n_out`, or `B × d` of
+    /// representations when `repr`); chunks in parallel when `parallel` and there are
+    /// several.
+    pub(crate) fn forward_host(&self, hb: &HostBatch, parallel: bool, repr: bool) -> Vec<f32> {
+        let no = if repr { self.lay.d } else { self.lay.n_out };
         let chunks = fast::chunks(
             &hb.spans,
             std::env::var("RDL_CHUNK")
@@ -65,7 +73,7 @@ impl FastModel {
         let run = |ch: &Chunk, o: &mut [f32]| {
             SCRATCH.with(|s| {
                 let (s, x) = &mut *s.borrow_mut();
-                self.chunk(hb, *ch, x, s, o)
+                self.chunk(hb, *ch, x, s, o, repr)
             })
         };
         let mut parts: Vec<(&Chunk, &mut [f32])> = Vec::with_capacity(chunks.len());
@@ -85,7 +93,15 @@ impl FastModel {
         out
     }
 
-    fn chunk(&self, hb: &HostBatch, ch: Chunk, x: &mut Vec<f32>, s: &mut Scratch, out: &mut [f32]) {
+    fn chunk(
+        &self,
+        hb: &HostBatch,
+        ch: Chunk,
+        x: &mut Vec<f32>,
+        s: &mut Scratch,
+        out: &mut [f32],
+        repr: bool,
+    ) {
         let d = self.lay.d;
         let n = ch.n();
         x.resize(n * d, 0.0);
@@ -94,18 +110,18 @@ impl FastModel {
         let plans = fast::plan(&self.lay, hb, ch);
         fast::blocks_fwd(&self.lay, &self.p, hb, ch, &plans, x, None, None, s);
         let mut y = vec![0f32; d];
+        let no = self.lay.n_out;
+        let mut o = vec![0f32; no];
         for (i, c) in (ch.c0..ch.c1).enumerate() {
             let t = hb.target[c] as usize - ch.t0;
-            let no = self.lay.n_out;
-            fast::head_fwd(
-                &self.lay,
-                &self.p,
-                &x[t * d..(t + 1) * d],
-                &mut y,
-                &mut [],
-                &mut [],
-                &mut out[i * no..(i + 1) * no],
-            );
+            let x = &x[t * d..(t + 1) * d];
+            if repr {
+                fast::head_fwd(&self.lay, &self.p, x, &mut y, &mut [], &mut [], &mut o);
+                out[i * d..(i + 1) * d].copy_from_slice(&y);
+            } else {
+                let out = &mut out[i * no..(i + 1) * no];
+                fast::head_fwd(&self.lay, &self.p, x, &mut y, &mut [], &mut [], out);
+            }
         }
     }
 }

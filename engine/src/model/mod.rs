@@ -216,19 +216,19 @@ impl Linear {
     }
 }
 
-struct Norm {
+pub(crate) struct Norm {
     g: Tensor,
     b: Tensor,
 }
 
 impl Norm {
-    fn new(p: &mut ParamInit, name: &str, d: usize) -> Result<Self> {
+    pub(crate) fn new(p: &mut ParamInit, name: &str, d: usize) -> Result<Self> {
         Ok(Norm {
             g: p.constant(&format!("{name}.weight"), &[d], 1.0)?,
             b: p.constant(&format!("{name}.bias"), &[d], 0.0)?,
         })
     }
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         candle_nn::ops::layer_norm_slow(x, &self.g, &self.b, 1e-5)
     }
 }

@@ -30,10 +30,12 @@
 mod assemble;
 mod plan;
 mod statements;
+mod walk;
 
 pub use assemble::{Assembler, FetchedRow};
 pub use plan::{Direction, Edge, Plan, TablePlan, ValueColumn};
 pub use statements::{inline_statement, Request, PARAM_TYPES};
+pub use walk::{walk, Step, Walked};
 
 use serde::{Deserialize, Serialize};
 

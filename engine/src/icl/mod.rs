@@ -1,0 +1,166 @@
+//! In-context prediction (DESIGN §6b): a pretrained model answers a task it was never
+//! trained on from labelled examples of the same task gathered at answer time.
+//!
+//! An **episode** is one task on one database: `E` labelled examples — (entity, anchor)
+//! contexts whose label windows closed at or before the query time — and `Q` query
+//! contexts whose labels are hidden. The model ([`model::IclModel`]) reads every context
+//! with the relational transformer, adds to each example's representation an embedding of
+//! its label, lets every context attend to the examples, and reads each query's
+//! prediction from its own state. Queries never see each other, so each answer depends on
+//! the examples and its own context alone.
+//!
+//! **Nothing in the weights depends on one database.** Columns are known by a *slot*: the
+//! episode's columns are dealt to [`SLOTS`] learned embeddings in an order drawn per
+//! episode in pretraining (fixed at answer time), so the model learns to relate a query's
+//! cells to the examples' cells of the same column, not what a column name means. Numbers
+//! are ranked among the episode's own values, categorical values hashed, times relative
+//! to each context's anchor — all from the episode's contexts, never from labels.
+//! Regression labels are centred on the examples' median and scaled by their mean
+//! absolute deviation, so one set of weights serves any unit.
+
+pub mod model;
+pub mod pretrain;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::encode::{EncodedContext, Encoder, EncoderConfig, Subgraph};
+use crate::model::ModelConfig;
+
+/// Column slots (ids 2.. of the model's column embedding; 0 is unused, 1 the target).
+pub const SLOTS: usize = 192;
+
+/// What kind of label an episode predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IclTask {
+    Binary,
+    Regression,
+}
+
+impl IclTask {
+    pub fn index(self) -> usize {
+        match self {
+            IclTask::Binary => 0,
+            IclTask::Regression => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IclConfig {
+    /// The relational transformer that reads each context.
+    pub model: ModelConfig,
+    /// Hash buckets for categorical values.
+    pub n_buckets: u32,
+    /// Blocks of attention to the examples after it.
+    pub icl_blocks: usize,
+}
+
+impl Default for IclConfig {
+    fn default() -> Self {
+        IclConfig {
+            model: ModelConfig {
+                max_tokens: 192,
+                ..ModelConfig::small()
+            },
+            n_buckets: 1024,
+            icl_blocks: 2,
+        }
+    }
+}
+
+impl IclConfig {
+    pub fn encoder_config(&self) -> EncoderConfig {
+        self.model.encoder_config(self.n_buckets)
+    }
+}
+
+/// Fits the episode's encoder on its contexts (statistics, no labels) and deals its
+/// columns to slots in the order `deal` draws (0: sorted by name, as at answer time).
+pub fn fit_episode_encoder(cfg: &IclConfig, contexts: &[Subgraph], deal: u64) -> Encoder {
+    let mut enc = Encoder::fit(cfg.encoder_config(), contexts);
+    let mut names: Vec<String> = enc.columns.keys().cloned().collect();
+    if deal != 0 {
+        names.shuffle(&mut ChaCha8Rng::seed_from_u64(deal));
+    }
+    for (i, name) in names.into_iter().enumerate() {
+        enc.columns.insert(name, 2 + (i % SLOTS) as u32);
+    }
+    enc
+}
+
+/// Label normalisation of an episode: regression labels centred on the examples' median
+/// and divided by their mean absolute deviation from it; binary labels as they are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LabelScale {
+    pub center: f64,
+    pub scale: f64,
+}
+
+/// Largest normalised label the model sees (a heavy tail must not dominate the loss).
+const LABEL_CLIP: f64 = 20.0;
+
+impl LabelScale {
+    pub fn fit(task: IclTask, examples: &[f64]) -> LabelScale {
+        if task == IclTask::Binary || examples.is_empty() {
+            return LabelScale {
+                center: 0.0,
+                scale: 1.0,
+            };
+        }
+        let mut v = examples.to_vec();
+        v.sort_by(f64::total_cmp);
+        let center = v[v.len() / 2];
+        let mad = v.iter().map(|x| (x - center).abs()).sum::<f64>() / v.len() as f64;
+        LabelScale {
+            center,
+            scale: if mad > 1e-9 { mad } else { 1.0 },
+        }
+    }
+
+    pub fn norm(&self, y: f64) -> f32 {
+        ((y - self.center) / self.scale).clamp(-LABEL_CLIP, LABEL_CLIP) as f32
+    }
+
+    pub fn denorm(&self, y: f32) -> f64 {
+        self.center + self.scale * y as f64
+    }
+}
+
+/// An encoded episode: the examples' contexts first, then the queries'.
+pub struct Episode {
+    pub task: IclTask,
+    pub contexts: Vec<EncodedContext>,
+    pub n_examples: usize,
+    /// Normalised labels of the examples, then of the queries (known in pretraining and
+    /// evaluation; never read by the model for a query).
+    pub labels: Vec<f32>,
+    pub scale: LabelScale,
+}
+
+impl Episode {
+    /// Encodes the examples' and the queries' contexts with labels `y` (examples first).
+    pub fn new(
+        cfg: &IclConfig,
+        task: IclTask,
+        contexts: &[Subgraph],
+        n_examples: usize,
+        y: &[f64],
+        deal: u64,
+    ) -> Episode {
+        let enc = fit_episode_encoder(cfg, contexts, deal);
+        let scale = LabelScale::fit(task, &y[..n_examples.min(y.len())]);
+        Episode {
+            task,
+            contexts: contexts.iter().map(|c| enc.encode(c)).collect(),
+            n_examples,
+            labels: y.iter().map(|&v| scale.norm(v)).collect(),
+            scale,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
