@@ -8,18 +8,12 @@
 #   bench/relbench.sh '{"max_train": 3000, "epochs": 3}' driver-dnf   # a quick look
 # Assumes the extension is installed (scripts/demo.sh or cargo pgrx install).
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/scripts/lib.sh"
+. "$RDL_ROOT/bench/f1_tasks.sh"
 opts="${1:-{\}}"; shift || true
 tasks=("$@"); [ ${#tasks[@]} -gt 0 ] || tasks=(driver-dnf driver-top3 driver-position)
 bench_db
 psql_() { bench_psql "$@"; }
 
-query() {
-    case "$1" in
-    driver-dnf) echo "PREDICT COUNT(results.* WHERE results.status_id != 1, 0, 30, days) > 0 FOR EACH drivers.driver_id ASSUMING COUNT(results.*, 0, 30, days) > 0" ;;
-    driver-top3) echo "PREDICT MIN(qualifying.position, 0, 30, days) <= 3 FOR EACH drivers.driver_id ASSUMING COUNT(qualifying.*, 0, 30, days) > 0" ;;
-    driver-position) echo "PREDICT AVG(results.position_order, 0, 60, days) FOR EACH drivers.driver_id ASSUMING COUNT(results.*, 0, 60, days) > 0" ;;
-    esac
-}
 published() {
     case "$1" in
     driver-dnf) echo "AUROC | LightGBM 0.686 | RDL GNN 0.726 | RelGNN 0.753 | RT 0.842 | KumoRFM-2 0.846" ;;
@@ -32,7 +26,7 @@ echo "train options: $opts"
 for t in "${tasks[@]}"; do
     # psql interpolates :'vars' only in scripts, not in -c.
     echo "SELECT rdl_create_task(:'t', :'q', '{\"val_cutoff\": \"2005-01-01\", \"test_cutoff\": \"2010-01-01\"}') IS NOT NULL" \
-      | psql_ -d rdl_bench -v ON_ERROR_STOP=1 -v t="$t" -v q="$(query "$t")" >/dev/null
+      | psql_ -d rdl_bench -v ON_ERROR_STOP=1 -v t="$t" -v q="$(f1_query "$t")" >/dev/null
     t0=$(date +%s)
     echo "CALL rdl_train(:'t', :'o')" | psql_ -d rdl_bench -v ON_ERROR_STOP=1 -v t="$t" -v o="$opts" 2>&1 | sed 's/^/  /'
     t1=$(date +%s)

@@ -55,6 +55,9 @@ pub static USE_WORKER: GucSetting<WorkerChoice> =
 pub static TRAIN_ON_WORKER: GucSetting<WorkerChoice> =
     GucSetting::<WorkerChoice>::new(WorkerChoice::Auto);
 
+/// `rdl.in_context`: whether `rdl_predict` answers a task with no trained model in context.
+pub static IN_CONTEXT: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 /// `rdl.max_memory_mb`: what one call may hold in gathered and encoded contexts, MB.
 pub static MAX_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(2048);
 
@@ -141,6 +144,19 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"rdl.in_context",
+        c"Whether rdl_predict answers a task that has no trained model from rdl's pretrained in-context model.",
+        c"Off: such a task raises 55000 until it is trained. The zero-shot answers are not yet as accurate as a trained model (see the README).",
+        &IN_CONTEXT,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    init_memory();
+}
+
+/// The memory settings and the rest.
+fn init_memory() {
     // Defined before rdl.max_memory_mb, whose check reads it.
     GucRegistry::define_int_guc(
         c"rdl.max_memory_ceiling_mb",

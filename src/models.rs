@@ -38,8 +38,20 @@ thread_local! {
 
 /// The task and its active model, from the per-backend caches while they are current:
 /// one statement per call in the steady state. `check` runs on the task first (e.g. that
-/// it is the right kind for the function).
+/// it is the right kind for the function). 55000 when the task has no trained model.
 pub fn active(task: &str, check: impl FnOnce(&TaskSpec)) -> (Rc<TaskSpec>, Rc<Loaded>) {
+    let (spec, loaded, _) = active_or_none(task, check);
+    match loaded {
+        Some(l) => (spec, l),
+        None => no_model(task),
+    }
+}
+
+/// [`active`], or the task alone (and its state) when it has no trained model.
+pub fn active_or_none(
+    task: &str,
+    check: impl FnOnce(&TaskSpec),
+) -> (Rc<TaskSpec>, Option<Rc<Loaded>>, TaskState) {
     crate::guc::apply();
     let key = (crate::storage::caller(), task.to_string());
     let cached = CACHE.with(|c| c.borrow().get(&key).cloned());
@@ -49,15 +61,17 @@ pub fn active(task: &str, check: impl FnOnce(&TaskSpec)) -> (Rc<TaskSpec>, Rc<Lo
         .unwrap_or_default();
     let st = task_state(task, &tables, Access::Use);
     check(&st.spec);
-    let id = active_id(task, &st);
+    let Some(id) = st.active_model else {
+        return (st.spec.clone(), None, st);
+    };
     if let Some(l) = cached {
         if st.active_model == Some(l.servable.id)
             && l.tag == st.active_tag
             && l.columns_tag == st.columns_tag
         {
             // The role may have changed since the model was cached: checked on every call.
-            deny(task, st.denied_table);
-            return (st.spec, l);
+            deny(task, st.denied_table.clone());
+            return (st.spec.clone(), Some(l), st);
         }
     }
     let loaded = Rc::new(load(task, &st, id));
@@ -68,19 +82,17 @@ pub fn active(task: &str, check: impl FnOnce(&TaskSpec)) -> (Rc<TaskSpec>, Rc<Lo
         }
         c.insert(key, loaded.clone())
     });
-    (st.spec, loaded)
+    (st.spec.clone(), Some(loaded), st)
 }
 
-/// The task's active model id; 55000 with a hint to train when it has none.
-fn active_id(task: &str, st: &TaskState) -> i64 {
-    st.active_model.unwrap_or_else(|| {
-        RdlError::new("55000", format!("task \"{task}\" has no trained model"))
-            .hint(format!(
-                "Train one with CALL rdl_train('{}');",
-                task.replace('\'', "''")
-            ))
-            .raise()
-    })
+/// 55000 with a hint to train: the task has no trained model.
+fn no_model(task: &str) -> ! {
+    RdlError::new("55000", format!("task \"{task}\" has no trained model"))
+        .hint(format!(
+            "Train one with CALL rdl_train('{}');",
+            task.replace('\'', "''")
+        ))
+        .raise()
 }
 
 /// Reads model row `id` and loads it: 42501 when the caller may not read a table it reads,

@@ -115,8 +115,13 @@ fn main() {
             results.push(serde_json::json!({"seed": seed, "result": r}));
         }
     }
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
     let card = serde_json::json!({
         "model": "rdl in-context relational transformer",
+        "date": rdl_engine::base::time::format_timestamp(now_us),
+        "data": "generated databases only (engine/src/dbgen, seeds below 1000); no real data",
         "config": cfg,
         "pretrain": pc,
         "worlds": format!("dbgen seeds 0..{n_worlds} at {scale:?} scale"),

@@ -105,7 +105,7 @@ fn split_gather_plan(
 }
 
 /// The default sampler plan, once the caller may read every table it links.
-fn default_plan(task: &str, t: &TaskSpec) -> Plan {
+pub(crate) fn default_plan(task: &str, t: &TaskSpec) -> Plan {
     let cfg = SamplerConfig::default();
     catalog::check_linked_readable(&t.entity.table, cfg.depth, task);
     Plan::new(&catalog::read_graph(None), cfg)

@@ -8,11 +8,11 @@ use pgrx::prelude::*;
 use pgrx::{AnyArray, AnyElement, JsonB};
 use rdl_engine::pipeline::one::{gather_one, One};
 use rdl_engine::pipeline::report::argmax;
-use rdl_engine::pipeline::{recommend, tabular, Needs, Split};
+use rdl_engine::pipeline::{in_context, recommend, tabular, Needs, Split};
 use rdl_engine::pql::{TaskSpec, TaskType};
 use serde_json::{json, Map};
 
-use crate::api::context::anchor_of;
+use crate::api::context::{self, anchor_of};
 use crate::entity;
 use crate::error::raise;
 use crate::models::{self, Loaded};
@@ -84,6 +84,16 @@ fn rdl_predict(
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
     assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<f64> {
+    if let (Some(name), Some(id), true) = (task, &entity_id, crate::guc::IN_CONTEXT.get()) {
+        let check = |t: &TaskSpec| applies(t, name, "rdl_predict", Needs::Value);
+        if let (spec, None, _) = models::active_or_none(name, check) {
+            let key = entity::key_text(id, &spec.entity.key_type, name);
+            let (plan, at) = (context::default_plan(name, &spec), anchor_of(as_of));
+            let (mut src, w) = (SpiSource::new(name, &spec), assuming.as_ref().map(|j| &j.0));
+            let a = in_context::predict(&mut src, name, &spec, &plan, (&key, at), w);
+            return Some(a.unwrap_or_else(|e| raise(e)).value);
+        }
+    }
     let (_, p) = predict_one(task, false, "rdl_predict", entity_id, as_of, assuming)?;
     Some(p[0])
 }

@@ -9,7 +9,8 @@ use candle_core::{Device, Result, Tensor, D};
 use candle_nn::VarMap;
 use rand_chacha::ChaCha8Rng;
 
-use super::{IclConfig, IclTask, SLOTS};
+use super::{Episode, IclConfig, IclTask, SLOTS};
+use crate::model::infer::FastModel;
 use crate::model::{Batch, Linear, Model, ModelDims, Norm, ParamInit};
 
 struct Block {
@@ -132,6 +133,30 @@ impl IclModel {
             .head
             .forward(&self.norm.forward(&x.narrow(0, e, q)?)?)?;
         out.squeeze(1)
+    }
+
+    /// An episode's contexts read by the fast forward pass (no autograd): the batch and
+    /// the representations `[N, d]`.
+    pub fn read_episode(&self, ep: &Episode, dev: &Device) -> Result<(Batch, Tensor)> {
+        let refs: Vec<_> = ep.contexts.iter().collect();
+        let batch = Batch::new(&refs, &self.cfg.model, self.cfg.n_buckets as usize, dev)?;
+        let fm = FastModel::new(&self.reader)?
+            .ok_or_else(|| candle_core::Error::Msg("no fast path for this reader".into()))?;
+        let r = fm.forward_repr(&batch)?;
+        let r = Tensor::from_vec(r, (refs.len(), self.cfg.model.d_model), dev)?;
+        Ok((batch, r))
+    }
+
+    /// The outputs `[Q]` for an episode's queries from its representations `r`.
+    pub fn answer_episode(&self, ep: &Episode, r: &Tensor, dev: &Device) -> Result<Tensor> {
+        let (e, n) = (ep.n_examples, ep.contexts.len());
+        let labels = Tensor::from_slice(&ep.labels[..e], e, dev)?;
+        self.answer(
+            ep.task,
+            &r.narrow(0, 0, e)?,
+            &labels,
+            &r.narrow(0, e, n - e)?,
+        )
     }
 
     /// One episode end to end: `batch` holds the examples' contexts then the queries'.

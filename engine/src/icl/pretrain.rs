@@ -9,22 +9,21 @@
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{Optimizer, ParamsAdamW, VarMap};
-use rand::seq::{IndexedRandom, SliceRandom};
+use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::model::IclModel;
-use super::{Episode, IclConfig, IclTask};
+use super::{draw, pick, Episode, IclConfig, IclTask};
 use crate::base::time::add;
 use crate::dbgen::gather::MemorySampler;
 use crate::dbgen::labels::Evaluator;
 use crate::dbgen::{generate, Database, DbConfig, Scale};
 use crate::encode::Subgraph;
 use crate::model::grad::{FastTrainer, Loss};
-use crate::model::infer::FastModel;
 use crate::model::optim::FastAdamW;
-use crate::model::{bce_with_logits, smooth_l1, Batch, SMOOTH_L1_BETA};
+use crate::model::{bce_with_logits, smooth_l1, SMOOTH_L1_BETA};
 use crate::pql::{compile, TaskType};
 use crate::sampler::{Plan, SamplerConfig};
 
@@ -121,30 +120,21 @@ impl World {
             .contexts
     }
 
-    /// Up to `n` labelled examples of task `t` known at `at`: the latest anchors whose
-    /// windows closed by then, sampled evenly from them (at most `n` per anchor).
+    /// Up to `n` labelled examples of task `t` known at `at` ([`draw`]) and the positive
+    /// rate of the rows they were drawn from.
     pub fn examples(
         &self,
         t: usize,
         at: i64,
         n: usize,
         rng: &mut ChaCha8Rng,
-    ) -> Vec<(String, i64, f64)> {
+    ) -> (Vec<(String, i64, f64)>, f64) {
         let task = &self.tasks[t];
-        let mut pool: Vec<(String, i64, f64)> = Vec::new();
-        for (a, rows) in task.anchors.iter().rev() {
-            if task.closes(*a) > at {
-                continue;
-            }
-            let take: Vec<&(String, f64)> = rows.choose_multiple(rng, n).collect();
-            pool.extend(take.into_iter().map(|(e, y)| (e.clone(), *a, *y)));
-            if pool.len() >= 4 * n {
-                break;
-            }
-        }
-        pool.shuffle(rng);
-        pool.truncate(n);
-        pool
+        let groups: Vec<(i64, &[(String, f64)])> = (task.anchors.iter().rev())
+            .filter(|(a, _)| task.closes(*a) <= at)
+            .map(|(a, rows)| (*a, rows.as_slice()))
+            .collect();
+        draw(&groups, n, task.task, rng)
     }
 
     /// A random episode: task, query anchor, queries, examples (`None` when the drawn
@@ -163,8 +153,8 @@ impl World {
         let task = &self.tasks[t];
         let (at, rows) = task.anchors.choose(rng)?;
         let at = *at;
-        let qs: Vec<(String, f64)> = rows.choose_multiple(rng, n_queries).cloned().collect();
-        let ex = self.examples(t, at, n_examples, rng);
+        let qs = pick(rows, |x| x.1, n_queries, task.task, rng);
+        let (ex, _) = self.examples(t, at, n_examples, rng);
         if ex.len() < n_examples / 2 || qs.is_empty() {
             return None;
         }
@@ -208,19 +198,6 @@ impl Default for PretrainConfig {
     }
 }
 
-/// An episode's contexts read without autograd: the batch and the representations
-/// `[N, d]`.
-fn read(model: &IclModel, ep: &Episode, dev: &Device) -> candle_core::Result<(Batch, Tensor)> {
-    let refs: Vec<_> = ep.contexts.iter().collect();
-    let batch = Batch::new(&refs, &model.cfg.model, model.cfg.n_buckets as usize, dev)?;
-    let fm = FastModel::new(&model.reader)?
-        .ok_or_else(|| candle_core::Error::Msg("no fast path for this reader".into()))?;
-    let r = fm.forward_repr(&batch)?;
-    let d = model.cfg.model.d_model;
-    let r = Tensor::from_vec(r, (refs.len(), d), dev)?;
-    Ok((batch, r))
-}
-
 /// The loss of an episode's queries and their outputs, from representations `r`.
 fn episode_loss(
     model: &IclModel,
@@ -229,15 +206,8 @@ fn episode_loss(
     dev: &Device,
 ) -> candle_core::Result<(Tensor, Tensor)> {
     let e = ep.n_examples;
-    let n = ep.labels.len();
-    let labels = Tensor::from_slice(&ep.labels[..e], e, dev)?;
-    let target = Tensor::from_slice(&ep.labels[e..], n - e, dev)?;
-    let out = model.answer(
-        ep.task,
-        &r.narrow(0, 0, e)?,
-        &labels,
-        &r.narrow(0, e, n - e)?,
-    )?;
+    let target = Tensor::from_slice(&ep.labels[e..], ep.labels.len() - e, dev)?;
+    let out = model.answer_episode(ep, r, dev)?;
     let loss = match ep.task {
         IclTask::Binary => bce_with_logits(&out, &target)?,
         IclTask::Regression => smooth_l1(&out, &target, SMOOTH_L1_BETA)?,
@@ -280,7 +250,7 @@ pub fn pretrain(
         let warm = ((step + 1) as f64 / pc.warmup.max(1) as f64).min(1.0);
         let decay = 1.0 - 0.9 * step as f64 / pc.steps as f64;
         opt.set_learning_rate(pc.lr * warm * decay);
-        let (batch, r) = read(model, &ep, dev)?;
+        let (batch, r) = model.read_episode(&ep, dev)?;
         let r = Var::from_tensor(&r)?;
         let (loss, _) = episode_loss(model, &ep, r.as_tensor(), dev)?;
         let mut grads = loss.backward()?;
@@ -340,7 +310,7 @@ pub fn zero_shot(
         if qs.is_empty() {
             continue;
         }
-        let ex = world.examples(t, a, n_examples, &mut rng);
+        let (ex, rate) = world.examples(t, a, n_examples, &mut rng);
         n_ex = n_ex.max(ex.len());
         for chunk in qs.chunks(64) {
             let mut seeds: Vec<(String, i64)> = ex.iter().map(|e| (e.0.clone(), e.1)).collect();
@@ -348,12 +318,12 @@ pub fn zero_shot(
             let mut y: Vec<f64> = ex.iter().map(|e| e.2).collect();
             y.extend(chunk.iter().map(|q| q.2));
             let ctxs = world.contexts(t, &seeds);
-            let ep = Episode::new(&model.cfg, kind, &ctxs, ex.len(), &y, 0);
-            let (_, r) = read(model, &ep, dev)?;
+            let ep = Episode::new(&model.cfg, kind, &ctxs, ex.len(), &y, 0).at_rate(rate);
+            let (_, r) = model.read_episode(&ep, dev)?;
             let (_, out) = episode_loss(model, &ep, &r, dev)?;
             for (o, q) in out.to_vec1::<f32>()?.into_iter().zip(chunk) {
                 pred.push(match kind {
-                    IclTask::Binary => o as f64,
+                    IclTask::Binary => (o + ep.shift) as f64,
                     IclTask::Regression => ep.scale.denorm(o),
                 });
                 truth.push(q.2);

@@ -44,7 +44,7 @@ fn no_label_from_after_the_query_time() {
     for t in 0..w.tasks.len() {
         let anchors: Vec<i64> = w.tasks[t].anchors.iter().map(|a| a.0).collect();
         for &at in anchors.iter().rev().take(3) {
-            let ex = w.examples(t, at, 32, &mut rng);
+            let (ex, _) = w.examples(t, at, 32, &mut rng);
             for (_, a, _) in &ex {
                 let task = &w.tasks[t];
                 let closes = task.closes(*a);
@@ -90,6 +90,24 @@ fn slots_carry_no_vocabulary() {
     assert!(ids_a.iter().all(|&i| (2..2 + SLOTS as u32).contains(&i)));
 }
 
+/// Binary examples keep the classes' proportions (at least [`MIN_CLASS_SHARE`] each); a
+/// shifted logit reads the natural rate again.
+#[test]
+fn binary_examples_keep_the_classes() {
+    let items: Vec<f64> = (0..1000).map(|i| (i % 20 == 0) as u8 as f64).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let v = pick(&items, |&y| y, 64, IclTask::Binary, &mut rng);
+    assert_eq!(v.len(), 64);
+    let want = ((64.0 * MIN_CLASS_SHARE).ceil() as usize).max(3);
+    assert_eq!(v.iter().filter(|&&y| y > 0.5).count(), want);
+    // a logit of 0 at a 25% sample is the prior odds: at a 5% natural rate it reads
+    // (0.05 / 0.95) / (0.25 / 0.75)
+    let shifted = prior_shift(0.05, 0.25) as f64;
+    let p = 1.0 / (1.0 + (-shifted).exp());
+    let odds = (0.05 / 0.95) / (0.25 / 0.75);
+    assert!((p / (1.0 - p) - odds).abs() < 1e-4);
+}
+
 #[test]
 fn label_scale_round_trips() {
     let s = LabelScale::fit(IclTask::Regression, &[1.0, 2.0, 3.0, 10.0]);
@@ -122,4 +140,58 @@ fn pretraining_lowers_the_episode_loss() {
     let mean = |s: &[f32]| s.iter().sum::<f32>() / s.len() as f32;
     let (first, last) = (mean(&losses[..60]), mean(&losses[180..]));
     assert!(last < 0.9 * first, "loss {first} -> {last}");
+}
+
+/// The examples an answer in SQL draws (`pipeline::in_context`) are labels whose windows
+/// closed by the answer's time, for any time asked.
+#[test]
+fn answers_draw_only_closed_labels() {
+    use crate::dbgen::labels::Evaluator;
+    use crate::pipeline::in_context;
+    let w = world(13);
+    let graph = w.db.schema_graph();
+    for def in &w.db.tasks {
+        let Ok(spec) = crate::pql::compile(&def.query, &graph, &def.options) else {
+            continue;
+        };
+        let Some(win) = spec.window else { continue };
+        let Ok(kind) = in_context::kind(&def.name, &spec) else {
+            continue;
+        };
+        let ev = Evaluator::new(&w.db, &spec).unwrap();
+        let mut known = Vec::new();
+        for split in ["train", "val"] {
+            for r in ev.split(split).unwrap() {
+                if let Some(y) = r.label {
+                    known.push((r.entity, r.anchor, y));
+                }
+            }
+        }
+        let test = ev.split("test").unwrap();
+        let asked: Vec<i64> = test.iter().map(|r| r.anchor).chain([known[0].1]).collect();
+        for as_of in asked.into_iter().step_by(50) {
+            let (ex, _) = in_context::examples(&spec, kind, &known, as_of, 64);
+            for (_, a, _) in &ex {
+                let closes = crate::base::time::add(*a, win.end, win.unit);
+                assert!(
+                    closes <= as_of,
+                    "{}: {a} closes {closes} after {as_of}",
+                    def.name
+                );
+            }
+        }
+    }
+}
+
+/// The shipped weights fit the default configuration and answer a generated task
+/// zero-shot better than chance.
+#[test]
+fn shipped_weights_answer() {
+    let model = shipped::load().unwrap();
+    let mut w = World::generate(1001, Scale::Tiny, SamplerConfig::default());
+    let t = (0..w.tasks.len())
+        .find(|&t| w.tasks[t].task == IclTask::Binary && w.tasks[t].name.ends_with("active"))
+        .unwrap();
+    let r = super::pretrain::zero_shot(&model, &mut w, t, 64, 400, &Device::Cpu).unwrap();
+    assert!(r.metric > 0.6, "{r:?}");
 }

@@ -16,6 +16,7 @@
 pub mod error;
 pub mod explain;
 pub mod gather;
+pub mod in_context;
 pub mod labels;
 pub mod one;
 pub mod options;
