@@ -40,18 +40,17 @@ thread_local! {
 /// one statement per call in the steady state. `check` runs on the task first (e.g. that
 /// it is the right kind for the function). 55000 when the task has no trained model.
 pub fn active(task: &str, check: impl FnOnce(&TaskSpec)) -> (Rc<TaskSpec>, Rc<Loaded>) {
-    let (spec, loaded, _) = active_or_none(task, check);
-    match loaded {
-        Some(l) => (spec, l),
-        None => no_model(task),
+    match active_or_none(task, check) {
+        (spec, Some(l)) => (spec, l),
+        (_, None) => raise(rdl_engine::pipeline::Error::no_model(task)),
     }
 }
 
-/// [`active`], or the task alone (and its state) when it has no trained model.
+/// [`active`], or the task alone when it has no trained model.
 pub fn active_or_none(
     task: &str,
     check: impl FnOnce(&TaskSpec),
-) -> (Rc<TaskSpec>, Option<Rc<Loaded>>, TaskState) {
+) -> (Rc<TaskSpec>, Option<Rc<Loaded>>) {
     crate::guc::apply();
     let key = (crate::storage::caller(), task.to_string());
     let cached = CACHE.with(|c| c.borrow().get(&key).cloned());
@@ -62,7 +61,7 @@ pub fn active_or_none(
     let st = task_state(task, &tables, Access::Use);
     check(&st.spec);
     let Some(id) = st.active_model else {
-        return (st.spec.clone(), None, st);
+        return (st.spec, None);
     };
     if let Some(l) = cached {
         if st.active_model == Some(l.servable.id)
@@ -70,8 +69,8 @@ pub fn active_or_none(
             && l.columns_tag == st.columns_tag
         {
             // The role may have changed since the model was cached: checked on every call.
-            deny(task, st.denied_table.clone());
-            return (st.spec.clone(), Some(l), st);
+            deny(task, st.denied_table);
+            return (st.spec, Some(l));
         }
     }
     let loaded = Rc::new(load(task, &st, id));
@@ -82,17 +81,7 @@ pub fn active_or_none(
         }
         c.insert(key, loaded.clone())
     });
-    (st.spec.clone(), Some(loaded), st)
-}
-
-/// 55000 with a hint to train: the task has no trained model.
-fn no_model(task: &str) -> ! {
-    RdlError::new("55000", format!("task \"{task}\" has no trained model"))
-        .hint(format!(
-            "Train one with CALL rdl_train('{}');",
-            task.replace('\'', "''")
-        ))
-        .raise()
+    (st.spec, Some(loaded))
 }
 
 /// Reads model row `id` and loads it: 42501 when the caller may not read a table it reads,

@@ -86,7 +86,7 @@ fn rdl_predict(
 ) -> Option<f64> {
     if let (Some(name), Some(id), true) = (task, &entity_id, crate::guc::IN_CONTEXT.get()) {
         let check = |t: &TaskSpec| applies(t, name, "rdl_predict", Needs::Value);
-        if let (spec, None, _) = models::active_or_none(name, check) {
+        if let (spec, None) = models::active_or_none(name, check) {
             let key = entity::key_text(id, &spec.entity.key_type, name);
             let (plan, at) = (context::default_plan(name, &spec), anchor_of(as_of));
             let (mut src, w) = (SpiSource::new(name, &spec), assuming.as_ref().map(|j| &j.0));

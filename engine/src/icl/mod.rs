@@ -242,6 +242,15 @@ impl Episode {
         }
     }
 
+    /// A query's answer from the model's output `o`: the probability of the positive
+    /// class at the natural rate (binary), or the value in the labels' unit (regression).
+    pub fn value(&self, o: f32) -> f64 {
+        match self.task {
+            IclTask::Binary => 1.0 / (1.0 + (-((o + self.shift) as f64)).exp()),
+            IclTask::Regression => self.scale.denorm(o),
+        }
+    }
+
     /// Sets the answers' shift for a binary task whose labels are positive at `natural`.
     pub fn at_rate(mut self, natural: f64) -> Episode {
         if self.task == IclTask::Binary && self.n_examples > 0 {

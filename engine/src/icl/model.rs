@@ -7,7 +7,6 @@
 
 use candle_core::{Device, Result, Tensor, D};
 use candle_nn::VarMap;
-use rand_chacha::ChaCha8Rng;
 
 use super::{Episode, IclConfig, IclTask, SLOTS};
 use crate::model::infer::FastModel;
@@ -105,14 +104,8 @@ impl IclModel {
         })
     }
 
-    /// The contexts' states after reading `[B, d]`: the examples' are what every query of
-    /// the same examples reuses. `rng`: dropout (training only).
-    pub fn read(&self, batch: &Batch, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
-        self.reader.forward_repr(batch, rng)
-    }
-
-    /// Predictions `[Q]` for the queries: `examples [E, d]` from [`IclModel::read`] (or
-    /// any reading of the examples' contexts), `labels [E]`, `queries [Q, d]`.
+    /// Predictions `[Q]` for the queries: `examples [E, d]` and `queries [Q, d]` the
+    /// contexts' representations ([`IclModel::read_episode`]), `labels [E]` the examples' normalised labels.
     pub fn answer(
         &self,
         task: IclTask,
@@ -157,21 +150,5 @@ impl IclModel {
             &labels,
             &r.narrow(0, e, n - e)?,
         )
-    }
-
-    /// One episode end to end: `batch` holds the examples' contexts then the queries'.
-    pub fn forward(
-        &self,
-        task: IclTask,
-        batch: &Batch,
-        n_examples: usize,
-        labels: &Tensor,
-        rng: Option<&mut ChaCha8Rng>,
-    ) -> Result<Tensor> {
-        let r = self.reader.forward_repr(batch, rng)?;
-        let n = r.dim(0)?;
-        let ex = r.narrow(0, 0, n_examples)?;
-        let qs = r.narrow(0, n_examples, n - n_examples)?;
-        self.answer(task, &ex, labels, &qs)
     }
 }

@@ -322,10 +322,7 @@ pub fn zero_shot(
             let (_, r) = model.read_episode(&ep, dev)?;
             let (_, out) = episode_loss(model, &ep, &r, dev)?;
             for (o, q) in out.to_vec1::<f32>()?.into_iter().zip(chunk) {
-                pred.push(match kind {
-                    IclTask::Binary => (o + ep.shift) as f64,
-                    IclTask::Regression => ep.scale.denorm(o),
-                });
+                pred.push(ep.value(o));
                 truth.push(q.2);
             }
         }

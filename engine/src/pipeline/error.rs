@@ -35,6 +35,14 @@ impl Error {
         self
     }
 
+    /// 55000 with a hint to train: the task has no trained model.
+    pub fn no_model(task: &str) -> Error {
+        Error::new("55000", format!("task \"{task}\" has no trained model")).hint(format!(
+            "Train one with CALL rdl_train('{}');",
+            task.replace('\'', "''")
+        ))
+    }
+
     /// 53200 for `what`, which would hold more than the call's memory budget.
     pub fn over_memory(what: String, e: Exceeded, hint: &str) -> Error {
         let mb = |b: usize| b.div_ceil(1 << 20);

@@ -28,22 +28,15 @@ pub fn kind(task: &str, spec: &TaskSpec) -> Result<IclTask> {
         match spec.task_type {
             TaskType::BinaryClassification => IclTask::Binary,
             TaskType::Regression => IclTask::Regression,
-            _ => return Err(no_model(task).detail(
+            _ => return Err(Error::no_model(task).detail(
                 "In-context answers cover binary and regression tasks; this one needs training.",
             )),
         };
     if spec.window.is_none() {
-        return Err(no_model(task)
+        return Err(Error::no_model(task)
             .detail("In-context answers need a target with a time window; this one is static."));
     }
     Ok(kind)
-}
-
-fn no_model(task: &str) -> Error {
-    Error::new("55000", format!("task \"{task}\" has no trained model")).hint(format!(
-        "Train one with CALL rdl_train('{}');",
-        task.replace('\'', "''")
-    ))
 }
 
 /// Every labelled (entity, anchor, label) of the task's training and validation splits.
@@ -111,7 +104,7 @@ pub fn answer(
     let kind = kind(task, spec)?;
     let (ex, rate) = examples(spec, kind, known, as_of, EXAMPLES);
     if ex.len() < 2 {
-        return Err(no_model(task).detail(format!(
+        return Err(Error::no_model(task).detail(format!(
             "No labelled examples whose window closed by the answer's time were found ({} known).",
             known.len()
         )));
@@ -138,10 +131,7 @@ pub fn answer(
         .into_iter()
         .take(n_q)
         .map(|o| Answer {
-            value: match kind {
-                IclTask::Binary => 1.0 / (1.0 + (-((o + ep.shift) as f64)).exp()),
-                IclTask::Regression => ep.scale.denorm(o),
-            },
+            value: ep.value(o),
             examples: n_ex,
         })
         .collect())
