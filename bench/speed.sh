@@ -15,8 +15,10 @@
 #   - one rdl_predict on a warm backend, 500 calls over random drivers: p50/p99/max ms.
 # Usage: bench/speed.sh [train options jsonb]   (default '{"time_budget_s": 120}': the
 # rate, not the accuracy, is measured here; bench/relbench.sh measures accuracy).
-# For the machine's own FLOP peak and the model's share of it, run speed_bench
-# (cargo run --release --example speed_bench -p rdl-engine).
+# Last, the machine's own f32 matrix-product peak (one core, two cores) and the share of it
+# the model's fast training and inference paths reach, from the engine's speed_bench (quick
+# form, synthetic contexts of F1's shape; the full tables: cargo run --release -p
+# rdl-engine --example speed_bench).
 # Assumes the extension is installed (scripts/demo.sh or cargo pgrx install --release).
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/scripts/lib.sh"
 opts="${1:-{\"time_budget_s\": 120\}}"
@@ -100,3 +102,6 @@ SELECT format('one rdl_predict, warm backend, %s calls: p50 %s ms, p99 %s ms, ma
               round(max(ms)::numeric, 2)) FROM lat;
 SQL
 done
+echo "== machine peak and the model's share of it (engine speed_bench, quick)"
+(cd "$RDL_ROOT" && cargo run --release -q -p rdl-engine --example speed_bench -- quick 2>/dev/null) |
+    grep -E '^# ModelConfig|^## |^peak used|\| fast \| 2 \||^\| (batch|256x256)' | sed 's/^/engine: /'

@@ -195,7 +195,7 @@ pub fn store(
             "UPDATE rdl.models SET active = false WHERE task OPERATOR(pg_catalog.=) $1 AND active",
             &[task.into()],
         );
-        query_one::<i32>(
+        crate::sql::write_one::<i32>(
             "INSERT INTO rdl.models (task, version, config, weights, metrics, train_seconds, data_snapshot, active)
              SELECT $1, COALESCE((SELECT pg_catalog.max(m.version) FROM rdl.models m
                                   WHERE m.task OPERATOR(pg_catalog.=) $1), 0) OPERATOR(pg_catalog.+) 1,

@@ -100,7 +100,7 @@ impl Run {
         }
         let caller = crate::storage::caller();
         let id = as_owner(|| {
-            query_one::<i64>(
+            crate::sql::write_one::<i64>(
                 "INSERT INTO rdl.runs (task, options, started_by)
                  VALUES ($1, $2, (SELECT r.rolname FROM pg_catalog.pg_roles r
                                   WHERE r.oid OPERATOR(pg_catalog.=) $3))

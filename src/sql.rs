@@ -75,26 +75,35 @@ pub fn execute(sql: &str, args: &[DatumWithOid<'_>]) {
     locked(|| spi(Spi::run_with_args(sql, args)))
 }
 
-/// The first column of the first row of `sql`, or `None` when there is no row or it is
-/// NULL. (pgrx's `Spi::get_one` treats "no row" as an error.)
+/// The first column of the first row of a query that only reads, or `None` when there is
+/// no row or it is NULL. (pgrx's `Spi::get_one` treats "no row" as an error.) Read-only on
+/// purpose: pgrx's `update` assigns a transaction id, which a read must not take (it
+/// fails on a hot standby and in a parallel worker, and burns ids).
 pub fn query_one<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid<'_>]) -> Option<T> {
-    connect_mut(|client| {
-        let table = spi(client.update(sql, Some(1), args));
-        if table.is_empty() {
-            None
-        } else {
-            spi(table.first().get_one::<T>())
-        }
-    })
+    connect(|client| first_of(spi(client.select(sql, Some(1), args))))
 }
 
-/// The first two columns of the first row of `sql` (`None`s when there is no row).
+/// [`query_one`] for a statement that writes (`INSERT ... RETURNING`).
+pub fn write_one<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid<'_>]) -> Option<T> {
+    connect_mut(|client| first_of(spi(client.update(sql, Some(1), args))))
+}
+
+fn first_of<T: FromDatum + IntoDatum>(table: pgrx::spi::SpiTupleTable<'_>) -> Option<T> {
+    if table.is_empty() {
+        None
+    } else {
+        spi(table.first().get_one::<T>())
+    }
+}
+
+/// The first two columns of the first row of a query that only reads (`None`s when there
+/// is no row).
 pub fn query_two<A: FromDatum + IntoDatum, B: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],
 ) -> (Option<A>, Option<B>) {
-    connect_mut(|client| {
-        let table = spi(client.update(sql, Some(1), args));
+    connect(|client| {
+        let table = spi(client.select(sql, Some(1), args));
         if table.is_empty() {
             (None, None)
         } else {

@@ -181,7 +181,7 @@ fn rdl_revoke_task(name: &str, role: &str) -> bool {
     tasks::load_to_modify(name);
     let grantee = role_oid(role);
     crate::storage::as_owner(|| {
-        query_one::<bool>(
+        crate::sql::write_one::<bool>(
             "WITH d AS (DELETE FROM rdl.task_grants g
                         WHERE g.task OPERATOR(pg_catalog.=) $1
                           AND g.grantee OPERATOR(pg_catalog.=) $2::pg_catalog.int8::pg_catalog.oid::pg_catalog.regrole

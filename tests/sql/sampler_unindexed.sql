@@ -63,3 +63,11 @@ SELECT (SELECT round(exp(v.value::text::float8) - 1)::int
              jsonb_each(r->'values') v
         WHERE (r->>'hop')::int = 0 AND v.key LIKE 'ln(1 + rows of public.results via %')
      = (SELECT count(*) FROM results WHERE driver_id = 1 AND date <= '2010-01-01 00:00:00') AS count_has_no_future_row;
+
+-- Scoring only reads: it takes no transaction id (a hot standby has none to give, and a
+-- parallel worker may not take one), not even on a new connection's first call.
+\c
+BEGIN;
+SELECT rdl_predict('driver-dnf', 1, '2010-01-01 00:00:00+00') BETWEEN 0 AND 1 AS scored;
+SELECT pg_current_xact_id_if_assigned() IS NULL AS no_transaction_id;
+COMMIT;

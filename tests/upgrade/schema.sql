@@ -28,9 +28,9 @@ WITH rels AS (
     SELECT format('policy %s.%s %s %s using %s', tablename, policyname, cmd, roles::text, qual)
     FROM pg_policies WHERE schemaname = 'rdl'
     UNION ALL
-    SELECT format('function %s(%s) returns %s strict %s volatility %s security_definer %s symbol %s acl %s',
+    SELECT format('function %s(%s) returns %s strict %s volatility %s parallel %s cost %s security_definer %s symbol %s acl %s',
                   p.proname, pg_get_function_arguments(p.oid), pg_get_function_result(p.oid),
-                  p.proisstrict, p.provolatile, p.prosecdef, p.prosrc, p.proacl::text)
+                  p.proisstrict, p.provolatile, p.proparallel, p.procost, p.prosecdef, p.prosrc, p.proacl::text)
     FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
     WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'rdl') AND d.deptype = 'e'
     UNION ALL

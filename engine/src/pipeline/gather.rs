@@ -7,6 +7,7 @@ use crate::base::time::format_timestamp;
 use crate::encode::Subgraph;
 use crate::memory;
 use crate::sampler::Plan;
+use std::time::Instant;
 
 /// Seeds gathered per piece at most: bounds memory and statement size.
 pub const GATHER_BATCH: usize = 256;
@@ -74,6 +75,50 @@ pub fn gather_all(
         start += n;
     }
     Ok(())
+}
+
+/// The share of the time budget that gathering training contexts may take: on a database
+/// too slow to gather them all, training goes on with those gathered.
+pub const GATHER_SHARE: f64 = 0.4;
+/// Seeds gathered between two looks at the clock when gathering is cut short.
+const STRIDED_PIECE: usize = 2048;
+
+/// What [`gather_strided`] hands each piece to: the seeds' positions and their contexts.
+pub type EachPiece<'a> = dyn FnMut(&mut dyn Source, &[usize], Gathered) -> Result<()> + 'a;
+
+/// Like [`gather_all`], but with `until` (the start and the seconds since it) gathered in
+/// strided pieces (every n-th seed) with a look at the clock between pieces: past the
+/// deadline it stops, so what was gathered is a sample of every period, not the oldest
+/// anchors. `each` gets the positions in `seeds` of the piece it is handed. Returns how
+/// many seeds were gathered when it stopped early.
+pub fn gather_strided(
+    src: &mut dyn Source,
+    plan: &Plan,
+    table: &str,
+    seeds: &[(String, i64)],
+    hidden: Option<&Hidden>,
+    until: Option<(Instant, f64)>,
+    each: &mut EachPiece<'_>,
+) -> Result<Option<usize>> {
+    let pieces = match until {
+        Some(_) => seeds.len().div_ceil(STRIDED_PIECE).max(1),
+        None => 1,
+    };
+    let mut done = 0;
+    for p in 0..pieces {
+        if let Some((started, secs)) = until {
+            if p > 0 && started.elapsed().as_secs_f64() > secs {
+                return Ok(Some(done));
+            }
+        }
+        let idx: Vec<usize> = (p..seeds.len()).step_by(pieces).collect();
+        let piece: Vec<(String, i64)> = idx.iter().map(|&i| seeds[i].clone()).collect();
+        gather_all(src, plan, table, &piece, hidden, &mut |src, start, g| {
+            each(src, &idx[start..start + g.contexts.len()], g)
+        })?;
+        done += idx.len();
+    }
+    Ok(None)
 }
 
 /// The sizes of gathered contexts; 53200 naming the entity when one alone is larger than

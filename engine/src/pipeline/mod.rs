@@ -20,6 +20,7 @@ pub mod in_context;
 pub mod labels;
 pub mod one;
 pub mod options;
+mod rank_data;
 pub mod ranking;
 pub mod recommend;
 pub mod report;

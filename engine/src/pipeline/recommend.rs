@@ -210,7 +210,9 @@ pub fn evaluate(
         &seeds,
         &r.ranker.encoder,
         &r.item_table,
-    )?;
+        None,
+    )?
+    .0;
     let found: Vec<usize> = (0..labels.len()).filter(|&i| ectx[i].is_some()).collect();
     let refs: Vec<_> = found
         .iter()

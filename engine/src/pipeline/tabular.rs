@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::error::{Error, Result};
-use super::gather::{gather_all, Hidden};
+use super::gather::{gather_all, gather_strided, Hidden, GATHER_SHARE};
 use super::labels::{class_labels, examples, fit_classes, sample, seeds, Example};
 use super::options::TrainOptions;
 use super::report::{interval_coverage, metrics_json};
@@ -227,54 +227,39 @@ impl Gathering<'_> {
         rows: &[Example],
         until: Option<f64>,
     ) -> Result<Vec<EncodedContext>> {
-        let pieces = match until {
-            Some(_) => rows.len().div_ceil(GATHER_PIECE).max(1),
-            None => 1,
-        };
         let mut out: Vec<(usize, EncodedContext)> = Vec::with_capacity(rows.len());
-        for p in 0..pieces {
-            if let Some(u) = until {
-                if p > 0 && self.started.elapsed().as_secs_f64() > u {
-                    src.report(Event::Notice(format!(
-                        "rdl_train {}: gathering stopped at {:.0}% of the time budget, after {} of {} training contexts; training goes on with those (a sample of every period). Indexes on the foreign keys (see above) or a larger time_budget_s let it gather them all.",
-                        self.task,
-                        GATHER_SHARE * 100.0,
-                        out.len(),
-                        rows.len()
-                    )))?;
-                    break;
-                }
-            }
-            let idx: Vec<usize> = (p..rows.len()).step_by(pieces).collect();
-            let piece: Vec<Example> = idx.iter().map(|&i| rows[i].clone()).collect();
-            let (encoder, budget, too_big) = (self.encoder, &mut *self.budget, self.too_big);
-            gather_all(
-                src,
-                self.plan,
-                self.table,
-                &seeds(&piece),
-                self.hide,
-                &mut |_, start, g| {
-                    for (i, (c, f)) in g.contexts.iter().zip(g.found).enumerate() {
-                        if f {
-                            let e = encoder.encode_labeled(c, piece[start + i].y);
-                            budget.charge(memory::encoded_bytes(&e)).map_err(too_big)?;
-                            out.push((idx[start + i], e));
-                        }
+        let (encoder, budget, too_big) = (self.encoder, &mut *self.budget, self.too_big);
+        let cut = gather_strided(
+            src,
+            self.plan,
+            self.table,
+            &seeds(rows),
+            self.hide,
+            until.map(|u| (self.started, u)),
+            &mut |_, idx, g| {
+                for ((c, f), &i) in g.contexts.iter().zip(g.found).zip(idx) {
+                    if f {
+                        let e = encoder.encode_labeled(c, rows[i].y);
+                        budget.charge(memory::encoded_bytes(&e)).map_err(too_big)?;
+                        out.push((i, e));
                     }
-                    Ok(())
-                },
-            )?;
+                }
+                Ok(())
+            },
+        )?;
+        if let Some(done) = cut {
+            src.report(Event::Notice(format!(
+                "rdl_train {}: gathering stopped at {:.0}% of the time budget, after {} of {} training contexts; training goes on with those (a sample of every period). Indexes on the foreign keys (see above) or a larger time_budget_s let it gather them all.",
+                self.task,
+                GATHER_SHARE * 100.0,
+                done,
+                rows.len()
+            )))?;
         }
         out.sort_by_key(|(i, _)| *i);
         Ok(out.into_iter().map(|(_, e)| e).collect())
     }
 }
-
-/// The share of the time budget that gathering training contexts may take.
-const GATHER_SHARE: f64 = 0.4;
-/// Training examples gathered between two looks at the clock.
-const GATHER_PIECE: usize = 2048;
 
 /// Each class's share of the training examples (before sampling): the prior that metrics
 /// compare a multiclass model with.

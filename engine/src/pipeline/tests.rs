@@ -386,9 +386,9 @@ fn urow(table: &str, key: String, values: Vec<(&str, S, Value)>) -> RawRow {
     }
 }
 
-fn rank_memory() -> Memory {
+fn rank_memory(users: usize) -> Memory {
     let mut m = Memory::default();
-    let (users, items) = (80usize, 24usize);
+    let items = 24usize;
     // Anchors every 20 days; a day's item side is its start.
     let anchors: Vec<i64> = (0..6).map(|k| ANCHOR + k * 20 * DAY).collect();
     for &a in &anchors {
@@ -446,18 +446,21 @@ fn rank_memory() -> Memory {
         t += 10 * DAY;
     }
     m.log.sort_by_key(|e| e.2);
+    let mut by_user: Vec<Vec<(String, i64)>> = vec![Vec::new(); users];
+    for (e, i, at) in &m.log {
+        by_user[e.parse::<usize>().unwrap()].push((i.clone(), *at));
+    }
     for (k, &a) in anchors.iter().enumerate() {
         let split = match k {
             4 => Split::Val,
             5 => Split::Test,
             _ => Split::Train,
         };
-        for u in 0..users {
-            let mut items: Vec<String> = m
-                .log
+        for (u, bought) in by_user.iter().enumerate() {
+            let mut items: Vec<String> = bought
                 .iter()
-                .filter(|(e, _, at)| *e == u.to_string() && *at > a && *at <= a + 20 * DAY)
-                .map(|(_, i, _)| i.clone())
+                .filter(|(_, at)| *at > a && *at <= a + 20 * DAY)
+                .map(|(i, _)| i.clone())
                 .collect();
             items.sort();
             items.dedup();
@@ -476,7 +479,7 @@ fn ranking_trains_beats_popularity_and_recommends() {
     let spec = spec(
         "PREDICT LIST_DISTINCT(orders.product_id, 0, 20, days) RANK TOP 4 FOR EACH customers.customer_id",
     );
-    let mut m = rank_memory();
+    let mut m = rank_memory(80);
     let graph = shop();
     let mut o = opts();
     o.max_train = 400;
@@ -527,4 +530,37 @@ fn ranking_trains_beats_popularity_and_recommends() {
         .filter(|(k, _, _)| k.parse::<usize>().unwrap() % 4 == 1)
         .count();
     assert!(own >= 3, "{top:?}");
+}
+
+#[test]
+fn ranking_gathers_within_the_time_budget_with_a_sample_of_every_period() {
+    let spec = spec(
+        "PREDICT LIST_DISTINCT(orders.product_id, 0, 20, days) RANK TOP 4 FOR EACH customers.customer_id",
+    );
+    let mut m = rank_memory(1200);
+    let n_train = m.labels[&Split::Train].len();
+    assert!(n_train > 2 * 2048, "{n_train}");
+    m.delay = std::time::Duration::from_millis(100);
+    let graph = shop();
+    let mut o = opts();
+    (o.max_train, o.epochs, o.time_budget_s) = (n_train, 1, 1.0);
+    let job = TrainJob {
+        task: "r",
+        spec: &spec,
+        graph: &graph,
+        opts: o,
+        started: Instant::now(),
+    };
+    let t = ranking::train(&mut m, &job).unwrap();
+    let stopped = m
+        .events
+        .iter()
+        .find(|e| e.contains("gathering stopped"))
+        .expect("a notice");
+    assert!(
+        stopped.contains(&format!("of {n_train} training examples")),
+        "{stopped}"
+    );
+    let kept = t.stored.train_examples;
+    assert!(kept > 0 && kept < n_train / 2, "{kept} of {n_train}");
 }
