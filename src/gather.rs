@@ -122,15 +122,7 @@ unsafe fn decode(tp: &TablePlan, counts: bool, out: &mut Vec<FetchedRow>, bytes:
         }
         let desc = (*tt).tupdesc;
         let natts = (*desc).natts as usize;
-        // Expected type per column: ord, key, time, structural columns, values.
-        let time_kinds = std::iter::once(tp.time_out().unwrap_or(OutKind::Micros));
-        let mut want: Vec<Option<OutKind>> = vec![None, Some(OutKind::Text)];
-        want.extend(time_kinds.map(Some));
-        want.extend(std::iter::repeat_n(Some(OutKind::Text), ns));
-        want.extend(tp.values.iter().map(|v| Some(v.out)));
-        if counts {
-            want.push(Some(OutKind::Micros));
-        }
+        let want = tp.columns_out(counts);
         let type_ok = |k: Option<OutKind>, oid: pg_sys::Oid| match k {
             None => oid == pg_sys::INT4OID,
             Some(OutKind::Text) => oid == pg_sys::TEXTOID,
@@ -203,24 +195,16 @@ unsafe fn decode(tp: &TablePlan, counts: bool, out: &mut Vec<FetchedRow>, bytes:
                     },
                 })
                 .collect();
-            *bytes += 96
-                + key.len()
-                + structural
-                    .iter()
-                    .map(|s| 24 + s.as_ref().map_or(0, String::len))
-                    .sum::<usize>()
-                + values
-                    .iter()
-                    .map(|v| 32 + if let Value::Text(t) = v { t.len() } else { 0 })
-                    .sum::<usize>();
-            out.push(FetchedRow {
+            let row = FetchedRow {
                 ord: ord as usize,
                 key,
                 time,
                 structural,
                 values,
                 children: counts.then(|| get(natts - 1).map_or(0, |d| d.value() as i64)),
-            });
+            };
+            *bytes += row.size();
+            out.push(row);
         }
     }
 }

@@ -5,6 +5,7 @@
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::PgOid;
+use rdl_engine::pipeline::source::LabelCache;
 use rdl_engine::pipeline::{Event, Gathered, Labeled, Result, Source, Split};
 use rdl_engine::pql::{interactions_sql, TaskSpec};
 use rdl_engine::sampler::Plan;
@@ -12,6 +13,10 @@ use rdl_engine::sampler::Plan;
 use crate::error::spi;
 use crate::pgtime;
 use crate::run::Run;
+
+thread_local! {
+    static LABELS: std::cell::RefCell<LabelCache> = Default::default();
+}
 
 pub struct SpiSource<'a> {
     /// The task's name (its anchors are stored with it).
@@ -37,8 +42,21 @@ impl<'a> SpiSource<'a> {
 }
 
 impl Source for SpiSource<'_> {
+    /// Kept for the rest of the transaction, for the role that read them.
     fn labels(&mut self, split: Split) -> Result<Vec<Labeled>> {
-        Ok(crate::tasks::split_rows(self.task, self.spec, split))
+        // SAFETY: MyProc is this backend's own PGPROC.
+        let lxid = unsafe { (*pg_sys::MyProc).lxid };
+        let key = format!(
+            "{:?}",
+            (
+                crate::storage::caller(),
+                lxid,
+                self.task,
+                self.spec.label_sql()
+            )
+        );
+        let rows = || crate::tasks::split_rows(self.task, self.spec, split);
+        Ok(LABELS.with(|c| c.borrow_mut().get_or(key, split, rows)))
     }
 
     fn gather(&mut self, plan: &Plan, table: &str, seeds: &[(String, i64)]) -> Result<Gathered> {

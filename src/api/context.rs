@@ -3,8 +3,8 @@
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB};
-use rdl_engine::base::time::format_timestamp;
-use rdl_engine::pipeline::gather::{self, check_fits, gather_all, hide};
+use rdl_engine::pipeline::gather::{self, gather_all};
+use rdl_engine::pipeline::one::gather_one;
 use rdl_engine::pipeline::{show, tabular, Split};
 use rdl_engine::pql::TaskSpec;
 use rdl_engine::sampler::{Plan, SamplerConfig};
@@ -59,29 +59,17 @@ fn rdl_context(
         Some(_) => crate::models::active(task, |_| {}).1.servable.plan.clone(),
         None => default_plan(task, &t),
     };
-    let seed = [(key.clone(), anchor)];
-    let mut g = crate::gather::gather(&plan, &t.entity.table, &seed).unwrap_or_else(|e| raise(e));
     // A static target stays hidden, exactly as in training.
-    hide(&mut g.contexts, tabular::hidden(&t).as_ref());
-    check_fits(&seed, &g.contexts, crate::guc::max_memory_bytes()).unwrap_or_else(|e| raise(e));
-    if !g.found[0] {
-        RdlError::new(
-            "42704",
-            format!(
-                "entity {key} does not exist in {} as of {}",
-                t.entity.table,
-                format_timestamp(anchor)
-            ),
-        )
-        .hint("Check the id, or pass an as_of time at which the entity existed.")
-        .raise()
-    }
+    let (mut src, hidden) = (SpiSource::new(task, &t), tabular::hidden(&t));
+    let at = (key.as_str(), anchor);
+    let one = gather_one(&mut src, &plan, &t.entity.table, at, hidden.as_ref(), None)
+        .unwrap_or_else(|e| raise(e));
     Some(JsonB(show::context(
         task,
         &key,
         anchor,
-        &g.contexts[0],
-        &g.via[0],
+        &one.context,
+        &one.via,
     )))
 }
 

@@ -6,10 +6,10 @@
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB};
-use rdl_engine::pipeline::{explain, Needs};
+use rdl_engine::pipeline::{explain, in_context, Needs};
 use serde_json::json;
 
-use crate::api::predict::gather_entity;
+use crate::api::predict::{gather_entity, model_or_context};
 use crate::error::{raise, RdlError};
 use crate::source::SpiSource;
 use crate::tasks::applies;
@@ -37,7 +37,8 @@ fn rdl_explain(
     }
     let assuming = assuming.map(|j| j.0);
     let check = |t: &_| applies(t, task, "rdl_explain", Needs::NotRanking);
-    let (spec, l, one) = gather_entity(task, check, &id, as_of, assuming.as_ref());
+    let (spec, l) = crate::models::active(task, check);
+    let one = gather_entity((task, &spec, &l), &id, as_of, assuming.as_ref());
     let mut out = explain::explain_one(&l.servable, spec.task_type, &one, top_k as usize)
         .unwrap_or_else(|e| raise(e));
     out["task"] = json!(task);
@@ -66,8 +67,18 @@ fn rdl_predict_detail(
         .raise()
     }
     let assuming = assuming.map(|j| j.0);
-    let check = |t: &_| applies(t, task, "rdl_predict_detail", Needs::NotRanking);
-    let (spec, l, one) = gather_entity(task, check, &id, as_of, assuming.as_ref());
+    let (spec, m) = model_or_context(task, "rdl_predict_detail", Needs::NotRanking);
+    let l = match m {
+        Ok(l) => l,
+        Err(plan) => {
+            let key = crate::entity::key_text(&id, &spec.entity.key_type, task);
+            let at = (key.as_str(), crate::api::context::anchor_of(as_of));
+            let mut src = SpiSource::new(task, &spec);
+            let out = in_context::detail(&mut src, task, &spec, &plan, at, assuming.as_ref());
+            return Some(JsonB(out.unwrap_or_else(|e| raise(e))));
+        }
+    };
+    let one = gather_entity((task, &spec, &l), &id, as_of, assuming.as_ref());
     let selection = crate::models::selection_metrics(l.servable.id);
     let mut out = explain::detail(&l.servable, spec.task_type, &one, coverage, selection)
         .unwrap_or_else(|e| raise(e));

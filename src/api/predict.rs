@@ -7,9 +7,10 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{AnyArray, AnyElement, JsonB};
 use rdl_engine::pipeline::one::{gather_one, One};
-use rdl_engine::pipeline::report::argmax;
+use rdl_engine::pipeline::report::{argmax, batch_rows};
 use rdl_engine::pipeline::{in_context, recommend, tabular, Needs, Split};
 use rdl_engine::pql::{TaskSpec, TaskType};
+use rdl_engine::sampler::Plan;
 use serde_json::{json, Map};
 
 use crate::api::context::{self, anchor_of};
@@ -20,33 +21,51 @@ use crate::source::SpiSource;
 use crate::tasks::applies;
 use crate::worker::Worker;
 
-/// One entity's context as the active model sees it (what-if changes of `assuming`
-/// applied), with the task and the model; 42704 naming the entity when it does not exist
-/// at the anchor.
-pub fn gather_entity(
+/// The task with its active model or, when `rdl.in_context` is on and it has none, the
+/// sampler plan to answer it in context with (DESIGN §6b).
+pub fn model_or_context(
     task: &str,
-    check: impl FnOnce(&TaskSpec),
+    function: &str,
+    needs: Needs,
+) -> (Rc<TaskSpec>, Result<Rc<Loaded>, Plan>) {
+    let check = |t: &TaskSpec| applies(t, task, function, needs);
+    if !crate::guc::IN_CONTEXT.get() {
+        let (spec, l) = models::active(task, check);
+        return (spec, Ok(l));
+    }
+    match models::active_or_none(task, check) {
+        (spec, Some(l)) => (spec, Ok(l)),
+        (spec, None) => {
+            let plan = context::default_plan(task, &spec);
+            (spec, Err(plan))
+        }
+    }
+}
+
+/// One entity's context as the model `l` sees it (what-if changes of `assuming` applied);
+/// 42704 naming the entity when it does not exist at the anchor.
+pub fn gather_entity(
+    (task, spec, l): (&str, &TaskSpec, &Loaded),
     entity_id: &AnyElement,
     as_of: Option<TimestampWithTimeZone>,
     assuming: Option<&serde_json::Value>,
-) -> (Rc<TaskSpec>, Rc<Loaded>, One) {
-    let (spec, l) = models::active(task, check);
+) -> One {
     let key = entity::key_text(entity_id, &spec.entity.key_type, task);
-    let hide = tabular::hidden(&spec);
-    let mut src = SpiSource::new(task, &spec);
+    let (hide, mut src) = (tabular::hidden(spec), SpiSource::new(task, spec));
+    let (plan, at) = (&l.servable.plan, (key.as_str(), anchor_of(as_of)));
     let one = gather_one(
         &mut src,
-        &l.servable.plan,
+        plan,
         &spec.entity.table,
-        (&key, anchor_of(as_of)),
+        at,
         hide.as_ref(),
         assuming,
-    )
-    .unwrap_or_else(|e| raise(e));
-    (spec, l, one)
+    );
+    one.unwrap_or_else(|e| raise(e))
 }
 
-/// The calibrated outputs for one entity; `None` for a NULL id (the task still checked).
+/// The calibrated outputs for one entity, with the model's classes; `None` for a NULL id
+/// (the task still checked). Answered in context where [`model_or_context`] says so.
 fn predict_one(
     task: Option<&str>,
     multiclass: bool,
@@ -54,25 +73,31 @@ fn predict_one(
     entity_id: Option<AnyElement>,
     as_of: Option<TimestampWithTimeZone>,
     assuming: Option<JsonB>,
-) -> Option<(Rc<Loaded>, Vec<f64>)> {
+) -> Option<(Vec<String>, Vec<f64>)> {
     let task = crate::error::not_null(task, "task");
-    let needs = if multiclass {
-        Needs::Class
-    } else {
-        Needs::Value
-    };
-    let check = |t: &TaskSpec| applies(t, task, function, needs);
+    let needs = [Needs::Value, Needs::Class][multiclass as usize];
     let Some(id) = entity_id else {
-        check(&crate::tasks::load(task));
+        applies(&crate::tasks::load(task), task, function, needs);
         return None;
     };
+    let (spec, m) = model_or_context(task, function, needs);
     let assuming = assuming.map(|j| j.0);
-    let (spec, l, one) = gather_entity(task, check, &id, as_of, assuming.as_ref());
-    let enc = l.servable.encoder().encode(&one.context);
     let mut src = SpiSource::new(task, &spec);
+    let l = match m {
+        Ok(l) => l,
+        Err(plan) => {
+            let key = entity::key_text(&id, &spec.entity.key_type, task);
+            let at = (key.as_str(), anchor_of(as_of));
+            let a = in_context::predict(&mut src, task, &spec, &plan, at, assuming.as_ref());
+            return Some((Vec::new(), vec![a.unwrap_or_else(|e| raise(e)).value]));
+        }
+    };
+    let one = gather_entity((task, &spec, &l), &id, as_of, assuming.as_ref());
+    let enc = l.servable.encoder().encode(&one.context);
     let p = tabular::score(&mut src, &Worker, &l.servable, std::slice::from_ref(&enc))
         .unwrap_or_else(|e| raise(e));
-    Some((l, p.into_iter().next().unwrap_or_default()))
+    let classes = l.servable.stored.classes.clone();
+    Some((classes, p.into_iter().next().unwrap_or_default()))
 }
 
 /// The active model's prediction for one entity as of `as_of` (default: now): the
@@ -84,16 +109,6 @@ fn rdl_predict(
     as_of: default!(Option<TimestampWithTimeZone>, "NULL"),
     assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<f64> {
-    if let (Some(name), Some(id), true) = (task, &entity_id, crate::guc::IN_CONTEXT.get()) {
-        let check = |t: &TaskSpec| applies(t, name, "rdl_predict", Needs::Value);
-        if let (spec, None) = models::active_or_none(name, check) {
-            let key = entity::key_text(id, &spec.entity.key_type, name);
-            let (plan, at) = (context::default_plan(name, &spec), anchor_of(as_of));
-            let (mut src, w) = (SpiSource::new(name, &spec), assuming.as_ref().map(|j| &j.0));
-            let a = in_context::predict(&mut src, name, &spec, &plan, (&key, at), w);
-            return Some(a.unwrap_or_else(|e| raise(e)).value);
-        }
-    }
     let (_, p) = predict_one(task, false, "rdl_predict", entity_id, as_of, assuming)?;
     Some(p[0])
 }
@@ -107,8 +122,8 @@ fn rdl_predict_class(
     assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<String> {
     let f = "rdl_predict_class";
-    let (l, p) = predict_one(task, true, f, entity_id, as_of, assuming)?;
-    l.servable.stored.classes.get(argmax(&p)).cloned()
+    let (classes, p) = predict_one(task, true, f, entity_id, as_of, assuming)?;
+    classes.get(argmax(&p)).cloned()
 }
 
 /// Every class's calibrated probability for one entity (multiclass tasks), as
@@ -121,10 +136,9 @@ fn rdl_predict_proba(
     assuming: default!(Option<JsonB>, "NULL"),
 ) -> Option<JsonB> {
     let f = "rdl_predict_proba";
-    let (l, p) = predict_one(task, true, f, entity_id, as_of, assuming)?;
+    let (classes, p) = predict_one(task, true, f, entity_id, as_of, assuming)?;
     let mut order: Vec<usize> = (0..p.len()).collect();
     order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-    let classes = &l.servable.stored.classes;
     let m: Map<_, _> = (order.into_iter())
         .filter_map(|i| Some((classes.get(i)?.clone(), json!(p[i]))))
         .collect();
@@ -149,9 +163,7 @@ fn rdl_predict_batch(
     ),
 > {
     let task = crate::error::not_null(task, "task");
-    let (spec, l) = models::active(task, |t| {
-        applies(t, task, "rdl_predict_batch", Needs::NotRanking)
-    });
+    let (spec, m) = model_or_context(task, "rdl_predict_batch", Needs::NotRanking);
     // A NULL array holds no ids: no rows (the task is still checked).
     let Some(entity_ids) = entity_ids else {
         return TableIterator::new(Vec::new());
@@ -160,23 +172,16 @@ fn rdl_predict_batch(
     let anchor = anchor_of(as_of);
     let seeds: Vec<(String, i64)> = keys.iter().map(|k| (k.clone(), anchor)).collect();
     let mut src = SpiSource::new(task, &spec);
-    let preds = tabular::predict_seeds(&mut src, &Worker, &l.servable, &spec, &seeds)
-        .unwrap_or_else(|e| raise(e));
+    let preds = match &m {
+        Ok(l) => tabular::predict_seeds(&mut src, &Worker, &l.servable, &spec, &seeds),
+        Err(plan) => in_context::predict_batch(&mut src, task, &spec, plan, &keys, anchor)
+            .map(|v| v.into_iter().map(|p| p.map(|p| vec![p])).collect()),
+    }
+    .unwrap_or_else(|e| raise(e));
+    let classes = m.map(|l| l.servable.stored.classes.clone());
     let multiclass = spec.task_type == TaskType::MulticlassClassification;
-    let classes = &l.servable.stored.classes;
-    let rows: Vec<_> = keys
-        .into_iter()
-        .zip(preds)
-        .map(|(k, p)| match p {
-            None => (k, None, None),
-            Some(p) if multiclass => {
-                let i = argmax(&p);
-                (k, Some(p[i]), classes.get(i).cloned())
-            }
-            Some(p) => (k, Some(p[0]), None),
-        })
-        .collect();
-    TableIterator::new(rows)
+    let classes = classes.unwrap_or_default();
+    TableIterator::new(batch_rows(multiclass, keys, preds, &classes))
 }
 
 /// Metrics of the active model on a split of the task (default: test).

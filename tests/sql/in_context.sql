@@ -25,8 +25,31 @@ SELECT t.label, rdl_predict('top3', t.entity_id::int, t.anchor_time) AS p
 FROM (SELECT * FROM rdl_task_table('top3', 'test') ORDER BY anchor_time, entity_id LIMIT 120) t;
 SELECT count(DISTINCT round(p::numeric, 6)) > 20 AS differ, bool_and(p BETWEEN 0 AND 1) AS probabilities
 FROM answers;
+-- Many entities at once: the same numbers as one at a time (a query's answer does not
+-- depend on the others asked with it); an unknown id gets NULL.
+CREATE TEMP TABLE batch AS SELECT * FROM rdl_predict_batch('top3', ARRAY[20, 1, 4, 8, 999999], '2010-06-01');
+SELECT count(*) AS rows, count(prediction) AS answered FROM batch;
+SELECT max(abs(prediction - rdl_predict('top3', entity_id::int, '2010-06-01'))) < 1e-6 AS same_as_one_by_one
+FROM batch WHERE prediction IS NOT NULL;
+-- Explanations still need a trained model: 55000.
+SELECT rdl_explain('top3', 20, '2010-06-01');
+-- The detail: the answer, what it rests on, and its accuracy estimate — the score it
+-- would have had asked at the newest anchor whose windows had closed (AUROC for a
+-- binary task, MAE for a regression), with how many entities it rests on.
+SELECT d->>'in_context' AS in_context, (d->>'prediction')::float8 = rdl_predict('top3', 20, '2010-06-01') AS same_answer,
+       d->'estimate'->>'metric' AS metric, (d->'estimate'->>'value')::float8 BETWEEN 0 AND 1 AS auroc_range,
+       (d->'estimate'->>'entities')::int >= 20 AS entities,
+       (d->'estimate'->>'to')::timestamptz + interval '30 days' <= '2010-06-01' AS asked_in_the_past,
+       d->>'explanation' LIKE 'No trained model: rdl''s pretrained model read % labelled examples known at 2010-06-01%' AS sentence
+FROM rdl_predict_detail('top3', 20, '2010-06-01') d;
+SELECT d->'estimate'->>'metric' AS metric, (d->'estimate'->>'value')::float8 >= 0 AS mae_range
+FROM rdl_predict_detail('points', 20, '2010-06-01') d;
+-- Asked before any window had closed: no answer, so no detail.
+SELECT rdl_predict_detail('top3', 20, '1951-06-01');
 -- A trained model, once there is one, answers instead (no NOTICE, its own number).
 SET client_min_messages = warning;
 CALL rdl_train('top3', '{"max_train": 400, "epochs": 1}');
 RESET client_min_messages;
 SELECT rdl_predict('top3', 20, '2010-06-01') BETWEEN 0 AND 1 AS trained_answers;
+SELECT d->>'in_context' IS NULL AS trained_detail, d ? 'model_version' AS versioned
+FROM rdl_predict_detail('top3', 20, '2010-06-01') d;

@@ -78,5 +78,5 @@ SELECT rdl_predict('nationality', 1);
 SELECT rdl_create_task('dnf', 'PREDICT COUNT(results.*, 0, 30, days) > 0 FOR EACH drivers.driver_id') IS NOT NULL AS created;
 SELECT rdl_predict_class('dnf', 1);
 \echo :LAST_ERROR_SQLSTATE
-SELECT rdl_predict_proba('nationality', 424242);
+SELECT rdl_predict_proba('nationality', 424242, '2010-01-01');
 \echo :LAST_ERROR_SQLSTATE

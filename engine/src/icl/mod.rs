@@ -242,6 +242,28 @@ impl Episode {
         }
     }
 
+    /// An episode that answers its queries: columns and numbers are fitted on the
+    /// examples alone, so a query's answer does not depend on the other queries asked
+    /// with it (one entity, or a batch of them, gets the same number).
+    pub fn to_answer(
+        cfg: &IclConfig,
+        task: IclTask,
+        contexts: &[Subgraph],
+        n_examples: usize,
+        y: &[f64],
+    ) -> Episode {
+        let enc = fit_episode_encoder(cfg, &contexts[..n_examples.min(contexts.len())], 0);
+        let scale = LabelScale::fit(task, &y[..n_examples.min(y.len())]);
+        Episode {
+            task,
+            contexts: contexts.iter().map(|c| enc.encode(c)).collect(),
+            n_examples,
+            labels: y.iter().map(|&v| scale.norm(v)).collect(),
+            scale,
+            shift: 0.0,
+        }
+    }
+
     /// A query's answer from the model's output `o`: the probability of the positive
     /// class at the natural rate (binary), or the value in the labels' unit (regression).
     pub fn value(&self, o: f32) -> f64 {

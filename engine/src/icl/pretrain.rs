@@ -318,7 +318,7 @@ pub fn zero_shot(
             let mut y: Vec<f64> = ex.iter().map(|e| e.2).collect();
             y.extend(chunk.iter().map(|q| q.2));
             let ctxs = world.contexts(t, &seeds);
-            let ep = Episode::new(&model.cfg, kind, &ctxs, ex.len(), &y, 0).at_rate(rate);
+            let ep = Episode::to_answer(&model.cfg, kind, &ctxs, ex.len(), &y).at_rate(rate);
             let (_, r) = model.read_episode(&ep, dev)?;
             let (_, out) = episode_loss(model, &ep, &r, dev)?;
             for (o, q) in out.to_vec1::<f32>()?.into_iter().zip(chunk) {

@@ -19,6 +19,9 @@ use crate::icl::{draw, Episode, IclTask};
 use crate::pql::{TaskSpec, TaskType};
 use crate::sampler::Plan;
 
+/// A labelled row known to a task: (entity, anchor, label).
+pub type Known = (String, i64, f64);
+
 /// Labelled examples drawn per answer.
 pub const EXAMPLES: usize = 64;
 
@@ -88,99 +91,108 @@ pub struct Answer {
     pub examples: usize,
 }
 
-/// Answers for `queries` (contexts gathered at `as_of`, what-if changes applied) from
-/// examples drawn from `known`.
-#[allow(clippy::too_many_arguments)]
-pub fn answer(
+/// The labelled examples an answer at one time reads: their contexts (gathered at their
+/// own anchors), labels and the positive rate of the rows they were drawn from.
+pub struct Examples {
+    kind: IclTask,
+    contexts: Vec<Subgraph>,
+    y: Vec<f64>,
+    rate: f64,
+}
+
+impl Examples {
+    /// The examples for an answer at `as_of` drawn from `known`, gathered; 55000 when
+    /// fewer than two exist.
+    pub fn gather(
+        src: &mut dyn Source,
+        task: &str,
+        spec: &TaskSpec,
+        plan: &Plan,
+        known: &[(String, i64, f64)],
+        as_of: i64,
+    ) -> Result<Examples> {
+        let kind = kind(task, spec)?;
+        let (ex, rate) = examples(spec, kind, known, as_of, EXAMPLES);
+        if ex.len() < 2 {
+            return Err(Error::no_model(task).detail(format!(
+                "No labelled examples whose window closed by the answer's time were found ({} known).",
+                known.len()
+            )));
+        }
+        let (contexts, y) = labelled_contexts(src, spec, plan, &ex)?;
+        Ok(Examples {
+            kind,
+            contexts,
+            y,
+            rate,
+        })
+    }
+
+    /// How many examples an answer rests on.
+    pub fn len(&self) -> usize {
+        self.contexts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.contexts.is_empty()
+    }
+
+    /// The answers for `queries` (contexts at the examples' time), read a piece at a time:
+    /// queries attend to the examples only, so the pieces do not change the answers.
+    pub fn answer(&self, model: &IclModel, queries: Vec<Subgraph>) -> Result<Vec<Answer>> {
+        let mut out = Vec::with_capacity(queries.len());
+        let mut queries = queries.into_iter().peekable();
+        while queries.peek().is_some() {
+            let piece: Vec<Subgraph> = queries.by_ref().take(QUERY_PIECE).collect();
+            let n_q = piece.len();
+            let mut ctxs = self.contexts.clone();
+            ctxs.extend(piece);
+            let mut y = self.y.clone();
+            y.resize(ctxs.len(), 0.0);
+            let ep =
+                Episode::to_answer(&model.cfg, self.kind, &ctxs, self.len(), &y).at_rate(self.rate);
+            let raw = read_and_answer(model, &ep)
+                .map_err(|e| Error::new("XX000", format!("rdl: {e}")))?;
+            out.extend(raw.into_iter().take(n_q).map(|o| Answer {
+                value: ep.value(o),
+                examples: self.len(),
+            }));
+        }
+        Ok(out)
+    }
+}
+
+/// The contexts of labelled (entity, anchor, label) rows, each at its anchor, with their
+/// labels; rows whose entity does not exist then are left out.
+fn labelled_contexts(
     src: &mut dyn Source,
-    model: &IclModel,
-    task: &str,
     spec: &TaskSpec,
     plan: &Plan,
-    known: &[(String, i64, f64)],
-    as_of: i64,
-    queries: Vec<Subgraph>,
-) -> Result<Vec<Answer>> {
-    let kind = kind(task, spec)?;
-    let (ex, rate) = examples(spec, kind, known, as_of, EXAMPLES);
-    if ex.len() < 2 {
-        return Err(Error::no_model(task).detail(format!(
-            "No labelled examples whose window closed by the answer's time were found ({} known).",
-            known.len()
-        )));
-    }
-    let seeds: Vec<(String, i64)> = ex.iter().map(|e| (e.0.clone(), e.1)).collect();
+    rows: &[(String, i64, f64)],
+) -> Result<(Vec<Subgraph>, Vec<f64>)> {
+    let seeds: Vec<(String, i64)> = rows.iter().map(|e| (e.0.clone(), e.1)).collect();
     let mut g = src.gather(plan, &spec.entity.table, &seeds)?;
     let hidden: Option<Hidden> = super::tabular::hidden(spec);
     hide(&mut g.contexts, hidden.as_ref());
     check_fits(&seeds, &g.contexts, src.memory_limit())?;
-    let (mut ctxs, mut y): (Vec<Subgraph>, Vec<f64>) = (Vec::new(), Vec::new());
-    for ((c, found), e) in g.contexts.into_iter().zip(g.found).zip(&ex) {
+    let (mut contexts, mut y) = (Vec::new(), Vec::new());
+    for ((c, found), e) in g.contexts.into_iter().zip(g.found).zip(rows) {
         if found {
-            ctxs.push(c);
+            contexts.push(c);
             y.push(e.2);
         }
     }
-    let n_ex = ctxs.len();
-    let n_q = queries.len();
-    ctxs.extend(queries);
-    y.resize(ctxs.len(), 0.0);
-    let ep = Episode::new(&model.cfg, kind, &ctxs, n_ex, &y, 0).at_rate(rate);
-    let out = read_and_answer(model, &ep).map_err(|e| Error::new("XX000", format!("rdl: {e}")))?;
-    Ok(out
-        .into_iter()
-        .take(n_q)
-        .map(|o| Answer {
-            value: ep.value(o),
-            examples: n_ex,
-        })
-        .collect())
+    Ok((contexts, y))
 }
+
+/// Queries read with the examples at once, at most.
+const QUERY_PIECE: usize = 256;
 
 /// Tasks this process has said so of (one NOTICE per task and backend).
 static TOLD: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
-/// One entity's answer at `anchor` (what-if changes of `assuming` applied) from the
-/// shipped model, with a NOTICE the first time a task is answered so.
-pub fn predict(
-    src: &mut dyn Source,
-    task: &str,
-    spec: &TaskSpec,
-    plan: &Plan,
-    (key, anchor): (&str, i64),
-    assuming: Option<&serde_json::Value>,
-) -> Result<Answer> {
-    kind(task, spec)?;
-    let model = crate::icl::shipped::get().map_err(|e| {
-        Error::new(
-            "XX000",
-            format!("rdl: the shipped in-context model does not load: {e}"),
-        )
-    })?;
-    let hidden = super::tabular::hidden(spec);
-    let one = super::one::gather_one(
-        src,
-        plan,
-        &spec.entity.table,
-        (key, anchor),
-        hidden.as_ref(),
-        assuming,
-    )?;
-    let known = known(src)?;
-    let a = answer(
-        src,
-        model,
-        task,
-        spec,
-        plan,
-        &known,
-        anchor,
-        vec![one.context],
-    )?;
-    let a = a
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::new("XX000", "rdl: no answer"))?;
+/// Says, the first time this process answers `task` in context, what answered it.
+fn tell(src: &mut dyn Source, task: &str, examples: usize) -> Result<()> {
     let first = TOLD.lock().map(|mut t| {
         let new = !t.iter().any(|x| x == task);
         if new && t.len() < 1024 {
@@ -190,12 +202,97 @@ pub fn predict(
     });
     if first.unwrap_or(false) {
         src.report(super::source::Event::Notice(format!(
-            "task \"{task}\" has no trained model: answered in context by rdl's pretrained model from {} labelled examples known at the time asked (CALL rdl_train('{}') trains one)",
-            a.examples,
+            "task \"{task}\" has no trained model: answered in context by rdl's pretrained model from {examples} labelled examples known at the time asked (CALL rdl_train('{}') trains one)",
             task.replace('\'', "''")
         )))?;
     }
-    Ok(a)
+    Ok(())
+}
+
+/// The shipped pretrained model; XX000 when it does not load.
+fn shipped() -> Result<&'static IclModel> {
+    crate::icl::shipped::get().map_err(|e| {
+        Error::new(
+            "XX000",
+            format!("rdl: the shipped in-context model does not load: {e}"),
+        )
+    })
+}
+
+/// One entity's answer at `anchor` (what-if changes of `assuming` applied) from the
+/// shipped model, with a NOTICE the first time a task is answered so.
+pub fn predict(
+    src: &mut dyn Source,
+    task: &str,
+    spec: &TaskSpec,
+    plan: &Plan,
+    at: (&str, i64),
+    assuming: Option<&serde_json::Value>,
+) -> Result<Answer> {
+    Ok(answer_one(src, task, spec, plan, at, assuming)?.0)
+}
+
+/// [`predict`], with the labelled rows it drew its examples from.
+fn answer_one(
+    src: &mut dyn Source,
+    task: &str,
+    spec: &TaskSpec,
+    plan: &Plan,
+    (key, anchor): (&str, i64),
+    assuming: Option<&serde_json::Value>,
+) -> Result<(Answer, Vec<Known>)> {
+    kind(task, spec)?;
+    let model = shipped()?;
+    let hidden = super::tabular::hidden(spec);
+    let table = &spec.entity.table;
+    let one = super::one::gather_one(src, plan, table, (key, anchor), hidden.as_ref(), assuming)?;
+    let known = known(src)?;
+    let ex = Examples::gather(src, task, spec, plan, &known, anchor)?;
+    let a = ex
+        .answer(model, vec![one.context])?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::new("XX000", "rdl: no answer"))?;
+    tell(src, task, a.examples)?;
+    Ok((a, known))
+}
+
+/// Answers for many entities at `as_of` (`None` for a key that does not exist then), read
+/// with one draw of examples, piece by piece.
+pub fn predict_batch(
+    src: &mut dyn Source,
+    task: &str,
+    spec: &TaskSpec,
+    plan: &Plan,
+    keys: &[String],
+    as_of: i64,
+) -> Result<Vec<Option<f64>>> {
+    kind(task, spec)?;
+    let model = shipped()?;
+    let known = known(src)?;
+    let ex = Examples::gather(src, task, spec, plan, &known, as_of)?;
+    let seeds: Vec<(String, i64)> = keys.iter().map(|k| (k.clone(), as_of)).collect();
+    let hidden = super::tabular::hidden(spec);
+    let mut out = vec![None; keys.len()];
+    super::gather::gather_all(
+        src,
+        plan,
+        &spec.entity.table,
+        &seeds,
+        hidden.as_ref(),
+        &mut |_, start, g| {
+            let at: Vec<usize> = (0..g.found.len()).filter(|&i| g.found[i]).collect();
+            let qs: Vec<Subgraph> = (g.contexts.into_iter().zip(g.found))
+                .filter_map(|(c, f)| f.then_some(c))
+                .collect();
+            for (i, a) in at.into_iter().zip(ex.answer(model, qs)?) {
+                out[start + i] = Some(a.value);
+            }
+            Ok(())
+        },
+    )?;
+    tell(src, task, ex.len())?;
+    Ok(out)
 }
 
 /// The model's raw outputs for an episode's queries.
@@ -203,4 +300,154 @@ fn read_and_answer(model: &IclModel, ep: &Episode) -> candle_core::Result<Vec<f3
     let dev = candle_core::Device::Cpu;
     let (_, r) = model.read_episode(ep, &dev)?;
     model.answer_episode(ep, &r, &dev)?.to_vec1::<f32>()
+}
+
+/// Held-out entities an accuracy estimate scores, at most.
+const HELD_OUT: usize = 200;
+/// Fewest held-out entities an estimate rests on.
+const MIN_HELD_OUT: usize = 20;
+/// Anchors an estimate is asked at, at most (newest first).
+const ESTIMATE_ANCHORS: usize = 8;
+
+/// How well the model answers this question: its score had the question been asked at the
+/// newest anchors whose windows closed by `as_of` (each with the examples it would have
+/// drawn then, none of them closed later), over those anchors' labelled entities.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Estimate {
+    /// `auroc` (binary) or `mae` (regression, in the label's unit).
+    pub metric: &'static str,
+    pub value: f64,
+    /// Held-out (entity, anchor) answers scored.
+    pub entities: usize,
+    /// The examples each answer read.
+    pub examples: usize,
+    /// How many anchors it asked at.
+    pub anchors: usize,
+    /// The oldest and newest of them (µs since the Unix epoch).
+    #[serde(serialize_with = "as_timestamp")]
+    pub from: i64,
+    #[serde(serialize_with = "as_timestamp")]
+    pub to: i64,
+}
+
+fn as_timestamp<S: serde::Serializer>(at: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::base::time::format_timestamp(*at))
+}
+
+/// The estimate of an answer at `as_of`; `None` when the anchors closed by then hold too
+/// few labelled entities (or one class only, for a binary task) with examples before them.
+#[allow(clippy::too_many_arguments)]
+pub fn estimate(
+    src: &mut dyn Source,
+    model: &IclModel,
+    task: &str,
+    spec: &TaskSpec,
+    plan: &Plan,
+    known: &[(String, i64, f64)],
+    as_of: i64,
+) -> Result<Option<Estimate>> {
+    let kind = kind(task, spec)?;
+    let Some(w) = spec.window else {
+        return Ok(None);
+    };
+    let mut by_anchor: std::collections::BTreeMap<i64, Vec<(String, f64)>> = Default::default();
+    for (e, a, y) in known {
+        if crate::base::time::add(*a, w.end, w.unit) <= as_of {
+            by_anchor.entry(*a).or_default().push((e.clone(), *y));
+        }
+    }
+    let (mut p, mut ys, mut used, mut examples) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    for (&at, rows) in by_anchor.iter().rev().take(ESTIMATE_ANCHORS) {
+        if ys.len() >= HELD_OUT {
+            break;
+        }
+        let Ok(ex) = Examples::gather(src, task, spec, plan, known, at) else {
+            break; // no examples closed by this anchor, nor by any older one
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(at as u64 ^ 0x5eed);
+        let held: Vec<(String, i64, f64)> = {
+            use rand::seq::IndexedRandom;
+            let n = HELD_OUT - ys.len();
+            rows.choose_multiple(&mut rng, n)
+                .map(|r| (r.0.clone(), at, r.1))
+                .collect()
+        };
+        let (qs, y) = labelled_contexts(src, spec, plan, &held)?;
+        p.extend(ex.answer(model, qs)?.iter().map(|a| a.value));
+        ys.extend(y);
+        used.push(at);
+        examples = examples.max(ex.len());
+    }
+    if ys.len() < MIN_HELD_OUT {
+        return Ok(None);
+    }
+    let value = match kind {
+        IclTask::Binary => {
+            let labels: Vec<bool> = ys.iter().map(|&y| y > 0.5).collect();
+            crate::metrics::auroc(&p, &labels)
+        }
+        IclTask::Regression => crate::metrics::mae(&p, &ys),
+    };
+    Ok(value.map(|value| Estimate {
+        metric: if kind == IclTask::Binary {
+            "auroc"
+        } else {
+            "mae"
+        },
+        value,
+        entities: ys.len(),
+        examples,
+        anchors: used.len(),
+        from: used.iter().copied().min().unwrap_or(0),
+        to: used.iter().copied().max().unwrap_or(0),
+    }))
+}
+
+/// `rdl_predict_detail` of a task answered in context: the answer, what it rests on, the
+/// accuracy estimate and a sentence.
+pub fn detail(
+    src: &mut dyn Source,
+    task: &str,
+    spec: &TaskSpec,
+    plan: &Plan,
+    (key, anchor): (&str, i64),
+    assuming: Option<&serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let (a, known) = answer_one(src, task, spec, plan, (key, anchor), assuming)?;
+    let est = estimate(src, shipped()?, task, spec, plan, &known, anchor)?;
+    let what = match spec.task_type {
+        TaskType::BinaryClassification => format!("a probability of {:.3}", a.value),
+        _ => format!("{:.4}", a.value),
+    };
+    let how = match &est {
+        Some(e) => format!(
+            " Asked the same way at the {} latest times whose outcomes were known ({} to {}), it scored {} {:.3} on {} answers.",
+            e.anchors,
+            crate::base::time::format_timestamp(e.from),
+            crate::base::time::format_timestamp(e.to),
+            if e.metric == "auroc" { "AUROC" } else { "MAE" },
+            e.value,
+            e.entities
+        ),
+        None => " No earlier time has enough known outcomes to estimate its accuracy.".into(),
+    };
+    let mut out = serde_json::json!({
+        "task": task,
+        "entity": key,
+        "as_of": crate::base::time::format_timestamp(anchor),
+        "task_type": spec.task_type,
+        "prediction": a.value,
+        "in_context": true,
+        "examples": a.examples,
+        "estimate": est,
+        "explanation": format!(
+            "No trained model: rdl's pretrained model read {} labelled examples known at {} and answered {what}.{how}",
+            a.examples,
+            crate::base::time::format_timestamp(anchor)
+        ),
+    });
+    if spec.task_type == TaskType::BinaryClassification {
+        out["probability"] = serde_json::json!(a.value);
+    }
+    Ok(out)
 }

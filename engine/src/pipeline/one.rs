@@ -4,6 +4,7 @@
 use super::error::{Error, Result};
 use super::gather::{check_fits, hide, Hidden};
 use super::source::Source;
+use crate::base::time::format_timestamp;
 use crate::encode::Subgraph;
 use crate::sampler::Plan;
 use crate::whatif;
@@ -44,10 +45,14 @@ pub fn gather_one(
     hide(&mut g.contexts, hidden);
     check_fits(&seed, &g.contexts, src.memory_limit())?;
     if g.found.first() != Some(&true) {
-        return Err(
-            Error::new("42704", format!("entity {key} does not exist in {table}"))
-                .hint("Check the id, or pass an as_of time at which the entity existed."),
-        );
+        return Err(Error::new(
+            "42704",
+            format!(
+                "entity {key} does not exist in {table} as of {}",
+                format_timestamp(anchor)
+            ),
+        )
+        .hint("Check the id, or pass an as_of time at which the entity existed."));
     }
     let mut context = g.contexts.swap_remove(0);
     let mut via = g.via.swap_remove(0);

@@ -8,6 +8,27 @@ use serde_json::{json, Map, Value};
 use crate::metrics;
 use crate::train::{Head, TrainedModel};
 
+/// `rdl_predict_batch`'s rows: per key its prediction — the most likely class's
+/// probability and the class for a multiclass task — or NULLs where it does not exist.
+pub fn batch_rows(
+    multiclass: bool,
+    keys: Vec<String>,
+    preds: Vec<Option<Vec<f64>>>,
+    classes: &[String],
+) -> Vec<(String, Option<f64>, Option<String>)> {
+    keys.into_iter()
+        .zip(preds)
+        .map(|(k, p)| match p {
+            None => (k, None, None),
+            Some(p) if multiclass => {
+                let i = argmax(&p);
+                (k, Some(p[i]), classes.get(i).cloned())
+            }
+            Some(p) => (k, p.first().copied(), None),
+        })
+        .collect()
+}
+
 pub fn argmax(r: &[f64]) -> usize {
     r.iter()
         .enumerate()

@@ -76,6 +76,31 @@ pub struct Labeled {
     pub label: Label,
 }
 
+/// The labelled rows of one key's splits, kept while the key stays the same (the
+/// extension's key: the role, the transaction and the task's label statement), so that
+/// many in-context answers in one statement run each label statement once. One key at a
+/// time: what it holds is bounded by one task's labels.
+#[derive(Default)]
+pub struct LabelCache {
+    key: String,
+    splits: std::collections::HashMap<Split, Vec<Labeled>>,
+}
+
+impl LabelCache {
+    /// The rows of `split` under `key`, from `compute` when not held.
+    pub fn get_or(
+        &mut self,
+        key: String,
+        split: Split,
+        compute: impl FnOnce() -> Vec<Labeled>,
+    ) -> Vec<Labeled> {
+        if self.key != key {
+            (self.key, self.splits) = (key, Default::default());
+        }
+        self.splits.entry(split).or_insert_with(compute).clone()
+    }
+}
+
 /// The contexts of a batch of seeds.
 #[derive(Debug, Clone, Default)]
 pub struct Gathered {

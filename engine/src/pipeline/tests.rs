@@ -28,6 +28,8 @@ struct Memory {
     labels: HashMap<Split, Vec<Labeled>>,
     log: Vec<(String, String, i64)>,
     gathered: usize,
+    /// Every seed gathered, in order.
+    asked: Vec<(String, i64)>,
     events: Vec<String>,
     /// Each gather call takes this long (a slow database).
     delay: std::time::Duration,
@@ -43,6 +45,7 @@ impl Source for Memory {
         let mut g = Gathered::default();
         for (k, a) in seeds {
             self.gathered += 1;
+            self.asked.push((k.clone(), *a));
             match self.contexts.get(&(table.to_string(), k.clone(), *a)) {
                 Some(sg) => {
                     g.via.push(vec![None; sg.rows.len()]);
@@ -563,4 +566,67 @@ fn ranking_gathers_within_the_time_budget_with_a_sample_of_every_period() {
     );
     let kept = t.stored.train_examples;
     assert!(kept > 0 && kept < n_train / 2, "{kept} of {n_train}");
+}
+
+/// In-context answers from the shipped model: many entities at once get the same numbers
+/// as one at a time, and the accuracy estimate reads nothing that was not known at the
+/// time it asks at (examples whose windows closed by then, queries at that anchor).
+#[test]
+fn in_context_batch_matches_one_and_the_estimate_reads_only_its_past() {
+    use super::in_context;
+    let spec = spec("PREDICT COUNT(orders.*, 0, 30, days) > 0 FOR EACH customers.customer_id");
+    let mut m = memory(900, |_, y| Label::Value(y as f64));
+    // Anchors every 30 days: the labelled rows of 8 periods.
+    let month = 30 * DAY;
+    let mut n = 0i64;
+    for split in [Split::Train, Split::Val, Split::Test] {
+        for l in m.labels.get_mut(&split).unwrap() {
+            let sg = m
+                .contexts
+                .remove(&("public.customers".into(), l.entity.clone(), l.anchor))
+                .unwrap();
+            l.anchor = ANCHOR + (n % 8) * month;
+            n += 1;
+            m.contexts
+                .insert(("public.customers".into(), l.entity.clone(), l.anchor), sg);
+        }
+    }
+    let plan = Plan::new(&shop(), crate::sampler::SamplerConfig::default());
+    let last = ANCHOR + 7 * month;
+    let keys: Vec<String> = m
+        .contexts
+        .keys()
+        .filter(|k| k.2 == last)
+        .map(|k| k.1.clone())
+        .take(12)
+        .collect();
+    let batch = in_context::predict_batch(&mut m, "t", &spec, &plan, &keys, last).unwrap();
+    for (k, b) in keys.iter().zip(&batch) {
+        let one = in_context::predict(&mut m, "t", &spec, &plan, (k, last), None).unwrap();
+        assert!(
+            (one.value - b.unwrap()).abs() < 1e-6,
+            "{k}: {} vs {b:?}",
+            one.value
+        );
+    }
+    assert!(
+        m.events
+            .iter()
+            .filter(|e| e.contains("answered in context"))
+            .count()
+            == 1
+    );
+    let known = in_context::known(&mut m).unwrap();
+    let model = crate::icl::shipped::get().unwrap();
+    m.asked.clear();
+    let e = in_context::estimate(&mut m, model, "t", &spec, &plan, &known, last)
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.metric, "auroc");
+    assert!(e.entities >= 20 && e.examples > 10, "{e:?}");
+    assert!(e.to + month <= last && e.anchors > 1, "{e:?}");
+    for (k, a) in &m.asked {
+        let query = (e.from..=e.to).contains(a) && (a - e.from) % month == 0;
+        assert!(query || *a + month <= e.to, "{k} at {a} read for {e:?}");
+    }
 }

@@ -25,6 +25,17 @@ pub struct FetchedRow {
     pub children: Option<i64>,
 }
 
+impl FetchedRow {
+    /// The bytes the row holds, about (what a memory budget charges for it).
+    pub fn size(&self) -> usize {
+        let texts = |s: &Option<String>| 24 + s.as_ref().map_or(0, String::len);
+        let value = |v: &Value| 32 + if let Value::Text(t) = v { t.len() } else { 0 };
+        96 + self.key.len()
+            + self.structural.iter().map(texts).sum::<usize>()
+            + self.values.iter().map(value).sum::<usize>()
+    }
+}
+
 type FnvBuild = BuildHasherDefault<Fnv>;
 
 /// A table's number in the plan, its shared name and its value columns' shared names.

@@ -42,6 +42,23 @@ impl TablePlan {
         self.time_column.as_ref()?;
         Some(raw_time(self.time_type.as_deref()?).unwrap_or(OutKind::Micros))
     }
+
+    /// The kind of each column a statement over this table returns: `None` for the
+    /// request's ordinal (int4), then key, time, structural columns, values and, when
+    /// `counts`, the count of children.
+    pub fn columns_out(&self, counts: bool) -> Vec<Option<OutKind>> {
+        let mut want = vec![None, Some(OutKind::Text)];
+        want.push(Some(self.time_out().unwrap_or(OutKind::Micros)));
+        want.extend(std::iter::repeat_n(
+            Some(OutKind::Text),
+            self.structural.len(),
+        ));
+        want.extend(self.values.iter().map(|v| Some(v.out)));
+        if counts {
+            want.push(Some(OutKind::Micros));
+        }
+        want
+    }
 }
 
 /// A foreign key as an edge of the walk.
