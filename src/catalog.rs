@@ -264,3 +264,21 @@ pub fn read_graph(schemas: Option<Vec<String>>) -> SchemaGraph {
         graph
     })
 }
+
+/// The data's time range, µs: where anchors are placed. 55000 when no table has a time.
+pub fn data_range(graph: &rdl_engine::schema::SchemaGraph) -> (i64, i64) {
+    let range_sql = format!(
+        "SELECT (extract(epoch FROM r.min_time) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, \
+                (extract(epoch FROM r.max_time) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 FROM ({}) r",
+        rdl_engine::pql::time_range_sql(graph)
+    );
+    match crate::sql::query_two::<i64, i64>(&range_sql, &[]) {
+        (Some(min_t), Some(max_t)) => (min_t, max_t),
+        _ => RdlError::new(
+            "55000",
+            "the database has no timed rows to place anchors in",
+        )
+        .hint("Load data into a table with a time column, or set one with rdl_set_time_column.")
+        .raise(),
+    }
+}

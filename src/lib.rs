@@ -6,6 +6,7 @@
 
 use pgrx::prelude::*;
 
+mod adhoc;
 mod api;
 mod catalog;
 mod entity;

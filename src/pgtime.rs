@@ -11,6 +11,10 @@ pub fn to_pg(unix_us: i64) -> TimestampWithTimeZone {
         .unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity())
 }
 
+pub fn to_pg_all(unix_us: &[i64]) -> Vec<TimestampWithTimeZone> {
+    unix_us.iter().map(|&t| to_pg(t)).collect()
+}
+
 pub fn from_pg(ts: TimestampWithTimeZone) -> i64 {
     from_pg_raw(ts.into_inner())
 }

@@ -187,9 +187,12 @@ pub fn task_state(name: &str, tables: &[String], access: Access) -> TaskState {
     }
 }
 
-/// The spec of a task the caller may use.
+/// The spec of a task the caller may use (or of an ad-hoc query, see [`crate::adhoc`]).
 pub fn load(name: &str) -> Rc<TaskSpec> {
-    task_state(name, &[], Access::Use).spec
+    match crate::adhoc::get(name) {
+        Some(a) => a.spec.clone(),
+        None => task_state(name, &[], Access::Use).spec,
+    }
 }
 
 /// The spec of a task the caller owns.
@@ -254,6 +257,9 @@ pub fn split_rows(name: &str, spec: &TaskSpec, split: Split) -> Vec<Labeled> {
 
 /// The anchors of a task's split.
 pub fn split_anchors(name: &str, split: Split) -> Vec<TimestampWithTimeZone> {
+    if let Some(a) = crate::adhoc::get(name) {
+        return pgtime::to_pg_all(a.anchors(split));
+    }
     let column = match split {
         Split::Train => "train_anchors",
         Split::Val => "val_anchors",

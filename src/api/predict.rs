@@ -29,16 +29,17 @@ pub fn model_or_context(
     needs: Needs,
 ) -> (Rc<TaskSpec>, Result<Rc<Loaded>, Plan>) {
     let check = |t: &TaskSpec| applies(t, task, function, needs);
+    if let Some(a) = crate::adhoc::get(task) {
+        check(&a.spec);
+        return (a.spec.clone(), Err(context::default_plan(task, &a.spec)));
+    }
     if !crate::guc::IN_CONTEXT.get() {
         let (spec, l) = models::active(task, check);
         return (spec, Ok(l));
     }
     match models::active_or_none(task, check) {
         (spec, Some(l)) => (spec, Ok(l)),
-        (spec, None) => {
-            let plan = context::default_plan(task, &spec);
-            (spec, Err(plan))
-        }
+        (spec, None) => (spec.clone(), Err(context::default_plan(task, &spec))),
     }
 }
 

@@ -6,14 +6,14 @@
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use rdl_engine::pipeline::report::anchor_summary;
+use rdl_engine::pipeline::report::task_created;
 use rdl_engine::pipeline::Split;
 use rdl_engine::pql;
 
 use crate::catalog;
 use crate::error::{raise, RdlError};
 use crate::pgtime;
-use crate::sql::{execute, query_one, query_two};
+use crate::sql::{execute, query_one};
 use crate::tasks;
 
 /// Compiles `query` against the schema graph, derives the anchors of each split from the
@@ -48,20 +48,7 @@ fn rdl_create_task(
     let graph = catalog::read_graph(None);
     let spec = pql::compile(query, &graph, &opts).unwrap_or_else(|e| raise(e));
 
-    let range_sql = format!(
-        "SELECT (extract(epoch FROM r.min_time) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, \
-                (extract(epoch FROM r.max_time) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 FROM ({}) r",
-        pql::time_range_sql(&graph)
-    );
-    let (min_t, max_t) = query_two::<i64, i64>(&range_sql, &[]);
-    let (Some(min_t), Some(max_t)) = (min_t, max_t) else {
-        RdlError::new(
-            "55000",
-            "the database has no timed rows to place anchors in",
-        )
-        .hint("Load data into a table with a time column, or set one with rdl_set_time_column.")
-        .raise()
-    };
+    let (min_t, max_t) = catalog::data_range(&graph);
     let splits = spec.splits(min_t, max_t).unwrap_or_else(|e| raise(e));
 
     let spec_json = serde_json::to_value(&spec).expect("TaskSpec serialises");
@@ -78,36 +65,15 @@ fn rdl_create_task(
                 JsonB(spec_json.clone()).into(),
                 pgtime::to_pg(min_t).into(),
                 pgtime::to_pg(max_t).into(),
-                anchors(&splits.train).into(),
-                anchors(&splits.val).into(),
-                anchors(&splits.test).into(),
+                pgtime::to_pg_all(&splits.train).into(),
+                pgtime::to_pg_all(&splits.val).into(),
+                pgtime::to_pg_all(&splits.test).into(),
                 caller.into(),
             ],
         )
     });
 
-    let mut out = spec_json;
-    if let Some(o) = out.as_object_mut() {
-        // The SQL is stored with the task; the caller wants the meaning.
-        o.remove("sql");
-        o.remove("sql_at");
-        o.insert("name".into(), name.into());
-        o.insert(
-            "anchors".into(),
-            serde_json::json!({
-                "val_cutoff": rdl_engine::base::time::format_timestamp(splits.val_cutoff),
-                "test_cutoff": rdl_engine::base::time::format_timestamp(splits.test_cutoff),
-                "train": anchor_summary(&splits.train),
-                "val": anchor_summary(&splits.val),
-                "test": anchor_summary(&splits.test),
-            }),
-        );
-    }
-    JsonB(out)
-}
-
-fn anchors(us: &[i64]) -> Vec<TimestampWithTimeZone> {
-    us.iter().map(|&t| pgtime::to_pg(t)).collect()
+    JsonB(task_created(spec_json, name, &splits))
 }
 
 /// Drops a task with its models, runs and grants (its owner only).

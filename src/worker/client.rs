@@ -13,21 +13,12 @@ use rdl_engine::train::{Progress, TrainConfig, TrainError, TrainedModel};
 use super::shmem::{self, Process, Shared};
 use crate::error::RdlError;
 use crate::guc;
-use rdl_engine::serve::protocol::{self as proto, Header};
+use rdl_engine::serve::protocol::{self as proto, Header, Prediction};
 
 enum Answer {
     Outputs(Vec<f32>),
     NeedModel,
     Failed(String),
-}
-
-struct Request<'a> {
-    model_id: i64,
-    version: i32,
-    fingerprint: u64,
-    n_ctx: usize,
-    n_out: usize,
-    payload: &'a [u8],
 }
 
 /// The model's calibrated outputs per context, computed by the background worker; `None`
@@ -56,7 +47,7 @@ pub fn predict(
     // A request larger than rdl.max_batch is sent in pieces.
     for r in serve::chunks(ctxs.len(), max_batch) {
         let payload = wire::encode_batch(&ctxs[r.clone()]);
-        let req = Request {
+        let req = Prediction {
             model_id,
             version,
             fingerprint,
@@ -114,7 +105,7 @@ unsafe extern "C-unwind" fn mark_gone(_seg: *mut pg_sys::dsm_segment, arg: pg_sy
 }
 
 /// Posts one request and waits for its answer; `None` when the worker went away.
-fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> Option<Answer> {
+fn roundtrip(sh: &Shared, procno: i32, req: &Prediction, model: Option<&[u8]>) -> Option<Answer> {
     let model_len = model.map_or(0, <[u8]>::len);
     let out_len = req.n_ctx * req.n_out * 4;
     let lay = proto::layout(model_len, req.payload.len(), out_len);
@@ -130,7 +121,10 @@ fn roundtrip(sh: &Shared, procno: i32, req: &Request, model: Option<&[u8]>) -> O
     let seq = next_seq();
     unsafe {
         ptr::write_bytes(base, 0, std::mem::size_of::<Header>());
-        describe_prediction(&mut *hdr, seq, procno, req, &lay, model_len);
+        let (from, db) = ((pg_sys::MyProcPid, procno), pg_sys::MyDatabaseId.to_u32());
+        (*hdr).begin(proto::KIND_PREDICT, seq, from, db);
+        (*hdr).describe_prediction(req, &lay, model_len);
+        (*hdr).delay_ms = guc::DEBUG_WORKER_DELAY_MS.get().max(0) as u32;
         if let Some(m) = model {
             ptr::copy_nonoverlapping(m.as_ptr(), base.add(lay.model_off), m.len());
         }
@@ -411,35 +405,6 @@ fn wait_latch(ms: std::ffi::c_long) {
             pg_sys::PG_WAIT_EXTENSION,
         );
     }
-}
-
-/// Fills a prediction request's header: what to score, and where each part lies.
-fn describe_prediction(
-    h: &mut Header,
-    seq: u32,
-    procno: i32,
-    req: &Request,
-    lay: &proto::Layout,
-    model_len: usize,
-) {
-    h.begin(
-        proto::KIND_PREDICT,
-        seq,
-        (unsafe { pg_sys::MyProcPid }, procno),
-        unsafe { pg_sys::MyDatabaseId }.to_u32(),
-    );
-    h.version = req.version;
-    h.model_id = req.model_id;
-    h.fingerprint = req.fingerprint;
-    h.n_ctx = req.n_ctx as u32;
-    h.n_out = req.n_out as u32;
-    h.delay_ms = guc::DEBUG_WORKER_DELAY_MS.get().max(0) as u32;
-    h.model_off = lay.model_off as u64;
-    h.model_len = model_len as u64;
-    h.payload_off = lay.payload_off as u64;
-    h.payload_len = req.payload.len() as u64;
-    h.out_off = lay.out_off as u64;
-    h.out_len = req.n_ctx as u64 * req.n_out as u64 * 4;
 }
 
 /// Detaches a session-pinned segment when dropped (also while an ERROR unwinds).

@@ -46,6 +46,40 @@ SELECT d->'estimate'->>'metric' AS metric, (d->'estimate'->>'value')::float8 >= 
 FROM rdl_predict_detail('points', 20, '2010-06-01') d;
 -- Asked before any window had closed: no answer, so no detail.
 SELECT rdl_predict_detail('top3', 20, '1951-06-01');
+-- An ad-hoc predictive query in place of a task name: compiled against the catalog as the
+-- caller, answered in context; a changed question gets a different answer; one that does
+-- not compile is 42601 with its position.
+SELECT rdl_predict('PREDICT COUNT(results.* WHERE results.status_id != 1, 0, 30, days) > 0 FOR EACH drivers.driver_id', 20, '2010-06-01') AS dnf \gset
+SELECT :dnf BETWEEN 0 AND 1 AS adhoc_probability;
+SELECT rdl_predict('PREDICT COUNT(results.* WHERE results.position_order <= 3, 0, 30, days) > 0 FOR EACH drivers.driver_id', 20, '2010-06-01') <> :dnf AS changed_question_changes_the_answer;
+SELECT count(prediction) AS batch_answers
+FROM rdl_predict_batch('PREDICT COUNT(results.* WHERE results.status_id != 1, 0, 30, days) > 0 FOR EACH drivers.driver_id', ARRAY[20, 1, 4], '2010-06-01');
+SELECT d->'estimate'->>'metric' AS metric, (d->'estimate'->>'entities')::int >= 20 AS estimated
+FROM rdl_predict_detail('predict sum(results.points, 0, 60, days) for each drivers.driver_id', 20, '2010-06-01') d;
+SELECT rdl_predict('PREDICT COUNT(nope.*, 0, 30, days) > 0 FOR EACH drivers.driver_id', 20, '2010-06-01');
+SELECT rdl_predict('PREDICT COUNT(results.*, 0, 30, days) >> 0 FOR EACH drivers.driver_id', 20, '2010-06-01');
+\echo :LAST_ERROR_SQLSTATE
+-- An ad-hoc query reads as the caller: a role that may not read a table it names is
+-- refused (42501), and one that may reads under its row-level security: with only the
+-- last decade of results visible, its examples and answers differ.
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS rdl_icl_reader;
+RESET client_min_messages;
+CREATE ROLE rdl_icl_reader;
+GRANT SELECT ON drivers TO rdl_icl_reader;
+SET ROLE rdl_icl_reader;
+SELECT rdl_predict('PREDICT COUNT(results.* WHERE results.status_id != 1, 0, 30, days) > 0 FOR EACH drivers.driver_id', 20, '2010-06-01');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+GRANT SELECT ON races, circuits, constructors, driver_standings, results, constructor_results,
+                constructor_standings, qualifying TO rdl_icl_reader;
+ALTER TABLE results ENABLE ROW LEVEL SECURITY;
+CREATE POLICY recent ON results TO rdl_icl_reader USING (date >= '2000-01-01');
+SET ROLE rdl_icl_reader;
+SELECT rdl_predict('PREDICT COUNT(results.* WHERE results.status_id != 1, 0, 30, days) > 0 FOR EACH drivers.driver_id', 20, '2010-06-01') <> :dnf AS own_view;
+RESET ROLE;
+DROP POLICY recent ON results;
+ALTER TABLE results DISABLE ROW LEVEL SECURITY;
 -- A trained model, once there is one, answers instead (no NOTICE, its own number).
 SET client_min_messages = warning;
 CALL rdl_train('top3', '{"max_train": 400, "epochs": 1}');
@@ -53,3 +87,9 @@ RESET client_min_messages;
 SELECT rdl_predict('top3', 20, '2010-06-01') BETWEEN 0 AND 1 AS trained_answers;
 SELECT d->>'in_context' IS NULL AS trained_detail, d ? 'model_version' AS versioned
 FROM rdl_predict_detail('top3', 20, '2010-06-01') d;
+-- Off, an ad-hoc query has nothing to answer it: 55000 saying how.
+SET rdl.in_context = off;
+SELECT rdl_predict('PREDICT COUNT(results.*, 0, 30, days) > 0 FOR EACH drivers.driver_id', 20, '2010-06-01');
+RESET rdl.in_context;
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM rdl_icl_reader;
+DROP ROLE rdl_icl_reader;

@@ -200,10 +200,17 @@ fn tell(src: &mut dyn Source, task: &str, examples: usize) -> Result<()> {
         }
         new
     });
+    let quoted = task.replace('\'', "''");
+    let (what, train) = match crate::pql::is_query(task) {
+        true => (
+            "query",
+            "rdl_create_task(name, query) then CALL rdl_train(name)".to_string(),
+        ),
+        false => ("task", format!("CALL rdl_train('{quoted}')")),
+    };
     if first.unwrap_or(false) {
         src.report(super::source::Event::Notice(format!(
-            "task \"{task}\" has no trained model: answered in context by rdl's pretrained model from {examples} labelled examples known at the time asked (CALL rdl_train('{}') trains one)",
-            task.replace('\'', "''")
+            "{what} \"{task}\" has no trained model: answered in context by rdl's pretrained model from {examples} labelled examples known at the time asked ({train} trains one)"
         )))?;
     }
     Ok(())

@@ -13,6 +13,7 @@
 //!
 //! The training loop itself is `train::fit`, shared by every kind.
 
+pub mod adhoc;
 pub mod error;
 pub mod explain;
 pub mod gather;

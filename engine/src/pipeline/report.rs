@@ -142,6 +142,28 @@ pub fn interval_coverage(model: &TrainedModel, preds: &[Vec<f64>], ys: &[f64]) -
     Value::Object(cov)
 }
 
+/// What `rdl_create_task` returns: the compiled spec without its SQL (stored with the
+/// task; the caller wants the meaning), the task's name and its anchors per split.
+pub fn task_created(mut spec_json: Value, name: &str, splits: &crate::anchors::Splits) -> Value {
+    if let Some(o) = spec_json.as_object_mut() {
+        o.remove("sql");
+        o.remove("sql_at");
+        o.insert("name".into(), name.into());
+        let fmt = crate::base::time::format_timestamp;
+        o.insert(
+            "anchors".into(),
+            json!({
+                "val_cutoff": fmt(splits.val_cutoff),
+                "test_cutoff": fmt(splits.test_cutoff),
+                "train": anchor_summary(&splits.train),
+                "val": anchor_summary(&splits.val),
+                "test": anchor_summary(&splits.test),
+            }),
+        );
+    }
+    spec_json
+}
+
 /// How many anchors a split has, and its first and last.
 pub fn anchor_summary(a: &[i64]) -> serde_json::Value {
     let fmt = crate::base::time::format_timestamp;

@@ -160,3 +160,12 @@ pub fn load_stored(v: serde_json::Value) -> Result<Stored, String> {
 mod fuzz;
 #[cfg(test)]
 mod tests;
+
+/// Whether a function's task argument is a predictive query written in place of a task
+/// name: it starts with `PREDICT` and a space and names its entity with `FOR EACH`.
+pub fn is_query(text: &str) -> bool {
+    let t = text.trim_start();
+    t.get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("predict "))
+        && t.to_ascii_uppercase().contains("FOR EACH")
+}

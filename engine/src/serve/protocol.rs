@@ -130,6 +130,16 @@ pub const fn align8(n: usize) -> usize {
 }
 
 /// Offsets of the sections for a request of these sizes, and the segment's total size.
+/// A prediction request: which model, how many contexts and outputs, the encoded batch.
+pub struct Prediction<'a> {
+    pub model_id: i64,
+    pub version: i32,
+    pub fingerprint: u64,
+    pub n_ctx: usize,
+    pub n_out: usize,
+    pub payload: &'a [u8],
+}
+
 pub struct Layout {
     pub model_off: usize,
     pub payload_off: usize,
@@ -160,6 +170,22 @@ impl Header {
         self.backend_procno = procno;
         self.seq = seq;
         self.kind = kind;
+    }
+
+    /// Fills a prediction request's header (after [`Header::begin`]): what to score, and
+    /// where each part lies in a segment laid out by [`layout`].
+    pub fn describe_prediction(&mut self, req: &Prediction, lay: &Layout, model_len: usize) {
+        self.version = req.version;
+        self.model_id = req.model_id;
+        self.fingerprint = req.fingerprint;
+        self.n_ctx = req.n_ctx as u32;
+        self.n_out = req.n_out as u32;
+        self.model_off = lay.model_off as u64;
+        self.model_len = model_len as u64;
+        self.payload_off = lay.payload_off as u64;
+        self.payload_len = req.payload.len() as u64;
+        self.out_off = lay.out_off as u64;
+        self.out_len = req.n_ctx as u64 * req.n_out as u64 * 4;
     }
 
     /// Whether the sections the header names fit a segment of `len` bytes and agree with
