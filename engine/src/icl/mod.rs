@@ -231,15 +231,7 @@ impl Episode {
         deal: u64,
     ) -> Episode {
         let enc = fit_episode_encoder(cfg, contexts, deal);
-        let scale = LabelScale::fit(task, &y[..n_examples.min(y.len())]);
-        Episode {
-            task,
-            contexts: contexts.iter().map(|c| enc.encode(c)).collect(),
-            n_examples,
-            labels: y.iter().map(|&v| scale.norm(v)).collect(),
-            scale,
-            shift: 0.0,
-        }
+        Episode::encoded(&enc, task, contexts, n_examples, y)
     }
 
     /// An episode that answers its queries: columns and numbers are fitted on the
@@ -253,6 +245,17 @@ impl Episode {
         y: &[f64],
     ) -> Episode {
         let enc = fit_episode_encoder(cfg, &contexts[..n_examples.min(contexts.len())], 0);
+        Episode::encoded(&enc, task, contexts, n_examples, y)
+    }
+
+    /// The episode of `contexts` encoded by `enc`, labels scaled by the examples'.
+    fn encoded(
+        enc: &Encoder,
+        task: IclTask,
+        contexts: &[Subgraph],
+        n_examples: usize,
+        y: &[f64],
+    ) -> Episode {
         let scale = LabelScale::fit(task, &y[..n_examples.min(y.len())]);
         Episode {
             task,

@@ -7,6 +7,8 @@
 //! answer's time `as_of`; its context is gathered at its own anchor. Nothing later than
 //! `as_of` reaches the answer.
 
+use std::collections::BTreeMap;
+
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -43,7 +45,7 @@ pub fn kind(task: &str, spec: &TaskSpec) -> Result<IclTask> {
 }
 
 /// Every labelled (entity, anchor, label) of the task's training and validation splits.
-pub fn known(src: &mut dyn Source) -> Result<Vec<(String, i64, f64)>> {
+pub fn known(src: &mut dyn Source) -> Result<Vec<Known>> {
     let mut out = Vec::new();
     for split in [Split::Train, Split::Val] {
         for r in src.labels(split)? {
@@ -61,19 +63,11 @@ pub fn known(src: &mut dyn Source) -> Result<Vec<(String, i64, f64)>> {
 pub fn examples(
     spec: &TaskSpec,
     kind: IclTask,
-    known: &[(String, i64, f64)],
+    known: &[Known],
     as_of: i64,
     n: usize,
 ) -> (Vec<(String, i64, f64)>, f64) {
-    let Some(w) = spec.window else {
-        return (Vec::new(), 0.0);
-    };
-    let mut by_anchor: std::collections::BTreeMap<i64, Vec<(String, f64)>> = Default::default();
-    for (e, a, y) in known {
-        if crate::base::time::add(*a, w.end, w.unit) <= as_of {
-            by_anchor.entry(*a).or_default().push((e.clone(), *y));
-        }
-    }
+    let by_anchor = closed_by(spec, known, as_of);
     let groups: Vec<(i64, &[(String, f64)])> = by_anchor
         .iter()
         .rev()
@@ -81,6 +75,21 @@ pub fn examples(
         .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(as_of as u64);
     draw(&groups, n, kind, &mut rng)
+}
+
+/// The labelled rows of `known` whose windows closed by `as_of`, by anchor (none for a
+/// task without a window).
+fn closed_by(spec: &TaskSpec, known: &[Known], as_of: i64) -> BTreeMap<i64, Vec<(String, f64)>> {
+    let mut by_anchor: BTreeMap<i64, Vec<(String, f64)>> = BTreeMap::new();
+    let Some(w) = spec.window else {
+        return by_anchor;
+    };
+    for (e, a, y) in known {
+        if crate::base::time::add(*a, w.end, w.unit) <= as_of {
+            by_anchor.entry(*a).or_default().push((e.clone(), *y));
+        }
+    }
+    by_anchor
 }
 
 /// What an in-context answer rests on.
@@ -108,7 +117,7 @@ impl Examples {
         task: &str,
         spec: &TaskSpec,
         plan: &Plan,
-        known: &[(String, i64, f64)],
+        known: &[Known],
         as_of: i64,
     ) -> Result<Examples> {
         let kind = kind(task, spec)?;
@@ -350,19 +359,11 @@ pub fn estimate(
     task: &str,
     spec: &TaskSpec,
     plan: &Plan,
-    known: &[(String, i64, f64)],
+    known: &[Known],
     as_of: i64,
 ) -> Result<Option<Estimate>> {
     let kind = kind(task, spec)?;
-    let Some(w) = spec.window else {
-        return Ok(None);
-    };
-    let mut by_anchor: std::collections::BTreeMap<i64, Vec<(String, f64)>> = Default::default();
-    for (e, a, y) in known {
-        if crate::base::time::add(*a, w.end, w.unit) <= as_of {
-            by_anchor.entry(*a).or_default().push((e.clone(), *y));
-        }
-    }
+    let by_anchor = closed_by(spec, known, as_of);
     let (mut p, mut ys, mut used, mut examples) = (Vec::new(), Vec::new(), Vec::new(), 0);
     for (&at, rows) in by_anchor.iter().rev().take(ESTIMATE_ANCHORS) {
         if ys.len() >= HELD_OUT {

@@ -169,6 +169,14 @@ fn memory(n: usize, label: impl Fn(&Subgraph, f32) -> Label) -> Memory {
     m
 }
 
+/// The first notice that says `part`.
+fn notice<'a>(m: &'a Memory, part: &str) -> &'a str {
+    m.events
+        .iter()
+        .find(|e| e.contains(part))
+        .expect("a notice")
+}
+
 fn opts() -> TrainOptions {
     TrainOptions {
         size: "tiny".into(),
@@ -227,11 +235,7 @@ fn gathering_stops_within_the_time_budget_with_a_sample_of_every_period() {
         started: Instant::now(),
     };
     let t = tabular::train(&mut m, &Here, &job).unwrap();
-    let stopped = m
-        .events
-        .iter()
-        .find(|e| e.contains("gathering stopped"))
-        .expect("a notice");
+    let stopped = notice(&m, "gathering stopped");
     assert!(
         stopped.contains(&format!("of {n_train} training contexts")),
         "{stopped}"
@@ -555,11 +559,7 @@ fn ranking_gathers_within_the_time_budget_with_a_sample_of_every_period() {
         started: Instant::now(),
     };
     let t = ranking::train(&mut m, &job).unwrap();
-    let stopped = m
-        .events
-        .iter()
-        .find(|e| e.contains("gathering stopped"))
-        .expect("a notice");
+    let stopped = notice(&m, "gathering stopped");
     assert!(
         stopped.contains(&format!("of {n_train} training examples")),
         "{stopped}"
