@@ -11,11 +11,13 @@
 mod quantile;
 mod rare;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::hash::Fnv;
 use crate::schema::SemanticType;
 
 /// A cell value as the sampler read it.
@@ -216,6 +218,15 @@ pub fn time_features(t: i64, anchor: i64) -> [f32; TIME_FEATS] {
     ]
 }
 
+/// A column as encoding its cells needs it: looked up once, not per cell.
+struct Col<'e> {
+    /// `table.column`.
+    name: String,
+    id: u32,
+    stats: Option<&'e NumStats>,
+    frequent: Option<&'e BTreeSet<u32>>,
+}
+
 fn col_name(table: &str, column: &str) -> String {
     format!("{table}.{column}")
 }
@@ -251,7 +262,8 @@ impl Encoder {
                     let n = columns.len() as u32 + 2;
                     columns.entry(name.clone()).or_insert(n);
                     semantics.entry(name.clone()).or_insert(*sem);
-                    if let (Kind::Cat, _, _, b) = bucketer.encode_cell(&name, *sem, v, 0) {
+                    let col = bucketer.col(name.clone());
+                    if let (Kind::Cat, _, _, b) = bucketer.encode_cell(&col, *sem, v, 0) {
                         recur.add(&name, b, entity, min_entities);
                     }
                     if let (SemanticType::Numerical, Value::Num(x)) = (sem, v) {
@@ -325,35 +337,48 @@ impl Encoder {
         self.columns.get(name).copied().unwrap_or(OOV_COLUMN)
     }
 
-    fn bucket(&self, name: &str, rendered: &str) -> u32 {
+    /// What encoding the cells of column `name` (`table.column`) needs.
+    fn col<'e>(&'e self, name: String) -> Col<'e> {
+        Col {
+            id: self.column_id(&name),
+            stats: self.num_stats.get(&name),
+            frequent: self.frequent.get(&name),
+            name,
+        }
+    }
+
+    /// The hash bucket of a categorical value: of `name=rendered`, or of the column's
+    /// rare-value rendering when the fit did not see it recur.
+    fn bucket(&self, col: &Col, rendered: &str) -> u32 {
+        let n = self.config.n_buckets.max(1) as u64;
         let hash = |r: &str| {
-            let key = format!("{name}={r}");
-            (crate::base::hash::fnv1a(key.as_bytes()) % self.config.n_buckets.max(1) as u64) as u32
+            let h = crate::base::hash::fnv1a_parts(&[col.name.as_bytes(), b"=", r.as_bytes()]);
+            (h % n) as u32
         };
         let b = hash(rendered);
-        match self.frequent.get(name) {
+        match col.frequent {
             Some(kept) if !kept.contains(&b) => hash(rare::RARE),
             _ => b,
         }
     }
 
-    /// Encodes one cell: (kind, num, time features, bucket).
+    /// Encodes one cell of `col`: (kind, num, time features, bucket).
     fn encode_cell(
         &self,
-        name: &str,
+        col: &Col,
         sem: SemanticType,
         v: &Value,
         anchor: i64,
     ) -> (Kind, f32, [f32; TIME_FEATS], u32) {
         let zero = [0.0; TIME_FEATS];
-        let cat = |s: &str| (Kind::Cat, 0.0, zero, self.bucket(name, s));
+        let cat = |s: &str| (Kind::Cat, 0.0, zero, self.bucket(col, s));
         match (sem, v) {
             (_, Value::Null) => (Kind::Null, 0.0, zero, 0),
             (_, Value::Num(x)) if !x.is_finite() => (Kind::Null, 0.0, zero, 0),
             (SemanticType::Categorical | SemanticType::Text, Value::Num(x)) => cat(&x.to_string()),
             (SemanticType::Categorical | SemanticType::Text, Value::Bool(b)) => cat(&b.to_string()),
             (_, Value::Num(x)) => {
-                let z = match self.num_stats.get(name) {
+                let z = match col.stats {
                     Some(s) if !s.knots.is_empty() => quantile::rank_score(&s.knots, *x),
                     Some(s) => ((x - s.mean) / s.std).clamp(-Z_CLIP, Z_CLIP),
                     // unseen numeric column: a squashed raw value keeps the scale sane
@@ -444,6 +469,9 @@ impl Encoder {
             target: 0,
             label: None,
         };
+        // Column lookups once per context: names are shared by the rows of a table, so a
+        // pointer pair identifies them (a copy of a name only misses, never mismatches).
+        let mut cols: HashMap<(usize, usize), Col, BuildHasherDefault<Fnv>> = HashMap::default();
         for (n, &i) in kept.iter().enumerate() {
             let r = &rows[i];
             out.row_table
@@ -474,9 +502,15 @@ impl Encoder {
                 if out.col.len() >= cap {
                     break; // only the seed row can overflow on its own
                 }
-                let name = col_name(&r.table, c);
-                let (kind, z, tf, b) = self.encode_cell(&name, *sem, v, sg.anchor);
-                out.col.push(self.column_id(&name));
+                let key = (
+                    Arc::as_ptr(&r.table) as *const u8 as usize,
+                    Arc::as_ptr(c) as *const u8 as usize,
+                );
+                let col = cols
+                    .entry(key)
+                    .or_insert_with(|| self.col(col_name(&r.table, c)));
+                let (kind, z, tf, b) = self.encode_cell(col, *sem, v, sg.anchor);
+                out.col.push(col.id);
                 out.kind.push(kind as u8);
                 out.num.push(z);
                 out.time.extend_from_slice(&tf);

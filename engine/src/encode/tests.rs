@@ -102,7 +102,26 @@ fn nulls_bools_categories_and_oov() {
         vec![5, Kind::Num as u8, Kind::Bool as u8, 1, 2, Kind::Null as u8]
     );
     assert_eq!(e.bucket[2], 1);
-    assert_eq!(e.bucket[4], enc.bucket("public.o.kind", "x"));
+    assert_eq!(
+        e.bucket[4],
+        enc.bucket(&enc.col("public.o.kind".into()), "x")
+    );
+    // Buckets are stored models' vocabulary: the hash of `table.column=value`, as ever.
+    let n = enc.config.n_buckets as u64;
+    let old =
+        |r: &str| (crate::base::hash::fnv1a(format!("public.o.kind={r}").as_bytes()) % n) as u32;
+    let kept = enc
+        .frequent
+        .get("public.o.kind")
+        .is_none_or(|k| k.contains(&old("x")));
+    assert_eq!(
+        e.bucket[4],
+        if kept {
+            old("x")
+        } else {
+            old(super::rare::RARE)
+        }
+    );
     assert!(e.bucket[4] < enc.config.n_buckets);
     let mut other = sg(1.0);
     other.rows[1]
@@ -152,7 +171,10 @@ fn token_cap_drops_far_and_old_rows_first() {
     // seed: 3 tokens; room for one more: the newest hop-1 row (time 50)
     assert_eq!(e.n_tokens(), 4);
     assert_eq!(e.n_rows(), 2);
-    assert_eq!(e.bucket[3], enc.bucket("public.o.kind", "3"));
+    assert_eq!(
+        e.bucket[3],
+        enc.bucket(&enc.col("public.o.kind".into()), "3")
+    );
     let s = serde_json::to_string(&enc).unwrap();
     assert_eq!(serde_json::from_str::<Encoder>(&s).unwrap(), enc);
 }

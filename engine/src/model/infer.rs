@@ -197,3 +197,77 @@ mod tests {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+    use crate::encode::{EncodedContext, EncoderConfig};
+    use crate::model::{ModelConfig, ModelDims};
+    use crate::train::synth::encoded_churn;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    fn poison() {
+        SCRATCH.with(|s| {
+            let (s, x) = &mut *s.borrow_mut();
+            let big = 1 << 20;
+            for v in [
+                &mut s.layer.xhat,
+                &mut s.layer.rstd,
+                &mut s.layer.y,
+                &mut s.layer.proj,
+                &mut s.layer.act,
+                &mut s.layer.w,
+                &mut s.layer.wsink,
+                &mut s.xg,
+                &mut s.out,
+                &mut s.pairs,
+                x,
+            ] {
+                v.clear();
+                v.resize(big, f32::NAN);
+            }
+        });
+    }
+
+    #[test]
+    fn stale_scratch_is_never_read() -> Result<()> {
+        let dev = Device::Cpu;
+        let cfg_e = EncoderConfig {
+            max_tokens: 177,
+            n_buckets: 512,
+        };
+        let (enc, ecs) = encoded_churn(90, 80, 320, 7, cfg_e);
+        let refs: Vec<&EncodedContext> = ecs.iter().collect();
+        for cfg in [ModelConfig::small(), {
+            let mut c = ModelConfig::small();
+            c.full_attention = true;
+            c
+        }] {
+            let dims = ModelDims {
+                n_columns: enc.n_columns(),
+                n_buckets: 512,
+                n_out: 1,
+            };
+            let m = Model::new(&cfg, &dims, &VarMap::new(), &dev)?;
+            let fm = FastModel::new(&m)?.expect("supported");
+            let b = Batch::new(&refs, &cfg, 512, &dev)?;
+            let hb = HostBatch::from_batch(&b)?;
+            let clean = std::thread::scope(|s| {
+                s.spawn(|| fm.forward_host(&hb, false, false))
+                    .join()
+                    .unwrap()
+            });
+            poison();
+            let dirty = fm.forward_host(&hb, false, false);
+            let bad = clean.iter().zip(&dirty).filter(|(a, b)| a != b).count();
+            assert_eq!(
+                bad,
+                0,
+                "{bad} outputs read stale scratch: {:?}",
+                &dirty[..4]
+            );
+        }
+        Ok(())
+    }
+}

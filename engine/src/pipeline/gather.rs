@@ -49,8 +49,9 @@ pub fn advise_indexes(src: &mut dyn Source, task: &str, plan: &Plan) -> Result<(
 }
 
 /// Gathers the contexts of `seeds` (rows of `table`) piece by piece and hands each piece
-/// to `each` with the index of its first seed. A piece's contexts take at most a quarter
-/// of the memory budget (callers hold what they encoded too); until a context's size is
+/// to `each` with the index of its first seed. A piece's contexts take at most an eighth
+/// of the memory budget (callers hold what they encoded too, and two pieces may be alive
+/// at once: see [`overlapped`]); until a context's size is
 /// measured a row is taken to be large (2 kB: several texts of 200 characters, the most
 /// the sampler reads of one).
 pub fn gather_all(
@@ -65,7 +66,7 @@ pub fn gather_all(
     let (mut start, mut each_bytes) = (0, plan.config.max_rows.max(1) * 2048);
     while start < seeds.len() {
         src.report(Event::Poll)?;
-        let n = memory::chunk_len(limit / 4, each_bytes, GATHER_BATCH).min(seeds.len() - start);
+        let n = memory::chunk_len(limit / 8, each_bytes, GATHER_BATCH).min(seeds.len() - start);
         let piece = &seeds[start..start + n];
         let mut g = src.gather(plan, table, piece)?;
         hide(&mut g.contexts, hidden);
@@ -75,6 +76,35 @@ pub fn gather_all(
         start += n;
     }
     Ok(())
+}
+
+/// Runs `gather` here and hands what it yields to `consume` on a second thread when more
+/// than one is configured: PostgreSQL runs the next statement on this thread while the
+/// last piece is encoded on the other. A piece is handed over only when the other thread
+/// is ready for it, so at most two are alive at once. `consume`'s first error stops the
+/// gathering at the next hand-over and is the error returned.
+pub fn overlapped<T: Send, R>(
+    gather: impl FnOnce(&mut dyn FnMut(T) -> Result<()>) -> Result<R>,
+    mut consume: impl FnMut(T) -> Result<()> + Send,
+) -> Result<R> {
+    if crate::threads::configured() < 2 {
+        return gather(&mut consume);
+    }
+    std::thread::scope(|s| {
+        // Inside the scope: a panic here (a PostgreSQL error) drops the sender while
+        // unwinding, which ends the other thread's loop, so the scope can join it.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<T>(0);
+        let worker = s.spawn(move || rx.into_iter().try_for_each(&mut consume));
+        let out = gather(&mut |t| {
+            tx.send(t)
+                .map_err(|_| Error::new("XX000", "rdl: the encoding thread stopped"))
+        });
+        drop(tx);
+        match worker.join() {
+            Ok(done) => done.and(out),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 /// The share of the time budget that gathering training contexts may take: on a database

@@ -7,12 +7,12 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::error::{Error, Result};
-use super::gather::{gather_all, gather_strided, Hidden, GATHER_SHARE};
+use super::gather::{gather_all, gather_strided, overlapped, Hidden, GATHER_SHARE};
 use super::labels::{class_labels, examples, fit_classes, sample, seeds, Example};
 use super::options::TrainOptions;
 use super::report::{interval_coverage, metrics_json};
 use super::servable::Servable;
-use super::source::{Event, Offload, Source, Split};
+use super::source::{Event, Gathered, Offload, Source, Split};
 use super::stored::StoredConfig;
 use crate::encode::{EncodedContext, Encoder, Subgraph};
 use crate::memory;
@@ -136,7 +136,8 @@ pub fn train(src: &mut dyn Source, off: &dyn Offload, job: &TrainJob) -> Result<
     let hide = hidden(spec);
     let table = spec.entity.table.as_str();
 
-    let (encoder, each) = fit_encoder(src, &plan, table, &train_rows, hide.as_ref(), &model_cfg)?;
+    let fitted = fit_encoder(src, &plan, table, &train_rows, hide.as_ref(), &model_cfg)?;
+    let (encoder, each) = (fitted.encoder, fitted.each);
     // Three quarters of the budget for the encoded contexts (gathering pieces take the
     // rest); refused now, from the fit sample's sizes, rather than after minutes of work.
     let mut budget = memory::Budget::new(src.memory_limit() / 4 * 3);
@@ -168,8 +169,9 @@ pub fn train(src: &mut dyn Source, off: &dyn Offload, job: &TrainJob) -> Result<
         budget: &mut budget,
         too_big: &too_big,
     };
-    let train_ctx = g.encode(src, &train_rows, Some(opts.time_budget_s * GATHER_SHARE))?;
-    let val_ctx = g.encode(src, &val_rows, None)?;
+    let until = Some(opts.time_budget_s * GATHER_SHARE);
+    let train_ctx = g.encode(src, &train_rows, fitted.sample, until)?;
+    let val_ctx = g.encode(src, &val_rows, Vec::new(), None)?;
     let gather_s = job.started.elapsed().as_secs_f64();
     src.report(Event::Notice(format!(
         "rdl_train {task}: contexts gathered and encoded in {gather_s:.1}s ({:.0} contexts/s)",
@@ -214,30 +216,51 @@ struct Gathering<'a> {
     hide: Option<&'a Hidden>,
     encoder: &'a Encoder,
     budget: &'a mut memory::Budget,
-    too_big: &'a dyn Fn(memory::Exceeded) -> Error,
+    too_big: &'a (dyn Fn(memory::Exceeded) -> Error + Sync),
 }
 
 impl Gathering<'_> {
-    /// The rows' contexts, encoded and charged to the budget; with `until` (seconds since
-    /// the start), gathered in strided pieces and cut short there: what was gathered is
+    /// The rows' contexts, encoded and charged to the budget; `have`: those gathered
+    /// already (position, entity found, context). With `until` (seconds since the start)
+    /// the others are gathered in strided pieces and cut short there: what was gathered is
     /// a sample of every period, not the oldest anchors. Whole, in the rows' order.
     fn encode(
         &mut self,
         src: &mut dyn Source,
         rows: &[Example],
+        have: Vec<(usize, bool, Subgraph)>,
         until: Option<f64>,
     ) -> Result<Vec<EncodedContext>> {
         let mut out: Vec<(usize, EncodedContext)> = Vec::with_capacity(rows.len());
         let (encoder, budget, too_big) = (self.encoder, &mut *self.budget, self.too_big);
-        let cut = gather_strided(
-            src,
-            self.plan,
-            self.table,
-            &seeds(rows),
-            self.hide,
-            until.map(|u| (self.started, u)),
-            &mut |_, idx, g| {
-                for ((c, f), &i) in g.contexts.iter().zip(g.found).zip(idx) {
+        let mut gathered = vec![false; rows.len()];
+        for (i, found, c) in have {
+            gathered[i] = true;
+            if found {
+                let e = encoder.encode_labeled(&c, rows[i].y);
+                budget.charge(memory::encoded_bytes(&e)).map_err(too_big)?;
+                out.push((i, e));
+            }
+        }
+        let rest: Vec<usize> = (0..rows.len()).filter(|&i| !gathered[i]).collect();
+        let rest_seeds: Vec<(String, i64)> = rest.iter().map(|&i| rows[i].seed()).collect();
+        let (plan, table, hide) = (self.plan, self.table, self.hide);
+        let until = until.map(|u| (self.started, u));
+        // Encoded on a second thread while the next piece is gathered.
+        let cut = overlapped(
+            |hand: &mut dyn FnMut((Vec<usize>, Gathered)) -> Result<()>| {
+                gather_strided(
+                    src,
+                    plan,
+                    table,
+                    &rest_seeds,
+                    hide,
+                    until,
+                    &mut |_, idx, g| hand((idx.iter().map(|&j| rest[j]).collect(), g)),
+                )
+            },
+            |(idx, g): (Vec<usize>, Gathered)| {
+                for ((c, f), i) in g.contexts.iter().zip(g.found).zip(idx) {
                     if f {
                         let e = encoder.encode_labeled(c, rows[i].y);
                         budget.charge(memory::encoded_bytes(&e)).map_err(too_big)?;
@@ -246,7 +269,8 @@ impl Gathering<'_> {
                 }
                 Ok(())
             },
-        )?;
+        )?
+        .map(|done| done + rows.len() - rest.len());
         if let Some(done) = cut {
             src.report(Event::Notice(format!(
                 "rdl_train {}: gathering stopped at {:.0}% of the time budget, after {} of {} training contexts; training goes on with those (a sample of every period). Indexes on the foreign keys (see above) or a larger time_budget_s let it gather them all.",
@@ -273,9 +297,23 @@ fn class_prior(rows: &[Example], n_classes: usize) -> Vec<f64> {
     prior
 }
 
-/// The encoder (vocabulary, numeric statistics), fitted on training contexts only, within
-/// a quarter of the memory budget; with the encoded size of a context, estimated from the
-/// fit sample, so that the budget for all contexts can be checked before gathering them.
+/// Training contexts the encoder is fitted on, at most.
+const FIT_CONTEXTS: usize = 2000;
+
+/// The encoder and what fitting it gathered.
+struct Fitted {
+    encoder: Encoder,
+    /// A context's encoded size, estimated from the fit sample.
+    each: usize,
+    /// The fit sample's contexts with their rows' positions and whether their entity was
+    /// found: encoded for training as they are, not gathered again.
+    sample: Vec<(usize, bool, Subgraph)>,
+}
+
+/// The encoder (vocabulary, numeric statistics), fitted on the first training contexts
+/// only, within a quarter of the memory budget; with the encoded size of a context,
+/// estimated from the fit sample, so that the budget for all contexts can be checked
+/// before gathering them.
 fn fit_encoder(
     src: &mut dyn Source,
     plan: &Plan,
@@ -283,26 +321,20 @@ fn fit_encoder(
     train_rows: &[Example],
     hide: Option<&Hidden>,
     model_cfg: &ModelConfig,
-) -> Result<(Encoder, usize)> {
-    let fit_n = train_rows.len().min(2000);
+) -> Result<Fitted> {
+    let fit_seeds = seeds(&train_rows[..train_rows.len().min(FIT_CONTEXTS)]);
     let (fit_limit, mut fit_bytes) = (src.memory_limit() / 4, 0);
-    let mut fit_sub: Vec<Subgraph> = Vec::with_capacity(fit_n);
-    gather_all(
-        src,
-        plan,
-        table,
-        &seeds(&train_rows[..fit_n]),
-        hide,
-        &mut |_, _, g| {
-            for c in g.contexts {
-                fit_bytes += memory::subgraph_bytes(&c);
-                if fit_bytes <= fit_limit || fit_sub.is_empty() {
-                    fit_sub.push(c);
-                }
+    let (mut fit_sub, mut kept) = (Vec::with_capacity(fit_seeds.len()), Vec::new());
+    gather_all(src, plan, table, &fit_seeds, hide, &mut |_, start, g| {
+        for (j, (c, f)) in g.contexts.into_iter().zip(g.found).enumerate() {
+            fit_bytes += memory::subgraph_bytes(&c);
+            if fit_bytes <= fit_limit || fit_sub.is_empty() {
+                fit_sub.push(c);
+                kept.push((start + j, f));
             }
-            Ok(())
-        },
-    )?;
+        }
+        Ok(())
+    })?;
     let encoder = Encoder::fit(model_cfg.encoder_config(4096), &fit_sub);
     let probe = &fit_sub[..fit_sub.len().min(200)];
     let each = probe
@@ -310,8 +342,16 @@ fn fit_encoder(
         .map(|c| memory::encoded_bytes(&encoder.encode(c)))
         .sum::<usize>()
         .div_ceil(probe.len().max(1));
-    drop(fit_sub);
-    Ok((encoder, each))
+    let sample = kept
+        .into_iter()
+        .zip(fit_sub)
+        .map(|((i, f), c)| (i, f, c))
+        .collect();
+    Ok(Fitted {
+        encoder,
+        each,
+        sample,
+    })
 }
 
 /// The training loop's configuration from the task's options. The time budget covers the
