@@ -233,14 +233,19 @@ impl Gathering<'_> {
     ) -> Result<Vec<EncodedContext>> {
         let mut out: Vec<(usize, EncodedContext)> = Vec::with_capacity(rows.len());
         let (encoder, budget, too_big) = (self.encoder, &mut *self.budget, self.too_big);
-        let mut gathered = vec![false; rows.len()];
-        for (i, found, c) in have {
-            gathered[i] = true;
+        // Row `i`'s context, encoded and charged when its entity was found.
+        let mut take = |i: usize, found: bool, c: &Subgraph| -> Result<()> {
             if found {
-                let e = encoder.encode_labeled(&c, rows[i].y);
+                let e = encoder.encode_labeled(c, rows[i].y);
                 budget.charge(memory::encoded_bytes(&e)).map_err(too_big)?;
                 out.push((i, e));
             }
+            Ok(())
+        };
+        let mut gathered = vec![false; rows.len()];
+        for (i, found, c) in have {
+            gathered[i] = true;
+            take(i, found, &c)?;
         }
         let rest: Vec<usize> = (0..rows.len()).filter(|&i| !gathered[i]).collect();
         let rest_seeds: Vec<(String, i64)> = rest.iter().map(|&i| rows[i].seed()).collect();
@@ -261,11 +266,7 @@ impl Gathering<'_> {
             },
             |(idx, g): (Vec<usize>, Gathered)| {
                 for ((c, f), i) in g.contexts.iter().zip(g.found).zip(idx) {
-                    if f {
-                        let e = encoder.encode_labeled(c, rows[i].y);
-                        budget.charge(memory::encoded_bytes(&e)).map_err(too_big)?;
-                        out.push((i, e));
-                    }
+                    take(i, f, c)?;
                 }
                 Ok(())
             },
