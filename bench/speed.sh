@@ -11,7 +11,8 @@
 #     each epoch), then training examples/s = examples × epochs / time spent in epochs;
 #   - rdl_predict_batch over every driver at 2010-01-01: entities/s (best of 3);
 #   - the design card's form, SELECT rdl_predict(task, driver_id, at) FROM drivers: rows/s
-#     (best of 3);
+#     (best of 3), and how many of its predictions differ from one statement per driver
+#     (a statement's table copies and checked task against none);
 #   - one rdl_predict on a warm backend, 500 calls over random drivers: p50/p99/max ms.
 # Usage: bench/speed.sh [train options jsonb]   (default '{"time_budget_s": 120}': the
 # rate, not the accuracy, is measured here; bench/relbench.sh measures accuracy).
@@ -84,6 +85,15 @@ SELECT format('rdl_predict_batch over every driver: %s entities, best of 3: %s e
 FROM runs WHERE what = 'batch' ORDER BY secs LIMIT 1;
 SELECT format('SELECT rdl_predict(task, driver_id, at) FROM drivers: %s rows, best of 3: %s rows/s', n, round(n / secs))
 FROM runs WHERE what = 'per-row' ORDER BY secs LIMIT 1;
+CREATE TEMP TABLE one_statement AS
+  SELECT driver_id, rdl_predict('driver-dnf', driver_id, '2010-01-01 00:00:00+00') AS p FROM ids;
+CREATE TEMP TABLE one_call_each (driver_id int, p float8);
+DO $$ DECLARE d int; BEGIN FOR d IN SELECT driver_id FROM ids LOOP
+  INSERT INTO one_call_each VALUES (d, rdl_predict('driver-dnf', d, '2010-01-01 00:00:00+00'));
+END LOOP; END $$;
+SELECT format('the same drivers in one statement and one statement each: %s differ, max difference %s',
+              count(*) FILTER (WHERE a.p IS DISTINCT FROM b.p), coalesce(max(abs(a.p - b.p)), 0))
+FROM one_statement a JOIN one_call_each b USING (driver_id);
 CREATE TEMP TABLE lat (ms float8);
 DO $$
 DECLARE t0 timestamptz; d int;

@@ -8,10 +8,10 @@
 
 use std::collections::HashMap;
 
-use rdl_engine::ident::quote_qualified;
+use rdl_engine::pipeline::access::unreadable_linked;
 use rdl_engine::schema::{infer_semantic, Column, ForeignKey, SchemaGraph, Table};
 
-use crate::error::{spi, RdlError};
+use crate::error::{raise, spi, RdlError};
 use crate::sql::query_one;
 
 // Whether a relation is visible on the caller's path ($2, namespace oids in search
@@ -152,12 +152,7 @@ pub fn check_linked_readable(entity_table: &str, depth: u8, task: &str) {
         &[entity_table.into(), (depth as i32).into()],
     );
     if let Some(t) = denied {
-        RdlError::new("42501", format!("permission denied for table {t}"))
-            .detail(format!(
-                "Task \"{task}\" reads every table linked to {entity_table} by foreign keys within {depth} hops, as the calling user."
-            ))
-            .hint("Ask the table's owner to GRANT SELECT on it to you.")
-            .raise()
+        raise(unreadable_linked(task, entity_table, depth, &t))
     }
 }
 
@@ -173,21 +168,11 @@ pub fn read_graph(schemas: Option<Vec<String>>) -> SchemaGraph {
         let path_arg = path.clone();
         for row in spi(client.select(TABLES_SQL, None, &[schemas.into(), path.into()])) {
             let oid: i64 = spi(row.get(1)).unwrap_or_default();
-            let schema: String = spi(row.get(2)).unwrap_or_default();
-            let name: String = spi(row.get(3)).unwrap_or_default();
+            let text = |i| spi(row.get::<String>(i)).unwrap_or_default();
             oids.push(oid);
             rows_est.push(spi(row.get::<f64>(6)).unwrap_or(0.0));
-            tables.push(Table {
-                table: quote_qualified(&schema, &name),
-                schema,
-                name,
-                kind: spi(row.get(4)).unwrap_or_default(),
-                primary_key: Vec::new(),
-                columns: Vec::new(),
-                time_column: None,
-                time_source: None,
-                visible: spi(row.get(5)).unwrap_or(false),
-            });
+            let visible = spi(row.get(5)).unwrap_or(false);
+            tables.push(Table::new(text(2), text(3), text(4), visible));
         }
         let index: HashMap<i64, usize> = oids.iter().enumerate().map(|(i, o)| (*o, i)).collect();
 

@@ -4,7 +4,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{AnyArray, AnyElement};
 
-use crate::error::{spi, RdlError};
+use crate::error::{raise, spi};
 
 /// The text form of `id` (its type's output function), after checking that its type can
 /// name a key of type `key_type` (`format_type` form).
@@ -49,19 +49,5 @@ fn check_type(oid: pg_sys::Oid, key_type: &str, task: &str) {
         pg_sys::pfree(c.cast());
         s
     });
-    let ints = ["smallint", "integer", "bigint", "numeric"];
-    let ok = arg_type == key_type
-        || (ints.contains(&arg_type.as_str()) && ints.contains(&key_type))
-        || matches!(
-            arg_type.as_str(),
-            "text" | "character varying" | "unknown" | "name"
-        );
-    if !ok {
-        RdlError::new(
-            "42804",
-            format!("entity id of type {arg_type} does not match the key of task \"{task}\" ({key_type})"),
-        )
-        .hint(format!("Pass the id as {key_type}, or cast it: id::{key_type}."))
-        .raise()
-    }
+    rdl_engine::pipeline::args::key_type(&arg_type, key_type, task).unwrap_or_else(|e| raise(e))
 }

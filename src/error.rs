@@ -6,47 +6,52 @@
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
+use rdl_engine::pipeline::error::{packed_sqlstate, Error};
 
-/// A failure destined to become an ERROR.
+/// A failure destined to become an ERROR: the engine's [`Error`] (SQLSTATE, message,
+/// detail, hint), raised here.
 #[derive(Debug, Clone)]
-pub struct RdlError {
-    pub sqlstate: &'static str,
-    pub message: String,
-    pub detail: Option<String>,
-    pub hint: Option<String>,
-}
+pub struct RdlError(pub Error);
 
 impl RdlError {
     pub fn new(sqlstate: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            sqlstate,
-            message: message.into(),
-            detail: None,
-            hint: None,
-        }
+        RdlError(Error::new(sqlstate, message))
     }
 
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
+    pub fn hint(self, hint: impl Into<String>) -> Self {
+        RdlError(self.0.hint(hint))
     }
 
-    pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
-        self
+    pub fn detail(self, detail: impl Into<String>) -> Self {
+        RdlError(self.0.detail(detail))
     }
 
     /// Reports the error; never returns.
     pub fn raise(self) -> ! {
-        let mut report = ErrorReport::new(sqlstate_code(self.sqlstate), self.message, "rdl");
-        if let Some(d) = self.detail {
+        let Error {
+            sqlstate,
+            message,
+            detail,
+            hint,
+        } = self.0;
+        let code = packed_sqlstate(sqlstate).map(PgSqlErrorCode::from);
+        let code = code.unwrap_or(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR);
+        let mut report = ErrorReport::new(code, message, "rdl");
+        if let Some(d) = detail {
             report = report.set_detail(d);
         }
-        if let Some(h) = self.hint {
+        if let Some(h) = hint {
             report = report.set_hint(h);
         }
         report.report(PgLogLevel::ERROR);
         unreachable!("ERROR reports do not return")
+    }
+}
+
+/// The engine's errors (recipes', the query language's, training's) as they are raised.
+impl<E: Into<Error>> From<E> for RdlError {
+    fn from(e: E) -> Self {
+        RdlError(e.into())
     }
 }
 
@@ -59,48 +64,10 @@ pub fn spi<T>(r: Result<T, pgrx::spi::SpiError>) -> T {
     }
 }
 
-/// `"42P01"` → the packed code PostgreSQL uses (`MAKE_SQLSTATE`).
-fn sqlstate_code(s: &str) -> PgSqlErrorCode {
-    let b = s.as_bytes();
-    if b.len() != 5 {
-        return PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
-    }
-    let six = |c: u8| ((c as i32) - ('0' as i32)) & 0x3F;
-    let code =
-        six(b[0]) + (six(b[1]) << 6) + (six(b[2]) << 12) + (six(b[3]) << 18) + (six(b[4]) << 24);
-    PgSqlErrorCode::from(code)
-}
-
-/// A required argument of a function that is not STRICT (it has other, optional,
-/// arguments): NULL is a clear error rather than pgrx's internal one.
+/// A required argument of a function that is not STRICT: 22004 when NULL
+/// ([`rdl_engine::pipeline::args::not_null`]).
 pub fn not_null<T>(v: Option<T>, what: &str) -> T {
-    v.unwrap_or_else(|| {
-        RdlError::new("22004", format!("{what} must not be NULL"))
-            .hint("Pass a value; optional arguments may be NULL or left out.")
-            .raise()
-    })
-}
-
-impl From<rdl_engine::pipeline::Error> for RdlError {
-    fn from(e: rdl_engine::pipeline::Error) -> Self {
-        RdlError {
-            sqlstate: e.sqlstate,
-            message: e.message,
-            detail: e.detail,
-            hint: e.hint,
-        }
-    }
-}
-
-impl From<rdl_engine::pql::PqlError> for RdlError {
-    fn from(e: rdl_engine::pql::PqlError) -> Self {
-        RdlError {
-            sqlstate: e.sqlstate,
-            message: e.message,
-            detail: e.detail,
-            hint: e.hint,
-        }
-    }
+    rdl_engine::pipeline::args::not_null(v, what).unwrap_or_else(|e| raise(e))
 }
 
 /// Raises an engine error as an ERROR with its SQLSTATE, detail and hint.

@@ -9,11 +9,13 @@ use std::cell::{Cell, RefCell};
 
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
-use pgrx::PgOid;
+use pgrx::{PgOid, PgXactCallbackEvent};
 use rdl_engine::encode::Value;
 use rdl_engine::pipeline::gather::FetchStats;
 use rdl_engine::pipeline::{Gathered, Result};
-use rdl_engine::sampler::{walk, FetchedRow, OutKind, Plan, Request, Step, TablePlan};
+use rdl_engine::sampler::{
+    walk, Copies, Direction, FetchedRow, OutKind, Plan, Request, Step, TableCopy, TablePlan, Use,
+};
 
 use crate::error::spi;
 use crate::pgtime;
@@ -22,13 +24,40 @@ use crate::pgtime;
 /// Refuses (53200) a statement whose rows would hold more than the call's whole memory
 /// budget, while they are read.
 pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)]) -> Result<Gathered> {
+    let copying = TRACE.with(|t| t.borrow().is_none());
+    if copying {
+        COPIES.with(|c| c.borrow_mut().enter(crate::statement::key()));
+    }
     let w = walk(plan, entity_table, seeds, |step, reqs| {
         pgrx::check_for_interrupts!();
         let (sql, counts) = match step {
             Step::Seeds(table) => (plan.seed_sql(table), false),
             Step::Hop(edge, dir, hop) => (plan.step_sql(edge, dir, hop), plan.counts_at(dir, hop)),
         };
-        fetch(&sql, reqs, &plan.tables[step.table()], counts)
+        let tp = &plan.tables[step.table()];
+        // Seeds' keys are the caller's spelling, not PostgreSQL's: never from a copy.
+        let Step::Hop(edge, dir, _) = step else {
+            return fetch(&sql, reqs, tp, counts);
+        };
+        let (columns, limit) = match dir {
+            Direction::ToParent => (&edge.parent_columns, usize::MAX),
+            Direction::ToChildren => (&edge.child_columns, plan.config.fanout as usize),
+        };
+        if !copying {
+            return fetch(&sql, reqs, tp, counts);
+        }
+        let lookup = |c: &RefCell<Copies>| {
+            c.borrow_mut()
+                .lookup(plan, &tp.table, columns, reqs, limit, counts)
+        };
+        if from_copy(plan, &tp.table, columns) {
+            return Ok(COPIES.with(lookup));
+        }
+        let t0 = std::time::Instant::now();
+        let rows = fetch(&sql, reqs, tp, counts)?;
+        let secs = t0.elapsed().as_secs_f64();
+        COPIES.with(|c| c.borrow_mut().spent(plan, &tp.table, secs));
+        Ok(rows)
     })?;
     // The statements bound time already; the assembler's own check must never fire.
     assert_eq!(
@@ -40,6 +69,59 @@ pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)]) -> Resul
         via: w.via,
         found: w.found,
     })
+}
+
+thread_local! {
+    static COPIES: RefCell<Copies> = RefCell::new(Copies::default());
+    /// The transaction whose end drops the copies (callbacks registered once per one).
+    static CLEARED_AT: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// Whether this statement's copy of `table` answers a lookup on `columns`: held, or read
+/// now because the statement's lookups of it have cost what reading it would (see
+/// `rdl_engine::sampler::copy`).
+fn from_copy(plan: &Plan, table: &str, columns: &[String]) -> bool {
+    let room =
+        || (crate::guc::max_memory_bytes() / 4).saturating_sub(COPIES.with(|c| c.borrow().held()));
+    let mut next = COPIES.with(|c| c.borrow_mut().plan(plan, table, columns));
+    if next == Use::Ask {
+        // Row-level security may depend on settings a statement can change; a collation
+        // that is not deterministic makes equal keys of different text.
+        let bytes = crate::sql::query_one::<i64>(
+            "SELECT pg_catalog.pg_relation_size(c.oid) FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.text::pg_catalog.regclass AND (c.relkind OPERATOR(pg_catalog.=) 'r' OR c.relkind OPERATOR(pg_catalog.=) 'p') AND NOT c.relrowsecurity AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_collation o ON o.oid OPERATOR(pg_catalog.=) a.attcollation WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND NOT o.collisdeterministic)",
+            &[table.to_string().into()],
+        );
+        let bytes = bytes.map(|b| b.max(0) as usize);
+        let room = room();
+        COPIES.with(|c| c.borrow_mut().sized(plan, table, bytes, room));
+        next = COPIES.with(|c| c.borrow_mut().plan(plan, table, columns));
+    }
+    match next {
+        Use::Copy => return true,
+        Use::Sql | Use::Ask => return false,
+        Use::Build => {}
+    }
+    let tp = &plan.tables[table];
+    let t0 = std::time::Instant::now();
+    let copy = read(&plan.copy_sql(table), &[], Vec::new(), tp, false, room()).ok();
+    let copy = copy.map(|rows| TableCopy::new(tp, rows));
+    if let Some(c) = &copy {
+        pgrx::debug1!(
+            "rdl: {table} read whole for this statement's lookups ({} MB) in {:.0} ms",
+            c.bytes() >> 20,
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    let held = copy.is_some();
+    COPIES.with(|c| c.borrow_mut().hold(plan, table, copy));
+    // SAFETY: MyProc is this backend's own PGPROC.
+    let lxid = unsafe { (*pg_sys::MyProc).lxid };
+    if held && CLEARED_AT.with(|c| c.replace(Some(lxid))) != Some(lxid) {
+        for event in [PgXactCallbackEvent::Commit, PgXactCallbackEvent::Abort] {
+            pgrx::register_xact_callback(event, || COPIES.with(|c| c.borrow_mut().clear()));
+        }
+    }
+    held
 }
 
 /// Rows fetched from a statement's portal at a time: what PostgreSQL holds of a result.
@@ -64,19 +146,43 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan, counts: bool) -> Result<Ve
             v.push(rdl_engine::sampler::inline_statement(sql, reqs));
         }
     });
+    let mut types = vec![
+        PgOid::from(pg_sys::INT4ARRAYOID),
+        PgOid::from(pg_sys::TIMESTAMPTZARRAYOID),
+    ];
+    types.extend(std::iter::repeat_n(
+        PgOid::from(pg_sys::TEXTARRAYOID),
+        n_keys,
+    ));
     // What one statement's rows may hold: counted as they are converted, so a result too
     // large is refused while it is read, never after it was all held.
     let limit = crate::guc::max_memory_bytes();
+    read(sql, &types, args, tp, counts, limit).map_err(|bytes| {
+        rdl_engine::pipeline::Error::over_memory(
+            format!(
+                "the rows of {} gathered for {} context{}",
+                tp.table,
+                reqs.iter().map(|r| r.ctx).max().map_or(0, |m| m + 1),
+                if reqs.len() == 1 { "" } else { "s" }
+            ),
+            rdl_engine::memory::Exceeded { need: bytes, limit },
+            "Use smaller contexts (training options max_rows, fanout, depth) or fewer entities at once.",
+        )
+    })
+}
+
+/// Runs `sql` (parameters `args` of `types`) over `tp` and decodes its rows, refusing
+/// (with the bytes read so far) once they hold more than `limit`.
+fn read(
+    sql: &str,
+    types: &[PgOid],
+    args: Vec<DatumWithOid>,
+    tp: &TablePlan,
+    counts: bool,
+    limit: usize,
+) -> std::result::Result<Vec<FetchedRow>, usize> {
     crate::sql::connect(|client| {
-        let mut types = vec![
-            PgOid::from(pg_sys::INT4ARRAYOID),
-            PgOid::from(pg_sys::TIMESTAMPTZARRAYOID),
-        ];
-        types.extend(std::iter::repeat_n(
-            PgOid::from(pg_sys::TEXTARRAYOID),
-            n_keys,
-        ));
-        let stmt = crate::plans::kept(client, sql, &types);
+        let stmt = crate::plans::kept(client, sql, types);
         let t0 = std::time::Instant::now();
         let (mut out, mut bytes, mut exec) = (Vec::new(), 0usize, std::time::Duration::ZERO);
         let mut cursor = spi(client.try_open_cursor(&*stmt, &args));
@@ -90,16 +196,7 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan, counts: bool) -> Result<Ve
             // SAFETY: `fetch` just filled SPI_tuptable, valid until the next fetch.
             unsafe { decode(tp, counts, &mut out, &mut bytes) };
             if bytes > limit {
-                return Err(rdl_engine::pipeline::Error::over_memory(
-                    format!(
-                        "the rows of {} gathered for {} context{}",
-                        tp.table,
-                        reqs.iter().map(|r| r.ctx).max().map_or(0, |m| m + 1),
-                        if reqs.len() == 1 { "" } else { "s" }
-                    ),
-                    rdl_engine::memory::Exceeded { need: bytes, limit },
-                    "Use smaller contexts (training options max_rows, fanout, depth) or fewer entities at once.",
-                ));
+                return Err(bytes);
             }
         }
         record(out.len(), t0, t0 + exec);

@@ -19,6 +19,7 @@ mod plans;
 mod run;
 mod source;
 mod sql;
+mod statement;
 mod storage;
 mod tasks;
 mod worker;

@@ -4,12 +4,13 @@
 //! rights are checked.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
 use pgrx::prelude::*;
 use pgrx::JsonB;
+use rdl_engine::base::capped::Capped;
+use rdl_engine::pipeline::access;
 use rdl_engine::pipeline::stored::StoredConfig;
 use rdl_engine::pipeline::Servable;
 use rdl_engine::pql::TaskSpec;
@@ -29,11 +30,18 @@ pub struct Loaded {
     pub columns_tag: Option<String>,
 }
 
+/// A statement's key, the task's name, its spec and its model.
+type Checked = (Vec<i64>, String, Rc<TaskSpec>, Rc<Loaded>);
+
 thread_local! {
     /// By (role, task): what a model holds does not depend on the role, but the plan it
     /// reads with was built from that role's view of the catalog, and a cache never
-    /// serves one role what was built for another.
-    static CACHE: RefCell<HashMap<(pg_sys::Oid, String), Rc<Loaded>>> = RefCell::new(HashMap::new());
+    /// serves one role what was built for another. Bounded: models are large.
+    static CACHE: RefCell<Capped<(pg_sys::Oid, String), Rc<Loaded>>> = RefCell::new(Capped::new(256));
+    /// The last task checked and loaded, with the statement it was checked in
+    /// ([`crate::statement::key`]): the design card's `SELECT rdl_predict(...) FROM t` checks
+    /// the task, its grants and its tables once, not once a row.
+    static CHECKED: RefCell<Option<Checked>> = const { RefCell::new(None) };
 }
 
 /// The task and its active model, from the per-backend caches while they are current:
@@ -52,6 +60,15 @@ pub fn active_or_none(
     check: impl FnOnce(&TaskSpec),
 ) -> (Rc<TaskSpec>, Option<Rc<Loaded>>) {
     crate::guc::apply();
+    let statement = crate::statement::key();
+    let memo = CHECKED.with(|c| match &*c.borrow() {
+        Some((s, t, spec, l)) if *s == statement && t == task => Some((spec.clone(), l.clone())),
+        _ => None,
+    });
+    if let Some((spec, l)) = memo {
+        check(&spec);
+        return (spec, Some(l));
+    }
     let key = (crate::storage::caller(), task.to_string());
     let cached = CACHE.with(|c| c.borrow().get(&key).cloned());
     let tables = cached
@@ -70,16 +87,16 @@ pub fn active_or_none(
         {
             // The role may have changed since the model was cached: checked on every call.
             deny(task, st.denied_table);
+            CHECKED.with(|c| {
+                *c.borrow_mut() = Some((statement, task.into(), st.spec.clone(), l.clone()))
+            });
             return (st.spec, Some(l));
         }
     }
     let loaded = Rc::new(load(task, &st, id));
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() >= 256 {
-            c.clear(); // bounded: models are large
-        }
-        c.insert(key, loaded.clone())
+    CACHE.with(|c| c.borrow_mut().insert(key, loaded.clone()));
+    CHECKED.with(|c| {
+        *c.borrow_mut() = Some((statement, task.into(), st.spec.clone(), loaded.clone()))
     });
     (st.spec, Some(loaded))
 }
@@ -138,28 +155,10 @@ fn load(task: &str, st: &TaskState, id: i64) -> Loaded {
     }
 }
 
-/// Raises the error for a table a model reads that the caller cannot read: 42P01 when it
-/// is gone (`missing:` prefix), 42501 otherwise.
+/// Raises the error for a table a model reads that the caller cannot read
+/// ([`rdl_engine::pipeline::access::denied_table`]).
 fn deny(task: &str, denied: Option<String>) {
-    if let Some(t) = denied.as_deref().and_then(|d| d.strip_prefix("missing:")) {
-        RdlError::new("42P01", format!("table {t} no longer exists"))
-            .detail(format!(
-                "The model of task \"{task}\" was trained reading {t}."
-            ))
-            .hint(format!(
-                "Retrain: CALL rdl_train('{}');",
-                task.replace('\'', "''")
-            ))
-            .raise()
-    }
-    if let Some(t) = denied {
-        RdlError::new("42501", format!("permission denied for table {t}"))
-            .detail(format!(
-                "The model of task \"{task}\" reads {t}; rdl reads data as the calling user."
-            ))
-            .hint("Ask the owner to GRANT SELECT on it, or retrain the task without it.")
-            .raise()
-    }
+    access::denied_table(task, denied.as_deref()).unwrap_or_else(|e| raise(e))
 }
 
 /// The metrics stored with model `id` on its selection split (the split early stopping

@@ -5,11 +5,11 @@
 //! row-level security for the current user.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::PgOid;
+use rdl_engine::base::capped::Capped;
 
 use crate::error::spi;
 
@@ -18,8 +18,8 @@ use crate::error::spi;
 const MAX_KEPT_PLANS: usize = 512;
 
 thread_local! {
-    static PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> =
-        RefCell::new(HashMap::new());
+    static PLANS: RefCell<Capped<String, Rc<OwnedPreparedStatement>>> =
+        RefCell::new(Capped::new(MAX_KEPT_PLANS));
 }
 
 /// The kept prepared statement for `sql` with parameters of `types`, prepared on first use.
@@ -28,12 +28,6 @@ pub fn kept(client: &SpiClient<'_>, sql: &str, types: &[PgOid]) -> Rc<OwnedPrepa
         return p;
     }
     let stmt = Rc::new(spi(client.prepare(sql, types)).keep());
-    PLANS.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.len() >= MAX_KEPT_PLANS {
-            m.clear();
-        }
-        m.insert(sql.to_string(), stmt.clone());
-    });
+    PLANS.with(|m| m.borrow_mut().insert(sql.to_string(), stmt.clone()));
     stmt
 }

@@ -178,7 +178,7 @@ impl Run {
                     "UPDATE rdl.runs SET status = 'failed', finished_at = pg_catalog.clock_timestamp(),
                         updated_at = pg_catalog.clock_timestamp(), message = $2
                      WHERE id OPERATOR(pg_catalog.=) $1",
-                    &[self.id.into(), e.message.clone().into()],
+                    &[self.id.into(), e.0.message.clone().into()],
                 )
             });
             self.commit();

@@ -67,11 +67,13 @@ pub fn connect<T>(f: impl FnOnce(&SpiClient<'_>) -> T) -> T {
 
 /// [`Spi::connect_mut`] with the path locked (statements that write).
 pub fn connect_mut<T>(f: impl FnOnce(&mut SpiClient<'_>) -> T) -> T {
+    WRITES.with(|w| w.set(w.get() + 1));
     locked(|| Spi::connect_mut(f))
 }
 
 /// Runs a statement for its effect.
 pub fn execute(sql: &str, args: &[DatumWithOid<'_>]) {
+    WRITES.with(|w| w.set(w.get() + 1));
     locked(|| spi(Spi::run_with_args(sql, args)))
 }
 
@@ -129,4 +131,14 @@ pub fn caller_path() -> Vec<pg_sys::Oid> {
         }
         out
     }
+}
+
+thread_local! {
+    /// rdl's own writes in this backend (to its tables): one ends a statement's memories.
+    static WRITES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many writes rdl has made in this backend: each ends a statement's memories.
+pub fn writes() -> u64 {
+    WRITES.with(|w| w.get())
 }

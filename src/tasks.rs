@@ -3,17 +3,17 @@
 //! labels of its splits, computed by the task's label statements as the calling user.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgOid};
-use rdl_engine::pipeline::{check_applies, Label, Labeled, Needs, Split};
+use rdl_engine::base::capped::Capped;
+use rdl_engine::pipeline::{access, check_applies, Label, Labeled, Needs, Split};
 use rdl_engine::pql::{self, TaskSpec, TaskType};
 
 use crate::catalog;
-use crate::error::{spi, RdlError};
+use crate::error::{raise, spi, RdlError};
 use crate::pgtime;
 use crate::sql::query_one;
 
@@ -31,23 +31,17 @@ pub struct TaskState {
 }
 
 /// What a function does with a task (see `storage.rs` for the rule).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Predict, explain, evaluate, inspect: the owner or a grantee.
-    Use,
-    /// Train, activate, grant, drop: the owner.
-    Modify,
-}
+pub use rdl_engine::pipeline::access::Access;
 
 /// Parsed specs by (role, task name), with the row version they were read at.
-type SpecCache = HashMap<(pg_sys::Oid, String), (String, Rc<TaskSpec>)>;
+type SpecCache = Capped<(pg_sys::Oid, String), (String, Rc<TaskSpec>)>;
 
 thread_local! {
     /// Parsed specs by (role, task name), with the row version (`xmin`, `ctid`) they were
     /// read at. Keyed by role: an older spec is compiled again against the caller's view
     /// of the catalog (see [`read_task`]), and a cache never serves one role what was
-    /// built for another.
-    static TASKS: RefCell<SpecCache> = RefCell::new(HashMap::new());
+    /// built for another. Bounded: a backend may cycle through many tasks and roles.
+    static TASKS: RefCell<SpecCache> = RefCell::new(Capped::new(1024));
 }
 
 /// A fingerprint of the columns of the tables `$2::text[]`: DDL since a model was loaded
@@ -142,24 +136,7 @@ pub fn task_state(name: &str, tables: &[String], access: Access) -> TaskState {
             .hint("Create it with rdl_create_task(name, query); list tasks with SELECT * FROM rdl_tasks.")
             .raise()
     };
-    match access {
-        Access::Modify if !is_owner => {
-            RdlError::new("42501", format!("must be owner of task \"{name}\""))
-                .detail(format!("Task \"{name}\" belongs to role {owner}."))
-                .hint("Only the task's owner (or a member of its role) may train, activate, grant or drop it.")
-                .raise()
-        }
-        Access::Use if !is_owner && !granted => {
-            RdlError::new("42501", format!("permission denied for task \"{name}\""))
-                .detail(format!("Task \"{name}\" belongs to role {owner}."))
-                .hint(format!(
-                    "Ask its owner to run SELECT rdl_grant_task('{}', '<your role>').",
-                    name.replace('\'', "''")
-                ))
-                .raise()
-        }
-        _ => {}
-    }
+    access::check(name, access, &owner, is_owner, granted).unwrap_or_else(|e| raise(e));
     let key = (caller, name.to_string());
     let cached = TASKS.with(|c| {
         c.borrow()
@@ -169,13 +146,7 @@ pub fn task_state(name: &str, tables: &[String], access: Access) -> TaskState {
     });
     let task = cached.unwrap_or_else(|| {
         let task = Rc::new(read_spec(name));
-        TASKS.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.len() >= 1024 {
-                c.clear(); // bounded: a backend cycling through many tasks and roles
-            }
-            c.insert(key, (tag, task.clone()))
-        });
+        TASKS.with(|c| c.borrow_mut().insert(key, (tag, task.clone())));
         task
     });
     TaskState {
@@ -260,11 +231,7 @@ pub fn split_anchors(name: &str, split: Split) -> Vec<TimestampWithTimeZone> {
     if let Some(a) = crate::adhoc::get(name) {
         return pgtime::to_pg_all(a.anchors(split));
     }
-    let column = match split {
-        Split::Train => "train_anchors",
-        Split::Val => "val_anchors",
-        Split::Test => "test_anchors",
-    };
+    let column = format!("{}_anchors", split.name());
     crate::storage::as_owner(|| {
         query_one(
             &format!("SELECT t.{column} FROM rdl.tasks t WHERE t.name OPERATOR(pg_catalog.=) $1"),

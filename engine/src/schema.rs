@@ -58,6 +58,22 @@ pub struct Table {
 }
 
 impl Table {
+    /// Table `schema.name` of `kind` as the catalog lists it, before its keys, columns and
+    /// time column are read; `visible` on the caller's search path.
+    pub fn new(schema: String, name: String, kind: String, visible: bool) -> Table {
+        Table {
+            table: quote_qualified(&schema, &name),
+            schema,
+            name,
+            kind,
+            primary_key: Vec::new(),
+            columns: Vec::new(),
+            time_column: None,
+            time_source: None,
+            visible,
+        }
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -386,20 +402,14 @@ mod tests {
     }
 
     fn table(schema: &str, name: &str, visible: bool) -> Table {
-        Table {
-            schema: schema.into(),
-            name: name.into(),
-            table: quote_qualified(schema, name),
-            kind: "table".into(),
-            primary_key: vec!["id".into()],
-            columns: vec![
-                col("id", SemanticType::Numerical),
-                col("x", SemanticType::Numerical),
-            ],
-            time_column: None,
-            time_source: None,
-            visible,
-        }
+        let mut t = Table::new(schema.into(), name.into(), "table".into(), visible);
+        assert_eq!(t.table, quote_qualified(schema, name));
+        t.primary_key = vec!["id".into()];
+        t.columns = vec![
+            col("id", SemanticType::Numerical),
+            col("x", SemanticType::Numerical),
+        ];
+        t
     }
 
     #[test]

@@ -6,11 +6,11 @@
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB};
-use rdl_engine::pipeline::{explain, in_context, Needs};
+use rdl_engine::pipeline::{args, explain, in_context, Needs};
 use serde_json::json;
 
 use crate::api::predict::{gather_entity, model_or_context};
-use crate::error::{raise, RdlError};
+use crate::error::raise;
 use crate::source::SpiSource;
 use crate::tasks::applies;
 
@@ -28,19 +28,13 @@ fn rdl_explain(
 ) -> Option<JsonB> {
     let task = crate::error::not_null(task, "task");
     let id = entity_id?;
-    if !(1..=1000).contains(&top_k) {
-        RdlError::new(
-            "22023",
-            format!("top_k must be between 1 and 1000, got {top_k}"),
-        )
-        .raise()
-    }
+    let top_k = args::top_k(top_k).unwrap_or_else(|e| raise(e));
     let assuming = assuming.map(|j| j.0);
     let check = |t: &_| applies(t, task, "rdl_explain", Needs::NotRanking);
     let (spec, l) = crate::models::active(task, check);
     let one = gather_entity((task, &spec, &l), &id, as_of, assuming.as_ref());
-    let mut out = explain::explain_one(&l.servable, spec.task_type, &one, top_k as usize)
-        .unwrap_or_else(|e| raise(e));
+    let mut out =
+        explain::explain_one(&l.servable, spec.task_type, &one, top_k).unwrap_or_else(|e| raise(e));
     out["task"] = json!(task);
     Some(JsonB(out))
 }
@@ -59,13 +53,7 @@ fn rdl_predict_detail(
 ) -> Option<JsonB> {
     let task = crate::error::not_null(task, "task");
     let id = entity_id?;
-    if !(0.5..=0.99).contains(&coverage) {
-        RdlError::new(
-            "22023",
-            format!("coverage must be between 0.5 and 0.99, got {coverage}"),
-        )
-        .raise()
-    }
+    let coverage = args::coverage(coverage).unwrap_or_else(|e| raise(e));
     let assuming = assuming.map(|j| j.0);
     let (spec, m) = model_or_context(task, "rdl_predict_detail", Needs::NotRanking);
     let l = match m {
@@ -102,14 +90,12 @@ fn rdl_importance(
         name!(importance, f64),
     ),
 > {
-    if max_examples < 1 {
-        RdlError::new("22023", "max_examples must be at least 1").raise()
-    }
+    let max_examples = args::max_examples(max_examples).unwrap_or_else(|e| raise(e));
     let (spec, l) = crate::models::active(task, |t| {
         applies(t, task, "rdl_importance", Needs::NotRanking)
     });
     let mut src = SpiSource::new(task, &spec);
-    let out = explain::importance(&mut src, &l.servable, &spec, max_examples as usize)
+    let out = explain::importance(&mut src, &l.servable, &spec, max_examples)
         .unwrap_or_else(|e| raise(e));
     TableIterator::new(out)
 }

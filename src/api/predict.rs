@@ -7,11 +7,10 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{AnyArray, AnyElement, JsonB};
 use rdl_engine::pipeline::one::{gather_one, One};
-use rdl_engine::pipeline::report::{argmax, batch_rows};
+use rdl_engine::pipeline::report::{argmax, batch_rows, class_probabilities};
 use rdl_engine::pipeline::{in_context, recommend, tabular, Needs, Split};
 use rdl_engine::pql::{TaskSpec, TaskType};
 use rdl_engine::sampler::Plan;
-use serde_json::{json, Map};
 
 use crate::api::context::{self, anchor_of};
 use crate::entity;
@@ -138,12 +137,7 @@ fn rdl_predict_proba(
 ) -> Option<JsonB> {
     let f = "rdl_predict_proba";
     let (classes, p) = predict_one(task, true, f, entity_id, as_of, assuming)?;
-    let mut order: Vec<usize> = (0..p.len()).collect();
-    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-    let m: Map<_, _> = (order.into_iter())
-        .filter_map(|i| Some((classes.get(i)?.clone(), json!(p[i]))))
-        .collect();
-    Some(JsonB(serde_json::Value::Object(m)))
+    Some(JsonB(class_probabilities(&classes, &p)))
 }
 
 /// Predictions for many entities at once: contexts are gathered and scored in batches, so

@@ -19,12 +19,12 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB};
 use rdl_engine::pipeline::recommend::{self, ItemIndex};
-use rdl_engine::pipeline::{Needs, Source};
-use serde_json::json;
+use rdl_engine::pipeline::{args, Needs, Source};
+use rdl_engine::serve::Lru;
 
 use crate::api::context::anchor_of;
 use crate::entity;
-use crate::error::{raise, RdlError};
+use crate::error::raise;
 use crate::models::Loaded;
 use crate::source::SpiSource;
 use crate::tasks::applies;
@@ -32,41 +32,27 @@ use crate::tasks::applies;
 /// Item indexes kept per backend.
 pub const MAX_INDEXES: usize = 4;
 
-/// `((role, model id, model row version, item-side time), index)`: the row version tells
-/// a model from another with the same id in a re-created extension.
+/// `(role, model id, model row version, item-side time)`: the row version tells a model
+/// from another with the same id in a re-created extension.
 type IndexKey = (pg_sys::Oid, i64, Option<String>, i64);
-type IndexEntry = (IndexKey, Rc<RefCell<ItemIndex>>);
 
 thread_local! {
-    /// Most recently used last.
-    static INDEXES: RefCell<Vec<IndexEntry>> = const { RefCell::new(Vec::new()) };
+    /// Each index counts 1: past [`MAX_INDEXES`], the least recently used goes.
+    static INDEXES: RefCell<Lru<IndexKey, Rc<RefCell<ItemIndex>>>> =
+        RefCell::new(Lru::new(MAX_INDEXES));
 }
 
 /// The item index of a model at item-side time `ti`, for the calling role: from the cache
 /// or built (the log up to `ti` and the statistics; no embeddings yet).
 pub fn index_for(src: &mut dyn Source, l: &Loaded, ti: i64) -> Rc<RefCell<ItemIndex>> {
     let key = (crate::storage::caller(), l.servable.id, l.tag.clone(), ti);
-    let hit = INDEXES.with(|c| {
-        let mut v = c.borrow_mut();
-        let p = v.iter().position(|(k, _)| *k == key)?;
-        let e = v.remove(p);
-        let idx = e.1.clone();
-        v.push(e);
-        Some(idx)
-    });
-    if let Some(idx) = hit {
+    if let Some(idx) = INDEXES.with(|c| c.borrow_mut().get(&key).cloned()) {
         return idx;
     }
     let idx = Rc::new(RefCell::new(
         ItemIndex::build(src, &l.servable, ti).unwrap_or_else(|e| raise(e)),
     ));
-    INDEXES.with(|c| {
-        let mut v = c.borrow_mut();
-        v.push((key, idx.clone()));
-        while v.len() > MAX_INDEXES {
-            v.remove(0);
-        }
-    });
+    INDEXES.with(|c| c.borrow_mut().insert(key, idx.clone(), 1));
     idx
 }
 
@@ -83,11 +69,7 @@ fn rdl_recommend(
     exclude_owned: default!(bool, false),
 ) -> TableIterator<'static, (name!(item_id, String), name!(score, f64), name!(rank, i32))> {
     let task = crate::error::not_null(task, "task");
-    if k <= 0 {
-        RdlError::new("22023", format!("k must be positive, not {k}"))
-            .hint("Ask for the top k items, e.g. rdl_recommend(task, id, 10).")
-            .raise()
-    }
+    let k = args::top_items(k).unwrap_or_else(|e| raise(e));
     let Some(id) = entity_id else {
         // Still an error for an unknown task or a task of another kind.
         applies(
@@ -112,7 +94,7 @@ fn rdl_recommend(
         &spec,
         &mut idx,
         (&key, anchor),
-        k as usize,
+        k,
         exclude_owned,
     )
     .unwrap_or_else(|e| raise(e));
@@ -140,12 +122,5 @@ fn rdl_recommend_prepare(
     let pool = idx
         .prepare(&mut src, &l.servable)
         .unwrap_or_else(|e| raise(e));
-    JsonB(json!({
-        "item_side_time": rdl_engine::base::time::format_timestamp(ti),
-        "pool_items": pool,
-        "embedded_items": idx.embeddings.len(),
-        "interactions": idx.log.events.len(),
-        "index_seconds": log_s,
-        "seconds": t0.elapsed().as_secs_f64(),
-    }))
+    JsonB(idx.prepared(pool, log_s, t0.elapsed().as_secs_f64()))
 }

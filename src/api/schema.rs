@@ -2,9 +2,10 @@
 
 use pgrx::prelude::*;
 use pgrx::JsonB;
+use rdl_engine::pipeline::args;
 
 use crate::catalog;
-use crate::error::{spi, RdlError};
+use crate::error::{raise, spi, RdlError};
 use crate::sql::{execute, query_one, query_two};
 
 /// The schema graph as the caller sees it: tables with primary keys, typed columns, time
@@ -46,11 +47,7 @@ fn rdl_set_time_column(tbl: Option<&str>, col: Option<&str>) -> String {
         &[oid.into()],
     );
     let relname = relname.unwrap_or_else(|| tbl.to_string());
-    if !matches!(relkind.as_deref(), Some("r") | Some("p")) {
-        RdlError::new("42809", format!("\"{relname}\" is not a table"))
-            .hint("Time columns belong to tables or partitioned tables.")
-            .raise()
-    }
+    args::table_kind(&relname, relkind.as_deref()).unwrap_or_else(|e| raise(e));
     let readable = query_one::<bool>(
         "SELECT pg_catalog.has_table_privilege($1::pg_catalog.int8::pg_catalog.oid, 'SELECT')",
         &[oid.into()],
@@ -81,21 +78,7 @@ fn rdl_set_time_column(tbl: Option<&str>, col: Option<&str>) -> String {
                AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
             &[oid.into(), col.into()],
         );
-        match ty.as_deref() {
-            None => RdlError::new(
-                "42703",
-                format!("column \"{col}\" of relation \"{relname}\" does not exist"),
-            )
-            .hint("Name a date, timestamp or timestamptz column of the table.")
-            .raise(),
-            Some("date" | "timestamp without time zone" | "timestamp with time zone") => {}
-            Some(other) => RdlError::new(
-                "42804",
-                format!("column \"{col}\" of relation \"{relname}\" is of type {other}, not a date or timestamp"),
-            )
-            .hint("A time column must be date, timestamp or timestamptz; pass NULL to make the table static.")
-            .raise(),
-        }
+        args::time_column_type(&relname, col, ty.as_deref()).unwrap_or_else(|e| raise(e));
     }
     let caller = crate::storage::caller();
     crate::storage::as_owner(|| {

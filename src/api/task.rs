@@ -7,7 +7,7 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use rdl_engine::pipeline::report::task_created;
-use rdl_engine::pipeline::Split;
+use rdl_engine::pipeline::{args, Split};
 use rdl_engine::pql;
 
 use crate::catalog;
@@ -26,9 +26,7 @@ fn rdl_create_task(
 ) -> JsonB {
     let name = crate::error::not_null(name, "name");
     let query = crate::error::not_null(query, "query");
-    if name.trim().is_empty() {
-        RdlError::new("22023", "task name must not be empty").raise()
-    }
+    args::task_name(name).unwrap_or_else(|e| raise(e));
     let exists = crate::storage::as_owner(|| {
         query_one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM rdl.tasks t WHERE t.name OPERATOR(pg_catalog.=) $1)",

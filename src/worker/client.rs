@@ -175,13 +175,8 @@ fn roundtrip(sh: &Shared, procno: i32, req: &Prediction, model: Option<&[u8]>) -
     };
     // The answer's header comes back from another process: it must still describe the
     // request this backend posted before anything is read through it.
-    let matches = h.n_ctx as usize == req.n_ctx
-        && h.n_out as usize == req.n_out
-        && h.out_off == lay.out_off as u64
-        && h.out_len == out_len as u64
-        && h.magic == proto::MAGIC;
     let answer = status.map(|st| match st {
-        proto::DONE if !matches => {
+        proto::DONE if !h.answers(req, &lay) => {
             Answer::Failed("the worker's answer does not match the request".into())
         }
         // SAFETY: the worker wrote `out_len` bytes of outputs there.
@@ -220,9 +215,7 @@ pub fn train(
         return None;
     }
     let procno = my_slot(sh)?;
-    let config = serde_json::to_vec(&(cfg, model_cfg, encoder)).ok()?;
-    let train_b = wire::encode_batch(train);
-    let val_b = wire::encode_batch(val);
+    let [config, train_b, val_b] = proto::encode_training((cfg, model_cfg, encoder), train, val)?;
     let lay = proto::train_layout(config.len(), train_b.len(), val_b.len());
     let seg =
         unsafe { pg_sys::dsm_create(lay.total, pg_sys::DSM_CREATE_NULL_IF_MAXSEGMENTS as i32) };
@@ -257,14 +250,11 @@ pub fn train(
             (pg_sys::MyProcPid, procno),
             pg_sys::MyDatabaseId.to_u32(),
         );
-        h.n_ctx = train.len() as u32;
-        h.config_off = lay.config_off as u64;
-        h.config_len = config.len() as u64;
-        h.payload_off = lay.train_off as u64;
-        h.payload_len = train_b.len() as u64;
-        h.val_off = lay.val_off as u64;
-        h.val_len = val_b.len() as u64;
-        h.area_off = lay.area_off as u64;
+        h.describe_training(
+            &lay,
+            train.len(),
+            [config.len(), train_b.len(), val_b.len()],
+        );
         for (off, b) in [
             (lay.config_off, &config),
             (lay.train_off, &train_b),

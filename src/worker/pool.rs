@@ -10,11 +10,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use rdl_engine::serve::panic_message;
 use rdl_engine::serve::pool::{Hooks, Work};
 use rdl_engine::serve::protocol as proto;
 use rdl_engine::train::TrainedModel;
 
-use super::request::{panic_message, raw_set_latch, with_signals_blocked, Key, Taken};
+use super::request::{raw_set_latch, with_signals_blocked, Key, Taken};
 use super::shmem;
 
 /// A decoded request and the model to answer it with.

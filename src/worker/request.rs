@@ -1,6 +1,6 @@
 //! A request as the worker holds it, whichever thread works on it: taken from its slot,
 //! its segment attached, answered and released to its backend; and the helpers the
-//! worker's threads share (signals, latches, panics).
+//! worker's threads share (signals, latches; panics' messages: `rdl_engine::serve`).
 
 use std::sync::atomic::Ordering;
 
@@ -108,11 +108,4 @@ pub fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         r
     }
-}
-
-pub fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panic".into())
 }

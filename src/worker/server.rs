@@ -20,12 +20,12 @@ use std::sync::Arc;
 use pgrx::pg_sys;
 use rdl_engine::device::{self, DeviceSpec};
 use rdl_engine::serve::wire;
-use rdl_engine::serve::Lru;
+use rdl_engine::serve::{panic_message, Lru};
 use rdl_engine::train::TrainedModel;
 
 use super::pool::{self, Job, Pool};
-use super::request::{panic_message, with_signals_blocked, Key, Taken};
-use super::shmem::{self, put_str, Shared, MAX_LISTED};
+use super::request::{with_signals_blocked, Key, Taken};
+use super::shmem::{self, put_str, ListedModel, Shared};
 use super::training::Trainings;
 use crate::guc;
 use rdl_engine::serve::protocol::{self as proto, Header};
@@ -364,22 +364,13 @@ impl Worker {
 /// Publishes the cache listing for `rdl_status()`.
 fn publish(sh: &Shared, w: &Worker) {
     let entries = w.cache.entries();
-    sh.write_listing(|s| {
-        s.cache_bytes
-            .store(w.cache.used() as u64, Ordering::Relaxed);
-        s.cache_limit
-            .store(w.cache.limit() as u64, Ordering::Relaxed);
-        s.n_cached.store(entries.len() as u32, Ordering::Relaxed);
-        let n = entries.len().min(MAX_LISTED);
-        s.n_listed.store(n as u32, Ordering::Relaxed);
-        for (slot, (k, e)) in s.listed.iter().zip(entries.iter().take(n)) {
-            slot.db_oid.store(k.db, Ordering::Relaxed);
-            slot.model_id.store(k.model_id, Ordering::Relaxed);
-            slot.version.store(e.value.version, Ordering::Relaxed);
-            slot.bytes.store(e.size as u64, Ordering::Relaxed);
-            slot.hits.store(e.hits, Ordering::Relaxed);
-            slot.last_used_us
-                .store(e.value.last_used_us, Ordering::Relaxed);
-        }
+    let models = entries.iter().map(|(k, e)| ListedModel {
+        db_oid: k.db,
+        model_id: k.model_id,
+        version: e.value.version,
+        bytes: e.size as u64,
+        hits: e.hits,
+        last_used_us: e.value.last_used_us,
     });
+    sh.publish_cache((w.cache.used(), w.cache.limit()), entries.len(), models);
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use pgrx::pg_sys;
 
-pub use rdl_engine::serve::shared::{get_str, now_us, put_str, size, Shared, MAX_LISTED};
+pub use rdl_engine::serve::shared::{get_str, now_us, put_str, size, ListedModel, Shared};
 
 static mut SHARED: *mut Shared = std::ptr::null_mut();
 static mut PREV_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;

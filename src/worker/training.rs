@@ -9,12 +9,10 @@ use std::sync::atomic::Ordering;
 
 use pgrx::pg_sys;
 use rdl_engine::device::Device;
-use rdl_engine::encode::Encoder;
-use rdl_engine::model::ModelConfig;
-use rdl_engine::serve::wire;
-use rdl_engine::train::{train_on, Progress, TrainConfig, TrainError};
+use rdl_engine::serve::panic_message;
+use rdl_engine::train::{train_on, Progress};
 
-use super::request::{panic_message, with_signals_blocked, Taken};
+use super::request::{with_signals_blocked, Taken};
 use super::shmem::Shared;
 use rdl_engine::serve::protocol::{self as proto, Header};
 
@@ -107,14 +105,14 @@ impl Trainings {
         let slice = |off: u64, len: u64| unsafe {
             std::slice::from_raw_parts(t.base.add(off as usize), len as usize)
         };
-        let config: Result<(TrainConfig, ModelConfig, Encoder), String> =
-            serde_json::from_slice(slice(h.config_off, h.config_len)).map_err(|e| e.to_string());
-        let train =
-            wire::decode_batch(slice(h.payload_off, h.payload_len)).map_err(|e| e.to_string());
-        let val = wire::decode_batch(slice(h.val_off, h.val_len)).map_err(|e| e.to_string());
-        let (cfg, model_cfg, encoder, train, val) = match (config, train, val) {
-            (Ok((c, m, e)), Ok(t), Ok(v)) => (c, m, e, t, v),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+        let decoded = proto::decode_training(
+            slice(h.config_off, h.config_len),
+            slice(h.payload_off, h.payload_len),
+            slice(h.val_off, h.val_len),
+        );
+        let req = match decoded {
+            Ok(req) => req,
+            Err(e) => {
                 t.fail(sh, &format!("bad training request: {e}"));
                 t.release(sh, self.generation);
                 unsafe { pg_sys::dsm_detach(t.seg) };
@@ -133,18 +131,19 @@ impl Trainings {
                     let r = remote;
                     let mut on_step = |p: &Progress| r.report(p);
                     let res = catch_unwind(AssertUnwindSafe(|| {
-                        train_on(&dev, &cfg, &model_cfg, &encoder, &train, &val, &mut on_step)
+                        let (cfg, model_cfg, enc) = (&req.cfg, &req.model_cfg, &req.encoder);
+                        train_on(
+                            &dev,
+                            cfg,
+                            model_cfg,
+                            enc,
+                            &req.train,
+                            &req.val,
+                            &mut on_step,
+                        )
                     }));
                     match res {
-                        Ok(Ok(m)) => m.to_bytes().map_err(|e| (proto::ERR_OTHER, e.to_string())),
-                        Ok(Err(TrainError::Cancelled)) => {
-                            Err((proto::ERR_CANCELLED, "training cancelled".into()))
-                        }
-                        Ok(Err(TrainError::NoTrainingData)) => {
-                            Err((proto::ERR_NO_DATA, "no training contexts".into()))
-                        }
-                        Ok(Err(TrainError::BadLabel(s))) => Err((proto::ERR_BAD_LABEL, s)),
-                        Ok(Err(e)) => Err((proto::ERR_OTHER, e.to_string())),
+                        Ok(r) => proto::train_outcome(r),
                         Err(p) => Err((proto::ERR_OTHER, format!("panic: {}", panic_message(p)))),
                     }
                 })

@@ -64,6 +64,32 @@ SELECT (SELECT round(exp(v.value::text::float8) - 1)::int
         WHERE (r->>'hop')::int = 0 AND v.key LIKE 'ln(1 + rows of public.results via %')
      = (SELECT count(*) FROM results WHERE driver_id = 1 AND date <= '2010-01-01 00:00:00') AS count_has_no_future_row;
 
+-- One statement over every driver: once its lookups of a table have cost what reading it
+-- whole would, the table is read once for the statement (a copy, the planted rows in it)
+-- and the later lookups are answered from it. Still nothing after the anchor, and every
+-- context the same as when each is gathered by its own statement (a write between two
+-- statements, even inside one DO block, starts the copies over).
+\! psql -X -c "SET client_min_messages = debug1" -c "CREATE TABLE one_statement AS SELECT driver_id, rdl_context('driver-dnf', driver_id, '2010-01-01 00:00:00+00') AS c FROM drivers" 2>&1 | grep -o 'public.results read whole'
+SELECT count(*) AS contexts,
+       count(*) FILTER (WHERE (r->>'time')::timestamptz > '2010-01-01 00:00:00+00') AS rows_after_anchor,
+       count(*) FILTER (WHERE r->>'key' IN ('900001', '900002')) AS planted_rows_seen
+FROM one_statement o, jsonb_array_elements(o.c->'rows') r;
+CREATE TABLE each_alone (driver_id int, c jsonb);
+DO $$ DECLARE d int; BEGIN
+  FOR d IN SELECT driver_id FROM drivers ORDER BY driver_id DESC LIMIT 100 LOOP
+    INSERT INTO each_alone VALUES (d, rdl_context('driver-dnf', d, '2010-01-01 00:00:00+00'));
+  END LOOP; END $$;
+SELECT count(*) AS compared, count(*) FILTER (WHERE o.c = e.c) AS identical
+FROM one_statement o JOIN each_alone e USING (driver_id);
+DO $$ DECLARE n int; BEGIN
+  PERFORM count(rdl_context('driver-dnf', driver_id, '2010-01-01 00:00:00+00')) FROM drivers;
+  INSERT INTO results (result_id, race_id, driver_id, constructor_id, position_order, status_id, date)
+  VALUES (900003, 1, 2, 1, 1, 1, '2009-12-31 12:00');
+  SELECT count(*) INTO n FROM jsonb_array_elements(rdl_context('driver-dnf', 2, '2010-01-01 00:00:00+00')->'rows') r
+  WHERE r->>'key' = '900003';
+  RAISE NOTICE 'a row written after the copies were read is in the next statement''s context: %', n = 1;
+END $$;
+
 -- Scoring only reads: it takes no transaction id (a hot standby has none to give, and a
 -- parallel worker may not take one), not even on a new connection's first call.
 \c
@@ -71,3 +97,25 @@ BEGIN;
 SELECT rdl_predict('driver-dnf', 1, '2010-01-01 00:00:00+00') BETWEEN 0 AND 1 AS scored;
 SELECT pg_current_xact_id_if_assigned() IS NULL AS no_transaction_id;
 COMMIT;
+
+-- A table under row-level security is never read whole: a policy may depend on settings
+-- that change between the rows of one statement. Here the policy hides results from 2000
+-- on once test.hide is on, which this statement turns on for its last 100 drivers (ids
+-- below 100: drivers of the 2000s), long after its first lookups of results.
+DROP ROLE IF EXISTS rdl_unindexed_reader;
+CREATE ROLE rdl_unindexed_reader;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO rdl_unindexed_reader;
+SELECT rdl_grant_task('driver-dnf', 'rdl_unindexed_reader') AS granted;
+ALTER TABLE results ENABLE ROW LEVEL SECURITY;
+CREATE POLICY hide ON results USING (current_setting('test.hide', true) IS DISTINCT FROM 'on' OR date < '2000-01-01');
+SET ROLE rdl_unindexed_reader;
+SELECT count(*) FILTER (WHERE x.driver_id >= 100 AND (r->>'time')::timestamptz >= '2000-01-01+00') > 0 AS seen_before_hiding,
+       count(*) FILTER (WHERE x.driver_id < 100 AND (r->>'time')::timestamptz >= '2000-01-01+00') AS hidden_rows_seen
+FROM (SELECT d.driver_id, set_config('test.hide', CASE WHEN d.driver_id < 100 THEN 'on' ELSE 'off' END, false) AS s,
+             rdl_context('driver-dnf', d.driver_id, '2010-01-01 00:00:00+00') AS c
+      FROM (SELECT driver_id FROM drivers ORDER BY driver_id DESC) d) x,
+     jsonb_array_elements(x.c->'rows') r
+WHERE r->>'table' = 'public.results';
+RESET ROLE;
+DROP OWNED BY rdl_unindexed_reader;
+DROP ROLE rdl_unindexed_reader;

@@ -106,6 +106,21 @@ RESET ROLE;
 SET ROLE rdl_bob;
 SELECT rdl_predict('alice-dnf', 1, '2010-01-01+00');
 \echo :LAST_ERROR_SQLSTATE
+-- A statement's checked task is the role's own: alice's SECURITY DEFINER function lets
+-- bob predict through it, and in the same statement his own call is still refused.
+RESET ROLE;
+GRANT CREATE ON SCHEMA public TO rdl_alice;
+SET ROLE rdl_alice;
+CREATE FUNCTION public.alice_predicts(d int) RETURNS float8 SECURITY DEFINER
+  SET search_path = pg_catalog, public LANGUAGE sql
+  AS $$ SELECT rdl_predict('alice-dnf', d, '2010-01-01+00') $$;
+RESET ROLE;
+SET ROLE rdl_bob;
+SELECT count(*) FILTER (WHERE public.alice_predicts(d) BETWEEN 0 AND 1) AS through_alice
+FROM (VALUES (1), (2), (3)) v(d);
+SELECT public.alice_predicts(d), rdl_predict('alice-dnf', d, '2010-01-01+00')
+FROM (VALUES (1), (2), (3)) v(d);
+\echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 SET ROLE rdl_alice;
 SELECT rdl_grant_task('alice-dnf', 'public');

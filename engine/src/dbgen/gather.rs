@@ -140,6 +140,21 @@ fn key_text(db: &Database, t: &Table, tp: &TablePlan, row: usize) -> String {
 /// nothing), newest first, then by primary key descending — the statements' ORDER BY.
 fn build_lookup(db: &Database, t: &Table, tp: &TablePlan, cols: &[String]) -> Lookup {
     let cs: Vec<&Column> = cols.iter().map(|c| col(t, c)).collect();
+    let mut out: Lookup = HashMap::new();
+    for i in newest_first(db, t, tp) {
+        let key: Option<Vec<String>> = cs
+            .iter()
+            .map(|c| db.text(c.ty, &c.data[i as usize]))
+            .collect();
+        if let Some(k) = key {
+            out.entry(k).or_default().push(i);
+        }
+    }
+    out
+}
+
+/// The rows of `t` in the statements' order: newest first, then by primary key descending.
+fn newest_first(db: &Database, t: &Table, tp: &TablePlan) -> Vec<u32> {
     let time = time_column(t, tp);
     let keys: Vec<&Column> = tp.key_columns.iter().map(|c| col(t, c)).collect();
     let mut order: Vec<u32> = (0..t.rows() as u32).collect();
@@ -155,17 +170,7 @@ fn build_lookup(db: &Database, t: &Table, tp: &TablePlan, cols: &[String]) -> Lo
                 .unwrap_or(std::cmp::Ordering::Equal)
         })
     });
-    let mut out: Lookup = HashMap::new();
-    for i in order {
-        let key: Option<Vec<String>> = cs
-            .iter()
-            .map(|c| db.text(c.ty, &c.data[i as usize]))
-            .collect();
-        if let Some(k) = key {
-            out.entry(k).or_default().push(i);
-        }
-    }
-    out
+    order
 }
 
 /// Cells of one key column in SQL order (NULL last, as `DESC` puts it first: only ever
@@ -308,5 +313,80 @@ mod tests {
         // Deterministic.
         let again = MemorySampler::new().gather(&db, &plan, &spec.entity.table, &seeds);
         assert_eq!(again.contexts, w.contexts);
+    }
+
+    /// Children and parents answered from in-memory copies of their tables (rows in the
+    /// copy statement's order: timed rows with a time, newest first) build the very
+    /// contexts the statements build, at every anchor, with counts.
+    #[test]
+    fn copies_answer_children_as_the_statements_do() {
+        let cfg = DbConfig {
+            scale: Scale::Tiny,
+            complexity: Some(0.8),
+            ..DbConfig::default()
+        };
+        let db = generate(11, &cfg);
+        let graph = db.schema_graph();
+        let sc = SamplerConfig {
+            fanout: 3,
+            counts: true,
+            ..SamplerConfig::default()
+        };
+        let plan = Plan::new(&graph, sc);
+        let task = &db.tasks[0];
+        let spec = compile(&task.query, &graph, &task.options).unwrap();
+        let rows = Evaluator::new(&db, &spec).unwrap().split("train").unwrap();
+        let seeds: Vec<(String, i64)> = rows
+            .iter()
+            .step_by(rows.len() / 60 + 1)
+            .map(|r| (r.entity.clone(), r.anchor))
+            .collect();
+        let want = MemorySampler::new().gather(&db, &plan, &spec.entity.table, &seeds);
+        let mut copies: HashMap<String, crate::sampler::TableCopy> = HashMap::new();
+        for t in &db.tables {
+            let name = quote_qualified(crate::dbgen::SCHEMA, &t.name);
+            let Some(tp) = plan.tables.get(&name) else {
+                continue;
+            };
+            let time = time_column(t, tp);
+            let rows = newest_first(&db, t, tp)
+                .into_iter()
+                .filter(|&i| time.is_none_or(|c| c.data[i as usize].as_time().is_some()))
+                .map(|i| read_row(&db, t, tp, i as usize, 0))
+                .collect();
+            copies.insert(name, crate::sampler::TableCopy::new(tp, rows));
+        }
+        let mut s = MemorySampler::new();
+        let mut answered = 0;
+        let got: Result<Walked, std::convert::Infallible> =
+            walk(&plan, &spec.entity.table, &seeds, |step, reqs| {
+                Ok(match step {
+                    Step::Hop(e, dir, hop) => {
+                        answered += reqs.len();
+                        let counts = plan.counts_at(dir, hop);
+                        let (cols, limit) = match dir {
+                            Direction::ToChildren => (&e.child_columns, 3),
+                            Direction::ToParent => (&e.parent_columns, usize::MAX),
+                        };
+                        let tp = &plan.tables[step.table()];
+                        let c = copies.get_mut(step.table()).unwrap();
+                        c.rows(tp, cols, reqs, limit, counts)
+                    }
+                    Step::Seeds(t) => {
+                        let tp = &plan.tables[t];
+                        let table = db
+                            .tables
+                            .iter()
+                            .find(|x| quote_qualified(crate::dbgen::SCHEMA, &x.name) == t)
+                            .unwrap();
+                        s.fetch(&db, table, tp, &tp.key_columns, reqs, None, false)
+                    }
+                })
+            });
+        let got = got.unwrap();
+        assert!(answered > 100, "{answered} children requests");
+        assert_eq!(got.found, want.found);
+        assert_eq!(got.via, want.via);
+        assert_eq!(got.contexts, want.contexts);
     }
 }

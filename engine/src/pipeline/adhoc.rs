@@ -3,11 +3,11 @@
 //! data's time range as a task's are, and kept per session by the extension's key (role,
 //! search path, text). It has no trained model: it is answered in context.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::error::Result;
 use super::source::Split;
+use crate::base::capped::Capped;
 use crate::pql::{self, AnchorOptions, TaskSpec};
 use crate::schema::SchemaGraph;
 
@@ -47,11 +47,16 @@ impl AdHoc {
 }
 
 /// Compiled ad-hoc queries by key; past [`KEPT`], forgotten all at once.
-#[derive(Default)]
-pub struct Queries(HashMap<String, Rc<AdHoc>>);
+pub struct Queries(Capped<String, Rc<AdHoc>>);
 
 /// Queries kept at most.
 const KEPT: usize = 64;
+
+impl Default for Queries {
+    fn default() -> Self {
+        Queries(Capped::new(KEPT))
+    }
+}
 
 impl Queries {
     /// The query under `key`, compiled by `compile` the first time.
@@ -64,9 +69,6 @@ impl Queries {
             return Ok(a.clone());
         }
         let a = Rc::new(compile()?);
-        if self.0.len() >= KEPT {
-            self.0.clear();
-        }
         self.0.insert(key, a.clone());
         Ok(a)
     }

@@ -148,3 +148,29 @@ impl From<candle_core::Error> for Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// `"42P01"` → the packed code PostgreSQL uses for it (`MAKE_SQLSTATE`): six bits a
+/// character, the first lowest. `None` unless it has five characters.
+pub fn packed_sqlstate(s: &str) -> Option<i32> {
+    let b: [u8; 5] = s.as_bytes().try_into().ok()?;
+    let six = |c: u8| ((c as i32) - ('0' as i32)) & 0x3F;
+    Some((0..5).map(|i| six(b[i]) << (6 * i)).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_pack_as_postgresql_packs_them() {
+        // ERRCODE_INTERNAL_ERROR, ERRCODE_UNDEFINED_TABLE, ERRCODE_QUERY_CANCELED.
+        assert_eq!(packed_sqlstate("XX000"), Some(2600));
+        assert_eq!(packed_sqlstate("42P01"), Some(16_908_420));
+        assert_eq!(
+            packed_sqlstate("57014"),
+            Some(5 + (7 << 6) + (1 << 18) + (4 << 24))
+        );
+        assert_eq!(packed_sqlstate("4200"), None);
+        assert_eq!(packed_sqlstate("42P011"), None);
+    }
+}

@@ -6,14 +6,17 @@
 //! - `ranking`: ranking models — the training data and training; `recommend`: the item
 //!   index, an entity's top k, evaluation next to the baselines;
 //! - `explain`: explanations, a prediction's detail, importance;
-//! - shared: `options` (rdl_train's), `labels` (examples, classes, samples), `gather`
+//! - shared: `options` (rdl_train's), `args` (the SQL functions' argument checks),
+//!   `access` (who may use or modify a task), `labels` (examples, classes, samples), `gather`
 //!   (pieces within the memory budget, the hidden target), `one` (one entity, what-if),
 //!   `report` (metrics), `stored` (what a model row holds), `servable` (a loaded model),
 //!   `show` (contexts as JSON).
 //!
 //! The training loop itself is `train::fit`, shared by every kind.
 
+pub mod access;
 pub mod adhoc;
+pub mod args;
 pub mod error;
 pub mod explain;
 pub mod gather;

@@ -98,6 +98,20 @@ impl ItemIndex {
         Ok(pool.len())
     }
 
+    /// What `rdl_recommend_prepare` reports once [`ItemIndex::prepare`] embedded a pool of
+    /// `pool` items: the item-side time, what the index holds, and the seconds it took
+    /// (`index_s` to read the log, `seconds` in all).
+    pub fn prepared(&self, pool: usize, index_s: f64, seconds: f64) -> Value {
+        json!({
+            "item_side_time": crate::base::time::format_timestamp(self.time),
+            "pool_items": pool,
+            "embedded_items": self.embeddings.len(),
+            "interactions": self.log.events.len(),
+            "index_seconds": index_s,
+            "seconds": seconds,
+        })
+    }
+
     /// An entity's candidates scored, best first, at most `k`: `(item id, score)`.
     fn rank(
         &self,

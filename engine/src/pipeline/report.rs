@@ -29,6 +29,17 @@ pub fn batch_rows(
         .collect()
 }
 
+/// `rdl_predict_proba`'s answer: `{"class": probability, ...}` for the classes of
+/// probabilities `p`, most likely first (an output without a class is left out).
+pub fn class_probabilities(classes: &[String], p: &[f64]) -> Value {
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    let m: Map<_, _> = (order.into_iter())
+        .filter_map(|i| Some((classes.get(i)?.clone(), json!(p[i]))))
+        .collect();
+    Value::Object(m)
+}
+
 pub fn argmax(r: &[f64]) -> usize {
     r.iter()
         .enumerate()
@@ -172,4 +183,17 @@ pub fn anchor_summary(a: &[i64]) -> serde_json::Value {
         a.iter().max().map(|&t| fmt(t)),
     );
     serde_json::json!({ "count": a.len(), "first": first, "last": last })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_probabilities_name_each_class() {
+        let classes = ["a".to_string(), "b".to_string()];
+        let v = class_probabilities(&classes, &[0.25, 0.5, 0.25]);
+        assert_eq!(v, json!({"a": 0.25, "b": 0.5}));
+        assert_eq!(class_probabilities(&[], &[]), json!({}));
+    }
 }

@@ -36,7 +36,8 @@ pub struct Servable {
     pub model: Model,
 }
 
-fn retrain(task: &str) -> String {
+/// The hint to retrain `task`.
+pub(crate) fn retrain(task: &str) -> String {
     format!("Retrain: CALL rdl_train('{}');", task.replace('\'', "''"))
 }
 

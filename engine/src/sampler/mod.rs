@@ -28,11 +28,13 @@
 //! same convention as the label SQL, so nothing depends on the session's TimeZone.
 
 mod assemble;
+mod copy;
 mod plan;
 mod statements;
 mod walk;
 
 pub use assemble::{Assembler, FetchedRow};
+pub use copy::{copyable, Copies, TableCopy, Use, COPY_BYTES_PER_S, LOOKUPS_BEFORE_COPY};
 pub use plan::{Direction, Edge, Plan, TablePlan, ValueColumn};
 pub use statements::{inline_statement, Request, PARAM_TYPES};
 pub use walk::{walk, Step, Walked};

@@ -1,7 +1,7 @@
 //! The statements of a walk: seed and step lookups (one per hop, edge and direction for
 //! the whole batch), their parameters, and the same statements with parameters inlined.
 
-use super::plan::{output_names, Direction, Edge, Plan};
+use super::plan::{output_names, Direction, Edge, Plan, TablePlan};
 use super::{is_timestamptz, COUNT_CAP};
 use crate::base::time::format_timestamp;
 use crate::ident::{op, qualify_type, quote_ident, quote_literal};
@@ -68,18 +68,7 @@ impl Plan {
             unnest.join(", "),
             names.join(", ")
         );
-        let mut keys = Vec::new();
-        if let Some(c) = &tp.time_column {
-            keys.push(format!("t.{} DESC", quote_ident(c)));
-        }
-        for k in &tp.key_columns {
-            keys.push(format!("t.{} DESC", quote_ident(k)));
-        }
-        let order = if keys.is_empty() {
-            String::new()
-        } else {
-            format!(" ORDER BY {}", keys.join(", "))
-        };
+        let order = newest_first(tp);
         // Ordered as the indexed form returns them: which rows a context keeps under
         // max_rows must not depend on the plan.
         let conds = conds.join(" AND ");
@@ -118,6 +107,21 @@ impl Plan {
             );
         }
         format!("SELECT u.ord, s.* FROM {requests} {rows}")
+    }
+
+    /// Every row of `table` that a lookup could return (timed rows with a time, none at
+    /// +infinity), in the lookups' order: what [`super::TableCopy`] holds. Its `ord` is 0.
+    pub fn copy_sql(&self, table: &str) -> String {
+        let tp = &self.tables[table];
+        let visible = match &tp.time_column {
+            Some(c) => format!(" WHERE t.{} {} 'infinity'", quote_ident(c), op("<")),
+            None => String::new(),
+        };
+        format!(
+            "SELECT 0::pg_catalog.int4 AS ord, {} FROM {table} AS t{visible}{}",
+            self.select_list(tp),
+            newest_first(tp)
+        )
     }
 
     /// Seed rows: the entity table's rows by primary key (one `text[]` per key column).
@@ -165,6 +169,21 @@ impl Plan {
             }
         }
         out
+    }
+}
+
+/// ` ORDER BY` newest first, then by key descending (empty when neither exists).
+fn newest_first(tp: &TablePlan) -> String {
+    let mut keys = Vec::new();
+    if let Some(c) = &tp.time_column {
+        keys.push(format!("t.{} DESC", quote_ident(c)));
+    }
+    for k in &tp.key_columns {
+        keys.push(format!("t.{} DESC", quote_ident(k)));
+    }
+    match keys.is_empty() {
+        true => String::new(),
+        false => format!(" ORDER BY {}", keys.join(", ")),
     }
 }
 

@@ -239,3 +239,58 @@ fn the_seed_row_carries_a_count_per_foreign_key() {
         .iter()
         .all(|(n, _, _)| **n != *name));
 }
+
+/// A statement's copies: SQL for the first lookups, then the heap size asked once, a copy
+/// read once the lookups have cost what reading it would, none over the room left, none
+/// for keys whose text is not their identity; a new statement starts over.
+#[test]
+fn copies_are_read_when_the_lookups_have_paid_for_them() {
+    let plan = Plan::new(&graph(), SamplerConfig::default());
+    let (t, cols) = ("public.results", vec!["driver_id".to_string()]);
+    let mut c = Copies::default();
+    assert!(c.enter(vec![1]));
+    assert!(!c.enter(vec![1]));
+    for _ in 0..LOOKUPS_BEFORE_COPY {
+        assert_eq!(c.plan(&plan, t, &cols), Use::Sql);
+        c.spent(&plan, t, 0.001);
+    }
+    assert_eq!(c.plan(&plan, t, &cols), Use::Ask);
+    // 1 MB: worth it after 1 MB / COPY_BYTES_PER_S of lookups.
+    c.sized(&plan, t, Some(1 << 20), 1 << 30);
+    let needed = (1 << 20) as f64 / COPY_BYTES_PER_S;
+    assert_eq!(c.plan(&plan, t, &cols), Use::Sql);
+    c.spent(&plan, t, needed);
+    assert_eq!(c.plan(&plan, t, &cols), Use::Build);
+    let row = fetched(0, "7", Some(10), vec!["1"], vec![]);
+    c.hold(&plan, t, Some(TableCopy::new(&plan.tables[t], vec![row])));
+    assert!(c.held() > 0);
+    assert_eq!(c.plan(&plan, t, &cols), Use::Copy);
+    let req = |anchor| Request {
+        ctx: 0,
+        rows: vec![0],
+        anchor,
+        keys: vec!["1".into()],
+    };
+    assert_eq!(c.lookup(&plan, t, &cols, &[req(10)], 12, true).len(), 1);
+    assert!(c.lookup(&plan, t, &cols, &[req(9)], 12, true).is_empty());
+    // A new statement: nothing held; over the room: refused for the statement.
+    assert!(c.enter(vec![2]));
+    assert_eq!(c.held(), 0);
+    for _ in 0..LOOKUPS_BEFORE_COPY {
+        assert_eq!(c.plan(&plan, t, &cols), Use::Sql);
+        c.spent(&plan, t, 10.0);
+    }
+    c.sized(&plan, t, Some(1 << 20), 1 << 19);
+    assert_eq!(c.plan(&plan, t, &cols), Use::Sql);
+    c.spent(&plan, t, 10.0);
+    assert_eq!(c.plan(&plan, t, &cols), Use::Sql);
+    // Keys whose text is not their identity, or a time read through a conversion.
+    let mut g = graph();
+    g.tables[1].columns[1].pg_type = "numeric".into();
+    let p = Plan::new(&g, SamplerConfig::default());
+    assert!(!copyable(&p.tables[t], &cols));
+    assert!(copyable(&plan.tables[t], &cols));
+    let g = crate::testutil::drivers_results(("points", "double precision"), "time with time zone");
+    let p = Plan::new(&g, SamplerConfig::default());
+    assert!(!copyable(&p.tables[t], &cols));
+}

@@ -61,7 +61,11 @@ pub fn walk<E>(
                 if reqs.is_empty() {
                     continue;
                 }
-                let rows = fetch(Step::Hop(edge, dir, asm.hop()), &reqs)?;
+                let mut rows = fetch(Step::Hop(edge, dir, asm.hop()), &reqs)?;
+                // In request order whatever the plan (a hash join returns a parent lookup's
+                // rows in the table's order): a context's rows must not depend on it. Stable,
+                // so each request's children stay newest first.
+                rows.sort_by_key(|r| r.ord);
                 asm.accept_step(edge, dir, &reqs, rows);
             }
         }

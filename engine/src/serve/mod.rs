@@ -157,6 +157,15 @@ pub fn next_batch<K: Eq>(reqs: &[(K, usize)], max_batch: usize) -> Vec<usize> {
     out
 }
 
+/// The message a caught panic carries (`"panic"` when it is neither a `String` nor a
+/// `&str`): the worker's threads report their panics as errors.
+pub fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
 /// Splits `n` items into consecutive ranges of at most `chunk` (none when `n` is 0).
 pub fn chunks(n: usize, chunk: usize) -> Vec<std::ops::Range<usize>> {
     let chunk = chunk.max(1);
@@ -230,6 +239,18 @@ mod tests {
         );
         assert!(next_batch::<u8>(&[], 4).is_empty());
         assert_eq!(next_batch(&[(1, 5), (1, 5)], 0), vec![0]);
+    }
+
+    #[test]
+    fn panics_tell_their_message() {
+        // Their messages also go to the (captured) test output.
+        let caught = |f: fn()| panic_message(std::panic::catch_unwind(f).unwrap_err());
+        let got = [
+            caught(|| panic!("static")),
+            caught(|| panic!("formatted {}", 1)),
+            caught(|| std::panic::panic_any(7u8)),
+        ];
+        assert_eq!(got, ["static", "formatted 1", "panic"]);
     }
 
     #[test]

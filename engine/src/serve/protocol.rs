@@ -20,7 +20,10 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::train::{Progress, TrainError};
+use super::wire;
+use crate::encode::{EncodedContext, Encoder};
+use crate::model::ModelConfig;
+use crate::train::{Progress, TrainConfig, TrainError, TrainedModel};
 
 pub const MAGIC: u64 = 0x3172_6b72_6f77_6c64; // "dlworkr1"
 pub const KIND_PREDICT: u32 = 1;
@@ -188,6 +191,32 @@ impl Header {
         self.out_len = req.n_ctx as u64 * req.n_out as u64 * 4;
     }
 
+    /// Fills a training request's header (after [`Header::begin`]): `n_ctx` training
+    /// contexts, and where each section (of these lengths) lies in a segment laid out by
+    /// [`train_layout`].
+    pub fn describe_training(&mut self, lay: &TrainLayout, n_ctx: usize, lens: [usize; 3]) {
+        let [config_len, train_len, val_len] = lens;
+        self.n_ctx = n_ctx as u32;
+        self.config_off = lay.config_off as u64;
+        self.config_len = config_len as u64;
+        self.payload_off = lay.train_off as u64;
+        self.payload_len = train_len as u64;
+        self.val_off = lay.val_off as u64;
+        self.val_len = val_len as u64;
+        self.area_off = lay.area_off as u64;
+    }
+
+    /// Whether an answered header still describes the prediction request `req` posted in
+    /// a segment laid out by `lay`: it comes back from another process, and is checked
+    /// before anything is read through it.
+    pub fn answers(&self, req: &Prediction, lay: &Layout) -> bool {
+        self.n_ctx as usize == req.n_ctx
+            && self.n_out as usize == req.n_out
+            && self.out_off == lay.out_off as u64
+            && self.out_len == (req.n_ctx * req.n_out * 4) as u64
+            && self.magic == MAGIC
+    }
+
     /// Whether the sections the header names fit a segment of `len` bytes and agree with
     /// its counts (the worker checks before reading anything else).
     pub fn valid(&self, len: usize) -> bool {
@@ -247,6 +276,51 @@ pub fn train_layout(config_len: usize, train_len: usize, val_len: usize) -> Trai
         val_off,
         area_off,
         total: area_off + std::mem::size_of::<TrainArea>(),
+    }
+}
+
+/// What a training request carries: the configurations, the encoder and the contexts.
+pub struct TrainRequest {
+    pub cfg: TrainConfig,
+    pub model_cfg: ModelConfig,
+    pub encoder: Encoder,
+    pub train: Vec<EncodedContext>,
+    pub val: Vec<EncodedContext>,
+}
+
+/// A training request's sections, as the backend writes them: the configurations and the
+/// encoder (JSON), the training and the validation contexts ([`wire`]). `None` when the
+/// configuration does not serialise.
+pub fn encode_training(
+    (cfg, model_cfg, encoder): (&TrainConfig, &ModelConfig, &Encoder),
+    train: &[EncodedContext],
+    val: &[EncodedContext],
+) -> Option<[Vec<u8>; 3]> {
+    let config = serde_json::to_vec(&(cfg, model_cfg, encoder)).ok()?;
+    Some([config, wire::encode_batch(train), wire::encode_batch(val)])
+}
+
+/// The worker's side of [`encode_training`]: the request, or what is wrong with it.
+pub fn decode_training(config: &[u8], train: &[u8], val: &[u8]) -> Result<TrainRequest, String> {
+    let (cfg, model_cfg, encoder) = serde_json::from_slice(config).map_err(|e| e.to_string())?;
+    Ok(TrainRequest {
+        cfg,
+        model_cfg,
+        encoder,
+        train: wire::decode_batch(train).map_err(|e| e.to_string())?,
+        val: wire::decode_batch(val).map_err(|e| e.to_string())?,
+    })
+}
+
+/// What a training on the worker hands back: the trained model's bytes, or its error's
+/// kind (`ERR_*`) and message, which the backend reads back with [`Header::train_error`].
+pub fn train_outcome(r: Result<TrainedModel, TrainError>) -> Result<Vec<u8>, (u32, String)> {
+    match r {
+        Ok(m) => m.to_bytes().map_err(|e| (ERR_OTHER, e.to_string())),
+        Err(TrainError::Cancelled) => Err((ERR_CANCELLED, "training cancelled".into())),
+        Err(TrainError::NoTrainingData) => Err((ERR_NO_DATA, "no training contexts".into())),
+        Err(TrainError::BadLabel(s)) => Err((ERR_BAD_LABEL, s)),
+        Err(e) => Err((ERR_OTHER, e.to_string())),
     }
 }
 
@@ -407,6 +481,76 @@ mod tests {
         assert_eq!(n, 0);
         a.relay(&mut seen, true, &mut |_| false);
         assert!(a.cancelled());
+    }
+
+    fn header() -> Box<Header> {
+        // SAFETY: integers, atomics and bytes: all-zero is valid.
+        unsafe { Box::new(std::mem::zeroed()) }
+    }
+
+    #[test]
+    fn training_failures_come_back_as_they_left() {
+        let mut h = header();
+        let sent = [
+            TrainError::Cancelled,
+            TrainError::NoTrainingData,
+            TrainError::BadLabel("NaN label".into()),
+            TrainError::Format("short".into()),
+        ];
+        let mut got = Vec::new();
+        for e in sent {
+            let (kind, msg) = train_outcome(Err(e)).unwrap_err();
+            (h.err_kind, h.err_len) = (kind, 0);
+            h.set_error(&msg);
+            got.push(h.train_error().to_string());
+        }
+        assert_eq!(
+            got,
+            [
+                "training cancelled",
+                "no training contexts",
+                "bad label: NaN label",
+                "rdl worker: bad model bytes: short"
+            ]
+        );
+    }
+
+    #[test]
+    fn training_requests_round_trip_and_are_described() {
+        let cfg = TrainConfig::new(crate::train::Head::Binary);
+        let model_cfg = ModelConfig::small();
+        let encoder = Encoder::fit(Default::default(), &[]);
+        let [c, t, v] = encode_training((&cfg, &model_cfg, &encoder), &[], &[]).unwrap();
+        let r = decode_training(&c, &t, &v).unwrap();
+        assert!(r.cfg == cfg && r.model_cfg == model_cfg && r.encoder == encoder);
+        assert!(r.train.is_empty() && r.val.is_empty());
+        assert!(decode_training(b"{}", &t, &v).is_err());
+        assert!(decode_training(&c, &t, b"\x05").is_err());
+        let lay = train_layout(c.len(), t.len(), v.len());
+        let mut h = header();
+        h.begin(KIND_TRAIN, 7, (1, 2), 3);
+        h.describe_training(&lay, 0, [c.len(), t.len(), v.len()]);
+        assert!(h.valid(lay.total) && !h.valid(lay.total - 1));
+    }
+
+    #[test]
+    fn an_answer_must_describe_its_request() {
+        let payload = [0u8; 24];
+        let req = Prediction {
+            model_id: 1,
+            version: 2,
+            fingerprint: 3,
+            n_ctx: 2,
+            n_out: 3,
+            payload: &payload,
+        };
+        let lay = layout(0, payload.len(), 2 * 3 * 4);
+        let mut h = header();
+        h.begin(KIND_PREDICT, 1, (1, 2), 3);
+        h.describe_prediction(&req, &lay, 0);
+        assert!(h.valid(lay.total) && h.answers(&req, &lay));
+        h.n_out = 1;
+        assert!(!h.answers(&req, &lay));
     }
 
     #[test]

@@ -23,6 +23,17 @@ pub struct Listed {
     pub last_used_us: AtomicI64,
 }
 
+/// One cached model, as the worker publishes it.
+pub struct ListedModel {
+    pub db_oid: u32,
+    pub model_id: i64,
+    pub version: i32,
+    pub bytes: u64,
+    pub hits: u64,
+    /// Unix time of the last use, µs.
+    pub last_used_us: i64,
+}
+
 #[repr(C)]
 pub struct Shared {
     /// The running worker's pid, 0 when none.
@@ -93,6 +104,32 @@ impl Shared {
         fence(Ordering::Release);
         write(self);
         self.seq.store(s.wrapping_add(2), Ordering::Release);
+    }
+
+    /// Publishes the worker's model cache (the worker only): the bytes it holds and may
+    /// hold, how many models it holds, and the first [`MAX_LISTED`] of `models`.
+    pub fn publish_cache(
+        &self,
+        (used, limit): (usize, usize),
+        n_cached: usize,
+        models: impl Iterator<Item = ListedModel>,
+    ) {
+        self.write_listing(|s| {
+            s.cache_bytes.store(used as u64, Ordering::Relaxed);
+            s.cache_limit.store(limit as u64, Ordering::Relaxed);
+            s.n_cached.store(n_cached as u32, Ordering::Relaxed);
+            let mut n = 0;
+            for (slot, m) in s.listed.iter().zip(models) {
+                slot.db_oid.store(m.db_oid, Ordering::Relaxed);
+                slot.model_id.store(m.model_id, Ordering::Relaxed);
+                slot.version.store(m.version, Ordering::Relaxed);
+                slot.bytes.store(m.bytes, Ordering::Relaxed);
+                slot.hits.store(m.hits, Ordering::Relaxed);
+                slot.last_used_us.store(m.last_used_us, Ordering::Relaxed);
+                n += 1;
+            }
+            s.n_listed.store(n, Ordering::Relaxed);
+        });
     }
 
     /// Reads the listing consistently (retrying while the worker writes it).
@@ -217,4 +254,48 @@ pub fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_published_cache_is_what_status_lists() {
+        // SAFETY: atomics only (no request slots): all-zero is the initial state.
+        let sh: Box<Shared> = unsafe { Box::new(std::mem::zeroed()) };
+        let model = |i: usize| ListedModel {
+            db_oid: 1 + (i % 2) as u32,
+            model_id: i as i64,
+            version: 1,
+            bytes: 100,
+            hits: i as u64,
+            last_used_us: 0,
+        };
+        sh.publish_cache((7000, 9000), MAX_LISTED + 6, (0..MAX_LISTED + 6).map(model));
+        let all = sh.status(Some(1), &|_, _| true, &|db| Some(format!("db{db}")));
+        assert_eq!(all["cached_model_count"], MAX_LISTED + 6);
+        assert_eq!(
+            (
+                all["cache_bytes"].as_u64(),
+                all["cache_limit_bytes"].as_u64()
+            ),
+            (Some(7000), Some(9000))
+        );
+        let listed = all["cached_models"].as_array().unwrap();
+        assert_eq!(listed.len(), MAX_LISTED);
+        assert_eq!(
+            (&listed[3]["database"], &listed[3]["uses"]),
+            (&"db2".into(), &3.into())
+        );
+        let mine = sh.status(None, &|db, _| db == 1, &|_| None);
+        assert_eq!(
+            mine["cached_models"].as_array().unwrap().len(),
+            MAX_LISTED / 2
+        );
+        // Fewer models later: only those are listed.
+        sh.publish_cache((0, 9000), 1, (0..1).map(model));
+        let one = sh.status(None, &|_, _| true, &|_| None);
+        assert_eq!(one["cached_models"].as_array().unwrap().len(), 1);
+    }
 }
