@@ -14,7 +14,8 @@ use rdl_engine::encode::Value;
 use rdl_engine::pipeline::gather::FetchStats;
 use rdl_engine::pipeline::{Gathered, Result};
 use rdl_engine::sampler::{
-    walk, Copies, Direction, FetchedRow, OutKind, Plan, Request, Step, TableCopy, TablePlan, Use,
+    copyable, walk, Copies, Direction, FetchedRow, OutKind, Plan, Request, Step, TableCopy,
+    TablePlan, Use,
 };
 
 use crate::error::spi;
@@ -30,33 +31,31 @@ pub fn gather(plan: &Plan, entity_table: &str, seeds: &[(String, i64)]) -> Resul
     }
     let w = walk(plan, entity_table, seeds, |step, reqs| {
         pgrx::check_for_interrupts!();
-        let (sql, counts) = match step {
-            Step::Seeds(table) => (plan.seed_sql(table), false),
-            Step::Hop(edge, dir, hop) => (plan.step_sql(edge, dir, hop), plan.counts_at(dir, hop)),
-        };
         let tp = &plan.tables[step.table()];
         // Seeds' keys are the caller's spelling, not PostgreSQL's: never from a copy.
-        let Step::Hop(edge, dir, _) = step else {
-            return fetch(&sql, reqs, tp, counts);
+        let Step::Hop(edge, dir, hop) = step else {
+            return fetch(&plan.seed_sql(step.table()), reqs, tp, false);
         };
+        let (sql, counts) = (|| plan.step_sql(edge, dir, hop), plan.counts_at(dir, hop));
         let (columns, limit) = match dir {
             Direction::ToParent => (&edge.parent_columns, usize::MAX),
             Direction::ToChildren => (&edge.child_columns, plan.config.fanout as usize),
         };
-        if !copying {
-            return fetch(&sql, reqs, tp, counts);
+        if !copying || !copyable(tp, columns) {
+            return fetch(&sql(), reqs, tp, counts);
         }
-        let lookup = |c: &RefCell<Copies>| {
-            c.borrow_mut()
-                .lookup(plan, &tp.table, columns, reqs, limit, counts)
-        };
-        if from_copy(plan, &tp.table, columns) {
+        let slot = plan.copy_sql(&tp.table);
+        if from_copy(tp, &slot) {
+            let lookup = |c: &RefCell<Copies>| {
+                let mut c = c.borrow_mut();
+                c.lookup((&slot, tp), columns, reqs, limit, counts)
+            };
             return Ok(COPIES.with(lookup));
         }
         let t0 = std::time::Instant::now();
-        let rows = fetch(&sql, reqs, tp, counts)?;
+        let rows = fetch(&sql(), reqs, tp, counts)?;
         let secs = t0.elapsed().as_secs_f64();
-        COPIES.with(|c| c.borrow_mut().spent(plan, &tp.table, secs));
+        COPIES.with(|c| c.borrow_mut().spent(&slot, secs));
         Ok(rows)
     })?;
     // The statements bound time already; the assembler's own check must never fire.
@@ -77,13 +76,14 @@ thread_local! {
     static CLEARED_AT: Cell<Option<u32>> = const { Cell::new(None) };
 }
 
-/// Whether this statement's copy of `table` answers a lookup on `columns`: held, or read
-/// now because the statement's lookups of it have cost what reading it would (see
-/// `rdl_engine::sampler::copy`).
-fn from_copy(plan: &Plan, table: &str, columns: &[String]) -> bool {
+/// Whether this statement's copy of `tp`'s table, read by `slot` ([`Plan::copy_sql`]),
+/// answers a lookup: held, or read now because the statement's lookups of it have cost
+/// what reading it would (see `rdl_engine::sampler::copy`).
+fn from_copy(tp: &TablePlan, slot: &str) -> bool {
+    let table = &tp.table;
     let room =
         || (crate::guc::max_memory_bytes() / 4).saturating_sub(COPIES.with(|c| c.borrow().held()));
-    let mut next = COPIES.with(|c| c.borrow_mut().plan(plan, table, columns));
+    let mut next = COPIES.with(|c| c.borrow_mut().plan(slot));
     if next == Use::Ask {
         // Row-level security may depend on settings a statement can change; a collation
         // that is not deterministic makes equal keys of different text.
@@ -93,17 +93,16 @@ fn from_copy(plan: &Plan, table: &str, columns: &[String]) -> bool {
         );
         let bytes = bytes.map(|b| b.max(0) as usize);
         let room = room();
-        COPIES.with(|c| c.borrow_mut().sized(plan, table, bytes, room));
-        next = COPIES.with(|c| c.borrow_mut().plan(plan, table, columns));
+        COPIES.with(|c| c.borrow_mut().sized(slot, bytes, room));
+        next = COPIES.with(|c| c.borrow_mut().plan(slot));
     }
     match next {
         Use::Copy => return true,
         Use::Sql | Use::Ask => return false,
         Use::Build => {}
     }
-    let tp = &plan.tables[table];
     let t0 = std::time::Instant::now();
-    let copy = read(&plan.copy_sql(table), &[], Vec::new(), tp, false, room()).ok();
+    let copy = read(slot, &[], Vec::new(), tp, false, room()).ok();
     let copy = copy.map(|rows| TableCopy::new(tp, rows));
     if let Some(c) = &copy {
         pgrx::debug1!(
@@ -113,7 +112,7 @@ fn from_copy(plan: &Plan, table: &str, columns: &[String]) -> bool {
         );
     }
     let held = copy.is_some();
-    COPIES.with(|c| c.borrow_mut().hold(plan, table, copy));
+    COPIES.with(|c| c.borrow_mut().hold(slot, copy));
     // SAFETY: MyProc is this backend's own PGPROC.
     let lxid = unsafe { (*pg_sys::MyProc).lxid };
     if held && CLEARED_AT.with(|c| c.replace(Some(lxid))) != Some(lxid) {

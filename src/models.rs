@@ -69,6 +69,17 @@ pub fn active_or_none(
         check(&spec);
         return (spec, Some(l));
     }
+    let (spec, loaded) = checked(task, check);
+    if let Some(l) = &loaded {
+        let memo = (statement, task.to_string(), spec.clone(), l.clone());
+        CHECKED.with(|c| *c.borrow_mut() = Some(memo));
+    }
+    (spec, loaded)
+}
+
+/// [`active_or_none`] checked against the catalog: the task's state read, and its model
+/// from the cache while it is current.
+fn checked(task: &str, check: impl FnOnce(&TaskSpec)) -> (Rc<TaskSpec>, Option<Rc<Loaded>>) {
     let key = (crate::storage::caller(), task.to_string());
     let cached = CACHE.with(|c| c.borrow().get(&key).cloned());
     let tables = cached
@@ -87,17 +98,11 @@ pub fn active_or_none(
         {
             // The role may have changed since the model was cached: checked on every call.
             deny(task, st.denied_table);
-            CHECKED.with(|c| {
-                *c.borrow_mut() = Some((statement, task.into(), st.spec.clone(), l.clone()))
-            });
             return (st.spec, Some(l));
         }
     }
     let loaded = Rc::new(load(task, &st, id));
     CACHE.with(|c| c.borrow_mut().insert(key, loaded.clone()));
-    CHECKED.with(|c| {
-        *c.borrow_mut() = Some((statement, task.into(), st.spec.clone(), loaded.clone()))
-    });
     (st.spec, Some(loaded))
 }
 

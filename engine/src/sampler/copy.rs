@@ -13,7 +13,9 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use super::plan::{Plan, TablePlan};
+#[cfg(doc)]
+use super::plan::Plan;
+use super::plan::TablePlan;
 use super::statements::Request;
 use super::{FetchedRow, OutKind, COUNT_CAP};
 use crate::base::hash::Fnv;
@@ -194,12 +196,11 @@ impl Copies {
         self.held
     }
 
-    /// How a lookup on `columns` of `table` should run now.
-    pub fn plan(&mut self, plan: &Plan, table: &str, columns: &[String]) -> Use {
-        if !copyable(&plan.tables[table], columns) {
-            return Use::Sql;
-        }
-        let slot = self.slots.entry(plan.copy_sql(table)).or_insert(Slot::Sql {
+    /// How a lookup that [`copyable`] allows should run now; `slot` is the statement that
+    /// copies its table ([`Plan::copy_sql`]: a table read with another plan's columns is
+    /// another copy).
+    pub fn plan(&mut self, slot: &str) -> Use {
+        let slot = self.slots.entry(slot.to_string()).or_insert(Slot::Sql {
             n: 0,
             spent: 0.0,
             bytes: None,
@@ -220,56 +221,55 @@ impl Copies {
         }
     }
 
-    /// Whether `table` may be copied in this statement (`None`: no) and its heap size.
-    pub fn sized(&mut self, plan: &Plan, table: &str, bytes: Option<usize>, room: usize) {
-        if let Some(Slot::Sql { bytes: b, .. }) = self.slots.get_mut(&plan.copy_sql(table)) {
+    /// Whether `slot`'s table may be copied in this statement (`None`: no) and its heap
+    /// size.
+    pub fn sized(&mut self, slot: &str, bytes: Option<usize>, room: usize) {
+        if let Some(Slot::Sql { bytes: b, .. }) = self.slots.get_mut(slot) {
             match bytes {
                 Some(x) if x <= room => *b = Some(x),
-                _ => self.hold(plan, table, None),
+                _ => self.hold(slot, None),
             }
         }
     }
 
-    /// Adds an SQL lookup of `table` that took `secs`.
-    pub fn spent(&mut self, plan: &Plan, table: &str, secs: f64) {
-        if let Some(Slot::Sql { n, spent, .. }) = self.slots.get_mut(&plan.copy_sql(table)) {
+    /// Adds an SQL lookup of `slot`'s table that took `secs`.
+    pub fn spent(&mut self, slot: &str, secs: f64) {
+        if let Some(Slot::Sql { n, spent, .. }) = self.slots.get_mut(slot) {
             *n += 1;
             *spent += secs;
         }
     }
 
-    /// Keeps the copy read of `table` (`None`: not copyable after all, or over budget).
-    pub fn hold(&mut self, plan: &Plan, table: &str, copy: Option<TableCopy>) {
-        let slot = match copy {
+    /// Keeps the copy read for `slot` (`None`: not copyable after all, or over budget).
+    pub fn hold(&mut self, slot: &str, copy: Option<TableCopy>) {
+        let entry = match copy {
             Some(c) => {
                 self.held += c.bytes();
                 Slot::Held(c)
             }
             None => Slot::Refused,
         };
-        self.slots.insert(plan.copy_sql(table), slot);
+        self.slots.insert(slot.to_string(), entry);
     }
 
-    /// The rows of a lookup on `columns` of `table` for `reqs` (the newest `limit` per
-    /// request, counted when `counts`), from the held copy.
+    /// The rows of a lookup on `columns` of `tp` for `reqs` (the newest `limit` per
+    /// request, counted when `counts`), from the copy held for `slot`.
     pub fn lookup(
         &mut self,
-        plan: &Plan,
-        table: &str,
+        (slot, tp): (&str, &TablePlan),
         columns: &[String],
         reqs: &[Request],
         limit: usize,
         counts: bool,
     ) -> Vec<FetchedRow> {
-        let tp = &plan.tables[table];
-        match self.slots.get_mut(&plan.copy_sql(table)) {
+        match self.slots.get_mut(slot) {
             Some(Slot::Held(c)) => {
                 let before = c.bytes();
                 let rows = c.rows(tp, columns, reqs, limit, counts);
                 self.held += c.bytes() - before;
                 rows
             }
-            _ => panic!("rdl: no copy of {table} is held"),
+            _ => panic!("rdl: no copy of {} is held", tp.table),
         }
     }
 }

@@ -247,43 +247,50 @@ fn the_seed_row_carries_a_count_per_foreign_key() {
 fn copies_are_read_when_the_lookups_have_paid_for_them() {
     let plan = Plan::new(&graph(), SamplerConfig::default());
     let (t, cols) = ("public.results", vec!["driver_id".to_string()]);
+    let slot = &plan.copy_sql(t);
     let mut c = Copies::default();
     assert!(c.enter(vec![1]));
     assert!(!c.enter(vec![1]));
     for _ in 0..LOOKUPS_BEFORE_COPY {
-        assert_eq!(c.plan(&plan, t, &cols), Use::Sql);
-        c.spent(&plan, t, 0.001);
+        assert_eq!(c.plan(slot), Use::Sql);
+        c.spent(slot, 0.001);
     }
-    assert_eq!(c.plan(&plan, t, &cols), Use::Ask);
+    assert_eq!(c.plan(slot), Use::Ask);
     // 1 MB: worth it after 1 MB / COPY_BYTES_PER_S of lookups.
-    c.sized(&plan, t, Some(1 << 20), 1 << 30);
+    c.sized(slot, Some(1 << 20), 1 << 30);
     let needed = (1 << 20) as f64 / COPY_BYTES_PER_S;
-    assert_eq!(c.plan(&plan, t, &cols), Use::Sql);
-    c.spent(&plan, t, needed);
-    assert_eq!(c.plan(&plan, t, &cols), Use::Build);
+    assert_eq!(c.plan(slot), Use::Sql);
+    c.spent(slot, needed);
+    assert_eq!(c.plan(slot), Use::Build);
     let row = fetched(0, "7", Some(10), vec!["1"], vec![]);
-    c.hold(&plan, t, Some(TableCopy::new(&plan.tables[t], vec![row])));
+    c.hold(slot, Some(TableCopy::new(&plan.tables[t], vec![row])));
     assert!(c.held() > 0);
-    assert_eq!(c.plan(&plan, t, &cols), Use::Copy);
+    assert_eq!(c.plan(slot), Use::Copy);
     let req = |anchor| Request {
         ctx: 0,
         rows: vec![0],
         anchor,
         keys: vec!["1".into()],
     };
-    assert_eq!(c.lookup(&plan, t, &cols, &[req(10)], 12, true).len(), 1);
-    assert!(c.lookup(&plan, t, &cols, &[req(9)], 12, true).is_empty());
+    assert_eq!(
+        c.lookup((slot, &plan.tables[t]), &cols, &[req(10)], 12, true)
+            .len(),
+        1
+    );
+    assert!(c
+        .lookup((slot, &plan.tables[t]), &cols, &[req(9)], 12, true)
+        .is_empty());
     // A new statement: nothing held; over the room: refused for the statement.
     assert!(c.enter(vec![2]));
     assert_eq!(c.held(), 0);
     for _ in 0..LOOKUPS_BEFORE_COPY {
-        assert_eq!(c.plan(&plan, t, &cols), Use::Sql);
-        c.spent(&plan, t, 10.0);
+        assert_eq!(c.plan(slot), Use::Sql);
+        c.spent(slot, 10.0);
     }
-    c.sized(&plan, t, Some(1 << 20), 1 << 19);
-    assert_eq!(c.plan(&plan, t, &cols), Use::Sql);
-    c.spent(&plan, t, 10.0);
-    assert_eq!(c.plan(&plan, t, &cols), Use::Sql);
+    c.sized(slot, Some(1 << 20), 1 << 19);
+    assert_eq!(c.plan(slot), Use::Sql);
+    c.spent(slot, 10.0);
+    assert_eq!(c.plan(slot), Use::Sql);
     // Keys whose text is not their identity, or a time read through a conversion.
     let mut g = graph();
     g.tables[1].columns[1].pg_type = "numeric".into();
