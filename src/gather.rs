@@ -102,7 +102,7 @@ fn from_copy(tp: &TablePlan, slot: &str) -> bool {
         Use::Build => {}
     }
     let t0 = std::time::Instant::now();
-    let copy = read(slot, &[], Vec::new(), tp, false, room()).ok();
+    let copy = read(slot, &[], Vec::new(), tp, false, room(), false).ok();
     let copy = copy.map(|rows| TableCopy::new(tp, rows));
     if let Some(c) = &copy {
         pgrx::debug1!(
@@ -156,7 +156,8 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan, counts: bool) -> Result<Ve
     // What one statement's rows may hold: counted as they are converted, so a result too
     // large is refused while it is read, never after it was all held.
     let limit = crate::guc::max_memory_bytes();
-    read(sql, &types, args, tp, counts, limit).map_err(|bytes| {
+    let generic = reqs.len() <= GENERIC_PLAN_SEEDS;
+    read(sql, &types, args, tp, counts, limit, generic).map_err(|bytes| {
         rdl_engine::pipeline::Error::over_memory(
             format!(
                 "the rows of {} gathered for {} context{}",
@@ -170,8 +171,12 @@ fn fetch(sql: &str, reqs: &[Request], tp: &TablePlan, counts: bool) -> Result<Ve
     })
 }
 
+/// Lookups of at most this many seeds (one entity's) run the statement's generic plan.
+const GENERIC_PLAN_SEEDS: usize = 8;
+
 /// Runs `sql` (parameters `args` of `types`) over `tp` and decodes its rows, refusing
-/// (with the bytes read so far) once they hold more than `limit`.
+/// (with the bytes read so far) once they hold more than `limit`; `generic`: with the
+/// statement's generic plan.
 fn read(
     sql: &str,
     types: &[PgOid],
@@ -179,12 +184,14 @@ fn read(
     tp: &TablePlan,
     counts: bool,
     limit: usize,
+    generic: bool,
 ) -> std::result::Result<Vec<FetchedRow>, usize> {
     crate::sql::connect(|client| {
         let stmt = crate::plans::kept(client, sql, types);
         let t0 = std::time::Instant::now();
         let (mut out, mut bytes, mut exec) = (Vec::new(), 0usize, std::time::Duration::ZERO);
-        let mut cursor = spi(client.try_open_cursor(&*stmt, &args));
+        let open = || spi(client.try_open_cursor(&*stmt, &args));
+        let mut cursor = crate::plans::generic(generic, open);
         loop {
             let f0 = std::time::Instant::now();
             let table = spi(cursor.fetch(FETCH_ROWS));

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::PgOid;
+use pgrx::{pg_sys, PgOid};
 use rdl_engine::base::capped::Capped;
 
 use crate::error::spi;
@@ -30,4 +30,26 @@ pub fn kept(client: &SpiClient<'_>, sql: &str, types: &[PgOid]) -> Rc<OwnedPrepa
     let stmt = Rc::new(spi(client.prepare(sql, types)).keep());
     PLANS.with(|m| m.borrow_mut().insert(sql.to_string(), stmt.clone()));
     stmt
+}
+
+/// Runs `f` — with `on`, the plan cache told to use a statement's generic plan, built once
+/// and kept, not a plan for each call's values. PostgreSQL re-plans a statement with array
+/// parameters every time (a custom plan knows their length, so it always looks cheaper):
+/// for a lookup of a few seeds, a sixth of one `rdl_predict`. Large batches keep custom plans.
+pub fn generic<T>(on: bool, f: impl FnOnce() -> T) -> T {
+    struct Restore(i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: the backend's own GUC variable, put back on return and on unwinding (a
+            // PostgreSQL error in `f`); only the plan cache reads it meanwhile.
+            unsafe { (&raw mut pg_sys::plan_cache_mode).write(self.0) }
+        }
+    }
+    if !on {
+        return f();
+    }
+    let generic = pg_sys::PlanCacheMode::PLAN_CACHE_MODE_FORCE_GENERIC_PLAN as i32;
+    // SAFETY: as above; backends are single-threaded.
+    let _restore = Restore(unsafe { (&raw mut pg_sys::plan_cache_mode).replace(generic) });
+    f()
 }

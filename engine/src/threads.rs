@@ -8,9 +8,15 @@
 //! picks per batch.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 /// Configured threads; 0 = one per core.
 static CONFIGURED: AtomicUsize = AtomicUsize::new(0);
+
+/// The cores this process may use, as first seen.
+static CORES: OnceLock<usize> = OnceLock::new();
+/// The count last written to `RAYON_NUM_THREADS` (0: none yet).
+static LAST_SET: AtomicUsize = AtomicUsize::new(0);
 
 /// Below this many tokens a forward pass runs on one thread.
 pub const SMALL_BATCH_TOKENS: usize = 4096;
@@ -23,7 +29,8 @@ pub fn configure(n: usize) {
 /// The configured thread count, resolved (at least 1).
 pub fn configured() -> usize {
     match CONFIGURED.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        // Asked once: the standard library reads the cgroup files at every call.
+        0 => *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         n => n,
     }
 }
@@ -31,11 +38,11 @@ pub fn configured() -> usize {
 /// Makes the next kernels use `n` threads (at most the configured count).
 pub fn use_threads(n: usize) {
     let n = n.clamp(1, configured());
-    let v = n.to_string();
-    if std::env::var("RAYON_NUM_THREADS").ok().as_deref() != Some(v.as_str()) {
+    // Remembered, so the environment (behind a lock, scanned) is read only when it changes.
+    if LAST_SET.swap(n, Ordering::Relaxed) != n {
         // Only this (the calling) thread reads or writes the variable: candle's and rayon's
         // workers never do, and PostgreSQL backends are single-threaded.
-        std::env::set_var("RAYON_NUM_THREADS", v);
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
 }
 

@@ -117,5 +117,30 @@ FROM (SELECT d.driver_id, set_config('test.hide', CASE WHEN d.driver_id < 100 TH
      jsonb_array_elements(x.c->'rows') r
 WHERE r->>'table' = 'public.results';
 RESET ROLE;
+
+-- rdl opens a lookup of a few seeds with its generic plan (planned once, not per call) by
+-- setting the plan cache's mode around the open: the caller's own setting is back after
+-- the call, also when an error is raised inside the open. Here an immutable function in
+-- a policy on drivers fails while the seed lookup is planned.
+CREATE FUNCTION boom() RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF current_setting('test.boom', true) = 'on' THEN RAISE EXCEPTION 'boom while planning'; END IF;
+  RETURN true;
+END $$;
+ALTER TABLE drivers ENABLE ROW LEVEL SECURITY;
+CREATE POLICY boom ON drivers USING (boom());
+SET ROLE rdl_unindexed_reader;
+SET plan_cache_mode = force_custom_plan;
+SET test.boom = on;
+SELECT rdl_predict('driver-dnf', 1, '2010-01-01 00:00:00+00') AS failed_in_planning;
+SHOW plan_cache_mode;
+RESET test.boom;
+SELECT rdl_predict('driver-dnf', 1, '2010-01-01 00:00:00+00') BETWEEN 0 AND 1 AS scored;
+SHOW plan_cache_mode;
+RESET plan_cache_mode;
+RESET ROLE;
+DROP POLICY boom ON drivers;
+ALTER TABLE drivers DISABLE ROW LEVEL SECURITY;
+DROP FUNCTION boom();
 DROP OWNED BY rdl_unindexed_reader;
 DROP ROLE rdl_unindexed_reader;
