@@ -267,6 +267,29 @@ fn binary_trains_evaluates_predicts_and_explains() {
     )
     .unwrap();
     assert!(p[0].as_ref().is_some_and(|v| (0.0..=1.0).contains(&v[0])) && p[1].is_none());
+    // More seeds than one piece: the outputs are those of calls of one piece each, in the
+    // seeds' order.
+    let mut many: Vec<(String, i64)> = m
+        .contexts
+        .keys()
+        .map(|(_, k, _)| (k.clone(), ANCHOR))
+        .collect();
+    many.insert(300, ("nobody".into(), ANCHOR));
+    let all = tabular::predict_seeds(&mut m, &Here, &s, &spec, &many).unwrap();
+    let pieces: Vec<Option<Vec<f64>>> = many
+        .chunks(100)
+        .flat_map(|c| tabular::predict_seeds(&mut m, &Here, &s, &spec, c).unwrap())
+        .collect();
+    assert_eq!((all.len(), pieces.len()), (601, 601));
+    for (i, (a, b)) in all.iter().zip(&pieces).enumerate() {
+        match (a, b) {
+            (Some(a), Some(b)) => assert!((a[0] - b[0]).abs() < 1e-5, "seed {i}: {a:?} {b:?}"),
+            _ => assert!(
+                a.is_none() && b.is_none() && i == 300,
+                "seed {i}: {a:?} {b:?}"
+            ),
+        }
+    }
     let one = one::gather_one(
         &mut m,
         &s.plan,
