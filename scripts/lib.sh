@@ -12,10 +12,12 @@ export PATH="${HOME}/.cargo/bin:${PATH}"
 # where a linker drops it: seen on aarch64). The flag changes every crate's build hash, so
 # `cargo pgrx test` compiled the whole dependency tree twice (its test binary without the
 # flag, the extension it installs with it: 11 of CI's 23 minutes of pgrx tests). On x86_64
-# with Debian 12's binutils the section is kept without it. Where the schema step says "no
-# embedded pgrx schema section found", run with RDL_PGRX_GC_WORKAROUND=1.
-if [ "${RDL_PGRX_GC_WORKAROUND:-0}" != 1 ]; then
+# with Debian 12's binutils the section is kept without it, so it is off there only; where
+# the schema step says "no embedded pgrx schema section found", set RDL_PGRX_GC_WORKAROUND=1.
+if [ "$(uname -m)" = x86_64 ] && [ "${RDL_PGRX_GC_WORKAROUND:-0}" != 1 ]; then
     export CARGO_PGRX_DISABLE_GC_SECTIONS_WORKAROUND=1
+else
+    unset CARGO_PGRX_DISABLE_GC_SECTIONS_WORKAROUND
 fi
 
 # Timestamped phase markers, so CI logs show where the time goes.

@@ -32,24 +32,21 @@ pub fn kept(client: &SpiClient<'_>, sql: &str, types: &[PgOid]) -> Rc<OwnedPrepa
     stmt
 }
 
-/// Runs `f` — with `on`, the plan cache told to use a statement's generic plan, built once
-/// and kept, not a plan for each call's values. PostgreSQL re-plans a statement with array
-/// parameters every time (a custom plan knows their length, so it always looks cheaper):
-/// for a lookup of a few seeds, a sixth of one `rdl_predict`. Large batches keep custom plans.
+/// Runs `f` — with `on`, under its statement's generic plan (built once, kept): PostgreSQL
+/// re-plans a statement with array parameters at every call, for a few seeds a sixth of one
+/// `rdl_predict`. Set as a function's SET clause sets it: GUC state stays consistent.
 pub fn generic<T>(on: bool, f: impl FnOnce() -> T) -> T {
-    struct Restore(i32);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            // SAFETY: the backend's own GUC variable, put back on return and on unwinding (a
-            // PostgreSQL error in `f`); only the plan cache reads it meanwhile.
-            unsafe { (&raw mut pg_sys::plan_cache_mode).write(self.0) }
-        }
-    }
     if !on {
         return f();
     }
-    let generic = pg_sys::PlanCacheMode::PLAN_CACHE_MODE_FORCE_GENERIC_PLAN as i32;
-    // SAFETY: as above; backends are single-threaded.
-    let _restore = Restore(unsafe { (&raw mut pg_sys::plan_cache_mode).replace(generic) });
-    f()
+    use pg_sys::{GucAction::GUC_ACTION_SAVE as SAVE, GucSource::PGC_S_SESSION as SESSION};
+    let (name, value) = (c"plan_cache_mode".as_ptr(), c"force_generic_plan".as_ptr());
+    // SAFETY: PostgreSQL's GUC calls; an error in `f` aborts the (sub)transaction, which
+    // pops the level (as for a function whose SET clause raised).
+    let level = unsafe { pg_sys::NewGUCNestLevel() };
+    let user = pg_sys::GucContext::PGC_USERSET;
+    unsafe { pg_sys::set_config_option(name, value, user, SESSION, SAVE, true, 0, false) };
+    let out = f();
+    unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    out
 }

@@ -8,15 +8,16 @@
 //! picks per batch.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// Configured threads; 0 = one per core.
 static CONFIGURED: AtomicUsize = AtomicUsize::new(0);
 
 /// The cores this process may use, as first seen.
 static CORES: OnceLock<usize> = OnceLock::new();
-/// The count last written to `RAYON_NUM_THREADS` (0: none yet).
-static LAST_SET: AtomicUsize = AtomicUsize::new(0);
+/// The count last written to `RAYON_NUM_THREADS` (0: none yet); the lock keeps it and the
+/// variable in step when several threads switch (the worker's compute and training).
+static LAST_SET: Mutex<usize> = Mutex::new(0);
 
 /// Below this many tokens a forward pass runs on one thread.
 pub const SMALL_BATCH_TOKENS: usize = 4096;
@@ -39,10 +40,12 @@ pub fn configured() -> usize {
 pub fn use_threads(n: usize) {
     let n = n.clamp(1, configured());
     // Remembered, so the environment (behind a lock, scanned) is read only when it changes.
-    if LAST_SET.swap(n, Ordering::Relaxed) != n {
-        // Only this (the calling) thread reads or writes the variable: candle's and rayon's
-        // workers never do, and PostgreSQL backends are single-threaded.
+    let mut last = LAST_SET.lock().unwrap_or_else(|e| e.into_inner());
+    if *last != n {
+        // Only threads of this process that hold the lock write the variable; candle's and
+        // rayon's workers never do, and a backend's PostgreSQL code runs on one thread.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        *last = n;
     }
 }
 

@@ -118,13 +118,19 @@ FROM (SELECT d.driver_id, set_config('test.hide', CASE WHEN d.driver_id < 100 TH
 WHERE r->>'table' = 'public.results';
 RESET ROLE;
 
--- rdl opens a lookup of a few seeds with its generic plan (planned once, not per call) by
--- setting the plan cache's mode around the open: the caller's own setting is back after
--- the call, also when an error is raised inside the open. Here an immutable function in
--- a policy on drivers fails while the seed lookup is planned.
+-- rdl opens a lookup of a few seeds with its generic plan (planned once, not per call),
+-- setting the plan cache's mode as a function's SET clause would, around the open only:
+-- the caller's own setting is back after the call, also when an error is raised inside
+-- the open, and when code run inside it sets the mode itself (SET LOCAL). Here an
+-- immutable function in a policy on drivers runs while the seed lookup is planned.
 CREATE FUNCTION boom() RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-  IF current_setting('test.boom', true) = 'on' THEN RAISE EXCEPTION 'boom while planning'; END IF;
+  IF current_setting('test.boom', true) = 'on' THEN
+    RAISE EXCEPTION 'boom while planning with plan_cache_mode %', current_setting('plan_cache_mode');
+  END IF;
+  IF current_setting('test.tweak', true) = 'on' THEN
+    PERFORM set_config('plan_cache_mode', 'auto', true);
+  END IF;
   RETURN true;
 END $$;
 ALTER TABLE drivers ENABLE ROW LEVEL SECURITY;
@@ -135,8 +141,10 @@ SET test.boom = on;
 SELECT rdl_predict('driver-dnf', 1, '2010-01-01 00:00:00+00') AS failed_in_planning;
 SHOW plan_cache_mode;
 RESET test.boom;
+SET test.tweak = on;
 SELECT rdl_predict('driver-dnf', 1, '2010-01-01 00:00:00+00') BETWEEN 0 AND 1 AS scored;
 SHOW plan_cache_mode;
+RESET test.tweak;
 RESET plan_cache_mode;
 RESET ROLE;
 DROP POLICY boom ON drivers;
