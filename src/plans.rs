@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::{pg_sys, PgOid};
+use pgrx::PgOid;
 use rdl_engine::base::capped::Capped;
 
 use crate::error::spi;
@@ -39,14 +39,5 @@ pub fn generic<T>(on: bool, f: impl FnOnce() -> T) -> T {
     if !on {
         return f();
     }
-    use pg_sys::{GucAction::GUC_ACTION_SAVE as SAVE, GucSource::PGC_S_SESSION as SESSION};
-    let (name, value) = (c"plan_cache_mode".as_ptr(), c"force_generic_plan".as_ptr());
-    // SAFETY: PostgreSQL's GUC calls; an error in `f` aborts the (sub)transaction, which
-    // pops the level (as for a function whose SET clause raised).
-    let level = unsafe { pg_sys::NewGUCNestLevel() };
-    let user = pg_sys::GucContext::PGC_USERSET;
-    unsafe { pg_sys::set_config_option(name, value, user, SESSION, SAVE, true, 0, false) };
-    let out = f();
-    unsafe { pg_sys::AtEOXact_GUC(true, level) };
-    out
+    crate::sql::with_setting(c"plan_cache_mode", c"force_generic_plan", f)
 }

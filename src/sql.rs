@@ -18,6 +18,8 @@
 //! query) resolve through the caller's own path, which is the point: see
 //! [`caller_path`].
 
+use std::ffi::CStr;
+
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
@@ -35,14 +37,16 @@ impl Drop for Lock {
     }
 }
 
-fn lock() -> Lock {
-    // SAFETY: the same calls fmgr makes for a function with `SET search_path = ...`.
+/// Sets `name` to `value` until the guard drops: a GUC nest level, as fmgr makes for a
+/// function's `SET` clause.
+fn set(name: &CStr, value: &CStr) -> Lock {
+    // SAFETY: the same calls fmgr makes for a function with `SET name = value`.
     unsafe {
         let level = pg_sys::NewGUCNestLevel();
         let guard = Lock(level);
         pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
+            name.as_ptr(),
+            value.as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
             pg_sys::GucAction::GUC_ACTION_SAVE,
@@ -54,10 +58,15 @@ fn lock() -> Lock {
     }
 }
 
+/// Runs `f` with the setting `name` = `value`, undone when it returns or unwinds.
+pub fn with_setting<T>(name: &CStr, value: &CStr, f: impl FnOnce() -> T) -> T {
+    let _set = set(name, value);
+    f()
+}
+
 /// Runs `f` with `search_path = pg_catalog, pg_temp`.
 pub fn locked<T>(f: impl FnOnce() -> T) -> T {
-    let _lock = lock();
-    f()
+    with_setting(c"search_path", c"pg_catalog, pg_temp", f)
 }
 
 /// [`Spi::connect`] with the path locked.

@@ -39,7 +39,8 @@ pub fn configured() -> usize {
 /// Makes the next kernels use `n` threads (at most the configured count).
 pub fn use_threads(n: usize) {
     let n = n.clamp(1, configured());
-    // Remembered, so the environment (behind a lock, scanned) is read only when it changes.
+    // Remembered, so the environment (behind a lock, scanned) is written only when the
+    // count changes and never read here.
     let mut last = LAST_SET.lock().unwrap_or_else(|e| e.into_inner());
     if *last != n {
         // Only threads of this process that hold the lock write the variable; candle's and
