@@ -1,7 +1,8 @@
 -- Lifecycle of the data around a model: models are data (pg_dump/restore keeps them
 -- working), DROP EXTENSION and CREATE EXTENSION again starts clean (no stale model served
 -- from a backend's cache, though model ids start again at 1), and DDL on a table a model
--- reads after training gives a clear error with a hint to retrain, never a crash.
+-- reads after training gives a clear error with a hint to retrain, never a crash. The first
+-- model averages two networks (option members): both are stored, dumped and restored.
 CREATE EXTENSION rdl;
 SELECT current_database() AS db \gset
 SELECT rdl_create_task('t',
@@ -9,8 +10,9 @@ SELECT rdl_create_task('t',
    FOR EACH drivers.driver_id ASSUMING COUNT(results.*, 0, 30, days) > 0',
   '{"val_cutoff": "2005-01-01", "test_cutoff": "2010-01-01"}') IS NOT NULL AS created;
 SET client_min_messages = warning;
-CALL rdl_train('t', '{"max_train": 150, "epochs": 1, "seed": 1}');
+CALL rdl_train('t', '{"max_train": 150, "epochs": 1, "seed": 1, "members": 2}');
 RESET client_min_messages;
+SELECT metrics->'selection'->>'networks' AS networks FROM rdl.models WHERE task = 't';
 CREATE TABLE p0 AS
 SELECT driver_id, rdl_predict('t', driver_id, '2010-06-01+00') AS p FROM drivers WHERE driver_id <= 20;
 SELECT count(*) AS predictions, bool_and(p BETWEEN 0 AND 1) AS probabilities FROM p0;

@@ -183,12 +183,19 @@ pub fn train(src: &mut dyn Source, off: &dyn Offload, job: &TrainJob) -> Result<
     let model = fit_model(
         src, off, job, &cfg, &model_cfg, &encoder, &train_ctx, &val_ctx,
     )?;
+    if model.n_members() > 1 {
+        src.report(Event::Notice(format!(
+            "rdl_train {task}: {} networks trained in the time budget, their outputs averaged",
+            model.n_members()
+        )))?;
+    }
     let preds = score_local(src, &model, &val_ctx)?;
     let ys: Vec<f64> = val_ctx
         .iter()
         .filter_map(|c| c.label.map(f64::from))
         .collect();
-    let metrics = metrics_json(head, &preds, &ys, val_rows.len(), &classes, &class_prior);
+    let mut metrics = metrics_json(head, &preds, &ys, val_rows.len(), &classes, &class_prior);
+    metrics["networks"] = json!(model.n_members());
     let weights = model.to_bytes()?;
     let stored = StoredConfig {
         sampler,
@@ -365,6 +372,7 @@ fn train_config(head: Head, job: &TrainJob) -> TrainConfig {
     cfg.batch_contexts = opts.batch_size;
     cfg.patience = opts.patience;
     cfg.seed = opts.seed;
+    cfg.members = opts.members;
     cfg.ema_epochs = opts
         .ema
         .unwrap_or(super::options::tabular_ema(head == Head::Regression));
@@ -390,8 +398,19 @@ fn fit_model(
     let budget_left = cfg.time_budget_s.unwrap_or(f64::INFINITY);
     let metric = metric_name(cfg.head);
     let mut failure: Option<Error> = None;
+    // Epochs restart at 0 for each network of an ensemble.
+    let (mut network, mut last_epoch) = (1, None);
     let mut on_step = |p: &Progress| -> bool {
         let r = if p.epoch_end {
+            if last_epoch.is_some_and(|e| p.epoch <= e) {
+                network += 1;
+            }
+            last_epoch = Some(p.epoch);
+            let of = if network > 1 {
+                format!(" (network {network})")
+            } else {
+                String::new()
+            };
             let per_epoch = p.elapsed_s / (p.epoch + 1) as f64;
             let eta = (per_epoch * epochs.saturating_sub(p.epoch + 1) as f64)
                 .min(budget_left - p.elapsed_s)
@@ -402,7 +421,7 @@ fn fit_model(
                 .unwrap_or_else(|| "-".into());
             let elapsed = started.elapsed().as_secs_f64();
             src.report(Event::Notice(format!(
-                "rdl_train {task}: epoch {}/{epochs} loss {:.4} selection {} {sel} elapsed {elapsed:.0}s ETA {eta:.0}s",
+                "rdl_train {task}: epoch {}/{epochs}{of} loss {:.4} selection {} {sel} elapsed {elapsed:.0}s ETA {eta:.0}s",
                 p.epoch + 1,
                 p.loss,
                 metric.to_uppercase(),
@@ -412,6 +431,7 @@ fn fit_model(
                     p,
                     json!([{
                         "epoch": p.epoch + 1,
+                        "network": network,
                         "loss": p.loss,
                         (format!("selection_{metric}")): p.val_metric,
                         "elapsed_s": elapsed,

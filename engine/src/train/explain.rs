@@ -26,7 +26,8 @@ pub struct Explanation {
 }
 
 impl TrainedModel {
-    /// Explains the model's prediction for one context.
+    /// Explains the model's prediction for one context: an ensemble's attributions are
+    /// its members' averaged, token by token.
     pub fn explain(&self, sg: &Subgraph) -> Result<Explanation, TrainError> {
         let (ec, sources) = self.encoder.encode_traced(sg);
         let prediction = self.predict(std::slice::from_ref(&ec))?;
@@ -44,11 +45,17 @@ impl TrainedModel {
             _ => 0,
         };
         let batch = Batch::new(&[&ec], &self.model_cfg, self.dims.n_buckets, &self.device)?;
-        let a = self.model.attribute(&batch, output_index)?;
+        let (mut rollout, mut grad) = (Vec::new(), Vec::new());
+        for m in &self.members {
+            let a = m.model.attribute(&batch, output_index)?;
+            add(&mut rollout, &a.rollout);
+            add(&mut grad, &a.grad_x_input);
+        }
+        let k = self.members.len().max(1) as f32;
         let tokens = sources
             .into_iter()
-            .zip(a.rollout)
-            .zip(a.grad_x_input)
+            .zip(rollout.into_iter().map(|v| v / k))
+            .zip(grad.into_iter().map(|v| v / k))
             .map(|((source, rollout), gradient)| TokenShare {
                 source,
                 rollout,
@@ -60,5 +67,14 @@ impl TrainedModel {
             output_index,
             tokens,
         })
+    }
+}
+
+/// Adds `b` to `a` element by element (`a` empty: becomes `b`).
+fn add(a: &mut Vec<f32>, b: &[f32]) {
+    if a.is_empty() {
+        a.extend_from_slice(b);
+    } else {
+        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
     }
 }

@@ -9,6 +9,7 @@
 //! floats (and so, over many steps, the trained weights).
 
 pub mod calibrate;
+mod ensemble;
 pub mod explain;
 pub mod fit;
 mod objective;
@@ -16,6 +17,7 @@ mod predict;
 mod store;
 pub mod synth;
 
+pub use store::MAX_MEMBERS;
 pub(crate) use store::{erased, load_vars, meta_field, store_bytes, stored_meta};
 
 use std::fmt;
@@ -25,14 +27,11 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use crate::encode::{EncodedContext, Encoder};
-use crate::model::grad::FastTrainer;
 use crate::model::infer::FastModel;
-use crate::model::{sorted_vars, Model, ModelConfig, ModelDims};
+use crate::model::{Model, ModelConfig, ModelDims};
 pub use calibrate::Calibration;
 use fit::FitConfig;
 pub use fit::Schedule;
-use objective::Tabular;
-use predict::{fast_model, raw_outputs};
 
 /// What is predicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +77,15 @@ pub struct TrainConfig {
     /// [`FitConfig::ema_epochs`]).
     #[serde(default)]
     pub ema_epochs: f64,
+    /// Networks trained at most (each from its own initialisation and shuffling, their
+    /// outputs averaged): the second and later are trained only while the time budget
+    /// left holds another run as long as the first (see [`ensemble`]).
+    #[serde(default = "one")]
+    pub members: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl TrainConfig {
@@ -112,6 +120,7 @@ impl TrainConfig {
             seed: 0,
             time_budget_s: None,
             ema_epochs: 0.0,
+            members: 1,
         }
     }
 }
@@ -217,11 +226,19 @@ pub struct TrainedModel {
     pub history: Vec<EpochStats>,
     /// Tokens per batch at prediction time.
     pub predict_batch_tokens: usize,
+    /// The trained networks (at least one): predictions average their raw outputs.
+    members: Vec<Member>,
+    /// The training history of every member after the first (`history` is the first's).
+    pub member_history: Vec<Vec<EpochStats>>,
+    device: Device,
+}
+
+/// One trained network of a model.
+struct Member {
     varmap: VarMap,
     model: Model,
     /// `model`'s weights for the no-graph forward pass that predictions use (CPU).
     fast: Option<FastModel>,
-    device: Device,
 }
 
 fn check_labels(task: Head, ctxs: &[EncodedContext], need: bool) -> Result<(), TrainError> {
@@ -308,31 +325,31 @@ pub fn train_on(
         n_buckets: encoder.config.n_buckets as usize,
         n_out: cfg.head.n_out(),
     };
-    let varmap = VarMap::new();
-    let model = Model::new(model_cfg, &dims, &varmap, &dev)?;
-    let vars: Vec<_> = sorted_vars(&varmap).into_iter().map(|(_, v)| v).collect();
-    let mut obj = Tabular {
+    let job = ensemble::MemberJob {
         cfg,
-        model: &model,
-        n_buckets: dims.n_buckets,
+        model_cfg,
+        dims: &dims,
         dev: &dev,
         train,
         val,
         target_norm,
-        order: (0..train.len()).collect(),
-        fast: if dev.is_cpu() {
-            FastTrainer::new(&model)
-        } else {
-            None
-        },
     };
-    let fitted = fit::fit(&cfg.fit_config(), &vars, &mut obj, on_step)?;
-    let (history, step, total_steps, start) = (
-        fitted.history,
-        fitted.steps,
-        fitted.total_steps,
-        fitted.start,
-    );
+    let started = std::time::Instant::now();
+    let (first, fitted) = ensemble::fit_member(&job, 0, cfg.time_budget_s, on_step)?;
+    let first_s = started.elapsed().as_secs_f64();
+    let (mut step, mut total_steps, mut start) = (fitted.steps, fitted.total_steps, fitted.start);
+    let mut members = vec![first];
+    let mut member_history = Vec::new();
+    while members.len() < cfg.members.max(1) && ensemble::room(cfg.time_budget_s, started, first_s)
+    {
+        let left = cfg
+            .time_budget_s
+            .map(|b| b - started.elapsed().as_secs_f64());
+        let (m, f) = ensemble::fit_member(&job, members.len(), left, on_step)?;
+        (step, total_steps, start) = (f.steps, f.total_steps, f.start);
+        members.push(m);
+        member_history.push(f.history);
+    }
     let mut tm = TrainedModel {
         head: cfg.head,
         model_cfg: model_cfg.clone(),
@@ -340,22 +357,22 @@ pub fn train_on(
         encoder: encoder.clone(),
         target_norm,
         calibration: Calibration::default(),
-        history,
+        history: fitted.history,
         predict_batch_tokens: cfg.batch_tokens * 4,
-        fast: fast_model(&model, &dev)?,
-        varmap,
-        model,
+        members,
+        member_history,
         device: dev,
     };
     if !val.is_empty() && val.iter().all(|c| c.label.is_some()) {
         let last = tm
-            .history
+            .member_history
+            .last()
+            .unwrap_or(&tm.history)
             .last()
             .map_or((0, 0.0), |h| (h.epoch, h.train_loss));
         let mut poll = fit::poller(on_step, last.0, step, total_steps, last.1, start);
-        let raw = raw_outputs(
-            &tm.model,
-            tm.fast.as_ref(),
+        let raw = ensemble::mean_raw(
+            &tm.members,
             val,
             tm.predict_batch_tokens,
             &tm.device,
@@ -383,6 +400,12 @@ impl TrainedModel {
             &self.target_norm,
         ))
         .unwrap_or_default();
+        // A single network's identity is what it was before ensembles.
+        let s = if self.member_history.is_empty() {
+            s
+        } else {
+            s + &serde_json::to_string(&self.member_history).unwrap_or_default()
+        };
         crate::base::hash::fnv1a(s.as_bytes())
     }
 }

@@ -51,15 +51,20 @@ pub(super) fn raw_outputs(
 
 impl TrainedModel {
     /// Raw outputs (logits, or normalised regression values) per context.
+    /// An ensemble's are its members' averaged.
     pub fn raw(&self, ctxs: &[EncodedContext]) -> Result<Vec<Vec<f32>>, TrainError> {
-        raw_outputs(
-            &self.model,
-            self.fast.as_ref(),
+        super::ensemble::mean_raw(
+            &self.members,
             ctxs,
             self.predict_batch_tokens,
             &self.device,
             &mut || true,
         )
+    }
+
+    /// How many networks the model averages.
+    pub fn n_members(&self) -> usize {
+        self.members.len()
     }
 
     /// Calibrated predictions: the probability of the positive class (binary), the value

@@ -287,3 +287,92 @@ fn trains_without_validation_data() {
         Err(TrainError::NoTrainingData)
     ));
 }
+
+/// Members differ (their own initialisation and shuffling), the model's raw outputs are
+/// their average, the bytes round-trip every member, and a single network's bytes carry
+/// no ensemble fields; a budget too short for a second run leaves one network.
+#[test]
+fn an_ensemble_averages_its_members_and_round_trips() {
+    let (enc, tr, va) = dataset(300, 120);
+    let mut cfg = tcfg();
+    cfg.max_epochs = 3;
+    let mut epochs = Vec::new();
+    let cfg2 = TrainConfig {
+        members: 2,
+        ..cfg.clone()
+    };
+    let m = train(&cfg2, &small_cfg(), &enc, &tr, &va, &mut |p| {
+        if p.epoch_end {
+            epochs.push(p.epoch);
+        }
+        true
+    })
+    .unwrap();
+    assert_eq!(m.n_members(), 2);
+    assert_eq!(
+        epochs,
+        [0, 1, 2, 0, 1, 2],
+        "each network's epochs are reported"
+    );
+    assert_eq!(m.member_history.len(), 1);
+    let raw = m.raw(&va).unwrap();
+    let each: Vec<Vec<Vec<f32>>> = m
+        .members
+        .iter()
+        .map(|mm| {
+            predict::raw_outputs(
+                &mm.model,
+                mm.fast.as_ref(),
+                &va,
+                4096,
+                &m.device,
+                &mut || true,
+            )
+            .unwrap()
+        })
+        .collect();
+    assert_ne!(each[0], each[1], "the members are different networks");
+    for (i, r) in raw.iter().enumerate() {
+        let mean = (each[0][i][0] + each[1][i][0]) / 2.0;
+        assert!((r[0] - mean).abs() < 1e-5, "{} vs {mean}", r[0]);
+    }
+    // The first member is the single model trained alone with the same settings.
+    let single = train(&cfg, &small_cfg(), &enc, &tr, &va, &mut |_| true).unwrap();
+    assert_eq!(single.n_members(), 1);
+    assert_eq!(single.raw(&va).unwrap(), each[0]);
+    assert_ne!(single.fingerprint(), m.fingerprint());
+
+    let bytes = m.to_bytes().unwrap();
+    let back = TrainedModel::from_bytes(&bytes).unwrap();
+    assert_eq!(back.n_members(), 2);
+    assert_eq!(back.member_history, m.member_history);
+    assert_eq!(back.predict(&va).unwrap(), m.predict(&va).unwrap());
+    assert_eq!(back.fingerprint(), m.fingerprint());
+    let one = single.to_bytes().unwrap();
+    let meta = stored_meta(&one, "1").unwrap();
+    assert!(!meta.contains_key("members") && !meta.contains_key("member_history"));
+    // Bytes claiming more members than they hold are refused, not read short.
+    let mut meta2 = stored_meta(&bytes, "1").unwrap();
+    meta2.insert("members".into(), "3".into());
+    let forged = store_bytes(
+        &m.members[0].varmap,
+        "1",
+        &meta2
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(TrainedModel::from_bytes(&forged).is_err());
+
+    // A budget the first run uses up leaves no room for a second.
+    let tight = TrainConfig {
+        members: 3,
+        max_epochs: 1000,
+        patience: 1000,
+        time_budget_s: Some(1.0),
+        ..cfg
+    };
+    let t = train(&tight, &small_cfg(), &enc, &tr, &va, &mut |_| true).unwrap();
+    assert_eq!(t.n_members(), 1);
+}
