@@ -4,8 +4,6 @@
 //! on a noisy validation metric; a second or third run spends the time left on averaging
 //! that noise away instead of leaving it unused.
 
-use std::time::Instant;
-
 use candle_core::Device;
 use candle_nn::VarMap;
 
@@ -30,7 +28,7 @@ pub(super) struct MemberJob<'a> {
 
 /// The configuration of member `i`: its own initialisation and shuffling seeds (member 0
 /// is the single model rdl trained before ensembles).
-pub(super) fn member_model_config(cfg: &ModelConfig, i: usize) -> ModelConfig {
+fn member_model_config(cfg: &ModelConfig, i: usize) -> ModelConfig {
     ModelConfig {
         seed: cfg.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         ..cfg.clone()
@@ -84,14 +82,11 @@ pub(super) fn fit_member(
     ))
 }
 
-/// Whether another member fits: with a budget, the time left must hold another run as
-/// long as the first took, plus a tenth (no member is cut short by the budget: a run
-/// stopped early by it would be a worse network, averaged in at full weight).
-pub(super) fn room(budget_s: Option<f64>, started: Instant, first_s: f64) -> bool {
-    match budget_s {
-        None => true,
-        Some(b) => b - started.elapsed().as_secs_f64() >= 1.1 * first_s,
-    }
+/// Whether another member fits in `left` seconds (`None`: no budget): another run as long
+/// as the first took, plus a tenth (no member is cut short by the budget: a run stopped
+/// early by it would be a worse network, averaged in at full weight).
+pub(super) fn room(left: Option<f64>, first_s: f64) -> bool {
+    left.is_none_or(|l| l >= 1.1 * first_s)
 }
 
 /// The members' raw outputs, averaged (logits, or normalised regression values).
@@ -102,25 +97,27 @@ pub(super) fn mean_raw(
     dev: &Device,
     poll: &mut dyn FnMut() -> bool,
 ) -> Result<Vec<Vec<f32>>, TrainError> {
-    let mut sum: Option<Vec<Vec<f32>>> = None;
-    for m in members {
+    let mut out: Vec<Vec<f32>> = Vec::new();
+    for (i, m) in members.iter().enumerate() {
         let raw = raw_outputs(&m.model, m.fast.as_ref(), ctxs, batch_tokens, dev, poll)?;
-        sum = Some(match sum {
-            None => raw,
-            Some(mut s) => {
-                for (a, b) in s.iter_mut().zip(&raw) {
-                    for (x, y) in a.iter_mut().zip(b) {
-                        *x += y;
-                    }
-                }
-                s
-            }
-        });
+        if i == 0 {
+            out = raw;
+        } else {
+            out.iter_mut().zip(&raw).for_each(|(a, b)| add(a, b));
+        }
     }
     let k = members.len().max(1) as f32;
-    let mut out = sum.unwrap_or_default();
     if k > 1.0 {
         out.iter_mut().flatten().for_each(|x| *x /= k);
     }
     Ok(out)
+}
+
+/// Adds `b` to `a` element by element (`a` empty: becomes `b`).
+pub(super) fn add(a: &mut Vec<f32>, b: &[f32]) {
+    if a.is_empty() {
+        a.extend_from_slice(b);
+    } else {
+        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+    }
 }

@@ -1,6 +1,7 @@
 //! Explaining one prediction of a trained model: per-token attributions (see
 //! `model/explain.rs`) traced back to the rows and cells of the context they encode.
 
+use super::ensemble::add;
 use super::{Head, TrainError, TrainedModel};
 use crate::encode::Subgraph;
 use crate::model::Batch;
@@ -67,14 +68,5 @@ impl TrainedModel {
             output_index,
             tokens,
         })
-    }
-}
-
-/// Adds `b` to `a` element by element (`a` empty: becomes `b`).
-fn add(a: &mut Vec<f32>, b: &[f32]) {
-    if a.is_empty() {
-        a.extend_from_slice(b);
-    } else {
-        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
     }
 }

@@ -340,12 +340,12 @@ pub fn train_on(
     let (mut step, mut total_steps, mut start) = (fitted.steps, fitted.total_steps, fitted.start);
     let mut members = vec![first];
     let mut member_history = Vec::new();
-    while members.len() < cfg.members.max(1) && ensemble::room(cfg.time_budget_s, started, first_s)
-    {
-        let left = cfg
-            .time_budget_s
-            .map(|b| b - started.elapsed().as_secs_f64());
-        let (m, f) = ensemble::fit_member(&job, members.len(), left, on_step)?;
+    let left = || {
+        cfg.time_budget_s
+            .map(|b| b - started.elapsed().as_secs_f64())
+    };
+    while members.len() < cfg.members.max(1) && ensemble::room(left(), first_s) {
+        let (m, f) = ensemble::fit_member(&job, members.len(), left(), on_step)?;
         (step, total_steps, start) = (f.steps, f.total_steps, f.start);
         members.push(m);
         member_history.push(f.history);

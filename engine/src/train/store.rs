@@ -88,6 +88,19 @@ pub(crate) fn meta_field<T: serde::de::DeserializeOwned>(
     serde_json::from_str(s).map_err(|e| TrainError::Format(format!("{k}: {e}")))
 }
 
+/// An optional JSON field of stored metadata: `default` when absent.
+fn meta_field_or<T: serde::de::DeserializeOwned>(
+    meta: &HashMap<String, String>,
+    k: &str,
+    default: T,
+) -> Result<T, TrainError> {
+    if meta.contains_key(k) {
+        meta_field(meta, k)
+    } else {
+        Ok(default)
+    }
+}
+
 /// Sets every variable of `varmap` from stored bytes, each checked to have its shape.
 pub(crate) fn load_vars(varmap: &VarMap, bytes: &[u8], dev: &Device) -> Result<(), TrainError> {
     let loaded = candle_core::safetensors::load_buffer(bytes, dev)?;
@@ -169,10 +182,7 @@ impl TrainedModel {
         let model_cfg: ModelConfig = meta_field(&meta, "model_config")?;
         let dims: ModelDims = meta_field(&meta, "dims")?;
         let dev = dev.clone();
-        let n: usize = match meta.get("members") {
-            Some(_) => meta_field(&meta, "members")?,
-            None => 1,
-        };
+        let n: usize = meta_field_or(&meta, "members", 1)?;
         if !(1..=MAX_MEMBERS).contains(&n) {
             return Err(TrainError::Format(format!("{n} members")));
         }
@@ -190,10 +200,7 @@ impl TrainedModel {
                 model,
             });
         }
-        let member_history = match meta.get("member_history") {
-            Some(_) => meta_field(&meta, "member_history")?,
-            None => Vec::new(),
-        };
+        let member_history = meta_field_or(&meta, "member_history", Vec::new())?;
         Ok(TrainedModel {
             head,
             model_cfg,
