@@ -35,6 +35,17 @@ impl<'a> SpiSource<'a> {
         }
     }
 
+    /// Labels are kept for the rest of the transaction, for the role that read them.
+    fn cache_key(&self) -> String {
+        // SAFETY: MyProc is this backend's own PGPROC.
+        let lxid = unsafe { (*pg_sys::MyProc).lxid };
+        let label_sql = self.spec.label_sql();
+        format!(
+            "{:?}",
+            (crate::storage::caller(), lxid, self.task, label_sql)
+        )
+    }
+
     pub fn with_run(mut self, run: &'a Run) -> SpiSource<'a> {
         self.run = Some(run);
         self
@@ -42,21 +53,17 @@ impl<'a> SpiSource<'a> {
 }
 
 impl Source for SpiSource<'_> {
-    /// Kept for the rest of the transaction, for the role that read them.
     fn labels(&mut self, split: Split) -> Result<Vec<Labeled>> {
-        // SAFETY: MyProc is this backend's own PGPROC.
-        let lxid = unsafe { (*pg_sys::MyProc).lxid };
-        let key = format!(
-            "{:?}",
-            (
-                crate::storage::caller(),
-                lxid,
-                self.task,
-                self.spec.label_sql()
-            )
-        );
         let rows = || crate::tasks::split_rows(self.task, self.spec, split);
-        Ok(LABELS.with(|c| c.borrow_mut().get_or(key, split, rows)))
+        Ok(LABELS.with(|c| c.borrow_mut().get_or(self.cache_key(), split, rows)))
+    }
+
+    fn labels_at(&mut self, anchors: &[i64]) -> Result<Vec<Labeled>> {
+        let spec = self.spec;
+        let rows = |a: &[i64]| {
+            crate::tasks::run_labels(spec, spec.label_sql(), pgtime::to_pg_all(a).into())
+        };
+        Ok(LABELS.with(|c| c.borrow_mut().at_or(self.cache_key(), anchors, rows)))
     }
 
     fn gather(&mut self, plan: &Plan, table: &str, seeds: &[(String, i64)]) -> Result<Gathered> {

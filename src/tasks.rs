@@ -252,33 +252,37 @@ pub fn run_labels(
         args.push(p.clone().into());
     }
     let kind = spec.task_type;
-    crate::sql::connect(|client| {
-        let table = spi(client.select(sql, None, &args));
-        let mut rows = Vec::with_capacity(table.len());
-        for row in table {
-            let entity: String = spi(row.get(1)).unwrap_or_default();
-            let Some(anchor) = spi(row.get::<TimestampWithTimeZone>(2)) else {
-                continue;
-            };
-            let label = match kind {
-                TaskType::BinaryClassification | TaskType::Regression => {
-                    spi(row.get::<f64>(3)).map_or(Label::Missing, Label::Value)
-                }
-                TaskType::MulticlassClassification => {
-                    spi(row.get::<String>(3)).map_or(Label::Missing, Label::Class)
-                }
-                TaskType::Ranking => spi(row.get::<Vec<Option<String>>>(3))
-                    .map_or(Label::Missing, |v| {
-                        Label::Items(v.into_iter().flatten().collect())
-                    }),
-            };
-            rows.push(Labeled {
-                entity,
-                anchor: pgtime::from_pg(anchor),
-                label,
-            });
-        }
-        rows
+    // Without JIT: a label statement's estimates (a row per anchor a fact row may fall
+    // in) are far above its cost, and compiling it took 400 ms of a 20-ms statement on F1.
+    crate::sql::with_setting(c"jit", c"off", || {
+        crate::sql::connect(|client| {
+            let table = spi(client.select(sql, None, &args));
+            let mut rows = Vec::with_capacity(table.len());
+            for row in table {
+                let entity: String = spi(row.get(1)).unwrap_or_default();
+                let Some(anchor) = spi(row.get::<TimestampWithTimeZone>(2)) else {
+                    continue;
+                };
+                let label = match kind {
+                    TaskType::BinaryClassification | TaskType::Regression => {
+                        spi(row.get::<f64>(3)).map_or(Label::Missing, Label::Value)
+                    }
+                    TaskType::MulticlassClassification => {
+                        spi(row.get::<String>(3)).map_or(Label::Missing, Label::Class)
+                    }
+                    TaskType::Ranking => spi(row.get::<Vec<Option<String>>>(3))
+                        .map_or(Label::Missing, |v| {
+                            Label::Items(v.into_iter().flatten().collect())
+                        }),
+                };
+                rows.push(Labeled {
+                    entity,
+                    anchor: pgtime::from_pg(anchor),
+                    label,
+                });
+            }
+            rows
+        })
     })
 }
 

@@ -73,7 +73,7 @@ fn main() {
     }
     let t0 = Instant::now();
     let mut worlds: Vec<World> = (0..n_worlds)
-        .map(|s| World::generate(s, scale, sc))
+        .map(|s| World::for_pretraining(s, scale, sc))
         .collect();
     let n_tasks: usize = worlds.iter().map(|w| w.tasks.len()).sum();
     eprintln!(

@@ -6,10 +6,10 @@
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB};
-use rdl_engine::pipeline::{args, explain, in_context, Needs};
+use rdl_engine::pipeline::{args, explain, in_context, in_context_explain, Needs};
 use serde_json::json;
 
-use crate::api::predict::{gather_entity, model_or_context};
+use crate::api::predict::{gather_entity, in_context_at, model_or_context};
 use crate::error::raise;
 use crate::source::SpiSource;
 use crate::tasks::applies;
@@ -17,7 +17,8 @@ use crate::tasks::applies;
 /// Why the active model predicts what it predicts for one entity as of `as_of` (default:
 /// now): the shares of tables, columns and the `top_k` rows of the context in the
 /// prediction (attention rollout to the target cell, with the direction each row pushes
-/// from gradient × input), and a sentence. `assuming` explains a what-if context.
+/// from gradient × input), and a sentence. `assuming` explains a what-if context. An
+/// answer given in context is explained by occlusion (`pipeline::in_context_explain`).
 #[pg_extern]
 fn rdl_explain(
     task: Option<&str>,
@@ -30,8 +31,15 @@ fn rdl_explain(
     let id = entity_id?;
     let top_k = args::top_k(top_k).unwrap_or_else(|e| raise(e));
     let assuming = assuming.map(|j| j.0);
-    let check = |t: &_| applies(t, task, "rdl_explain", Needs::NotRanking);
-    let (spec, l) = crate::models::active(task, check);
+    let (spec, m) = model_or_context(task, "rdl_explain", Needs::NotRanking);
+    let l = match m {
+        Ok(l) => l,
+        Err(plan) => {
+            return Some(JsonB(in_context_at(task, &spec, &id, as_of, |src, at| {
+                in_context_explain::explain(src, task, &spec, &plan, at, assuming.as_ref(), top_k)
+            })));
+        }
+    };
     let one = gather_entity((task, &spec, &l), &id, as_of, assuming.as_ref());
     let mut out =
         explain::explain_one(&l.servable, spec.task_type, &one, top_k).unwrap_or_else(|e| raise(e));
@@ -59,11 +67,9 @@ fn rdl_predict_detail(
     let l = match m {
         Ok(l) => l,
         Err(plan) => {
-            let key = crate::entity::key_text(&id, &spec.entity.key_type, task);
-            let at = (key.as_str(), crate::api::context::anchor_of(as_of));
-            let mut src = SpiSource::new(task, &spec);
-            let out = in_context::detail(&mut src, task, &spec, &plan, at, assuming.as_ref());
-            return Some(JsonB(out.unwrap_or_else(|e| raise(e))));
+            return Some(JsonB(in_context_at(task, &spec, &id, as_of, |src, at| {
+                in_context::detail(src, task, &spec, &plan, at, assuming.as_ref())
+            })));
         }
     };
     let one = gather_entity((task, &spec, &l), &id, as_of, assuming.as_ref());

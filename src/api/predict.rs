@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::{AnyArray, AnyElement, JsonB};
 use rdl_engine::pipeline::one::{gather_one, One};
 use rdl_engine::pipeline::report::{argmax, batch_rows, class_probabilities};
-use rdl_engine::pipeline::{in_context, recommend, tabular, Needs, Split};
+use rdl_engine::pipeline::{in_context, recommend, tabular, Needs, Source, Split};
 use rdl_engine::pql::{TaskSpec, TaskType};
 use rdl_engine::sampler::Plan;
 
@@ -40,6 +40,20 @@ pub fn model_or_context(
         (spec, Some(l)) => (spec, Ok(l)),
         (spec, None) => (spec.clone(), Err(context::default_plan(task, &spec))),
     }
+}
+
+/// `f` with the caller's source and the (entity key, anchor) asked: an answer given in
+/// context, where [`model_or_context`] says so.
+pub fn in_context_at<T>(
+    task: &str,
+    spec: &TaskSpec,
+    id: &AnyElement,
+    as_of: Option<TimestampWithTimeZone>,
+    f: impl FnOnce(&mut dyn Source, (&str, i64)) -> rdl_engine::pipeline::Result<T>,
+) -> T {
+    let key = entity::key_text(id, &spec.entity.key_type, task);
+    let mut src = SpiSource::new(task, spec);
+    f(&mut src, (&key, anchor_of(as_of))).unwrap_or_else(|e| raise(e))
 }
 
 /// One entity's context as the model `l` sees it (what-if changes of `assuming` applied);
@@ -86,10 +100,10 @@ fn predict_one(
     let l = match m {
         Ok(l) => l,
         Err(plan) => {
-            let key = entity::key_text(&id, &spec.entity.key_type, task);
-            let at = (key.as_str(), anchor_of(as_of));
-            let a = in_context::predict(&mut src, task, &spec, &plan, at, assuming.as_ref());
-            return Some((Vec::new(), vec![a.unwrap_or_else(|e| raise(e)).value]));
+            let a = in_context_at(task, &spec, &id, as_of, |src, at| {
+                in_context::predict(src, task, &spec, &plan, at, assuming.as_ref())
+            });
+            return Some((Vec::new(), vec![a.value]));
         }
     };
     let one = gather_entity((task, &spec, &l), &id, as_of, assuming.as_ref());

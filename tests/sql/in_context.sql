@@ -31,8 +31,19 @@ CREATE TEMP TABLE batch AS SELECT * FROM rdl_predict_batch('top3', ARRAY[20, 1, 
 SELECT count(*) AS rows, count(prediction) AS answered FROM batch;
 SELECT max(abs(prediction - rdl_predict('top3', entity_id::int, '2010-06-01'))) < 1e-6 AS same_as_one_by_one
 FROM batch WHERE prediction IS NOT NULL;
--- Explanations still need a trained model: 55000.
-SELECT rdl_explain('top3', 20, '2010-06-01');
+-- An answer given in context is explained by occlusion: each row the model reads is left
+-- out and the answer read again with the same examples. The answer is rdl_predict's, the
+-- rows' shares sum to 1, each top row says which way it moves the answer, and none is
+-- newer than the time asked (an ad-hoc query too).
+SELECT e->>'in_context' AS in_context, (e->>'prediction')::float8 = rdl_predict('top3', 20, '2010-06-01') AS same_answer,
+       e->>'method' LIKE 'occlusion:%' AS occlusion, jsonb_array_length(e->'top_rows') = 3 AS top_rows,
+       (SELECT bool_and(r->>'effect' IN ('raises', 'lowers')) FROM jsonb_array_elements(e->'top_rows') r) AS effects,
+       abs((SELECT sum((t->>'share')::float8) FROM jsonb_array_elements(e->'by_table') t) - 1) < 1e-6 AS shares_sum_to_one,
+       e->>'sentence' LIKE 'No trained model: answered in context from % labelled examples%' AS sentence
+FROM rdl_explain('top3', 20, '2010-06-01', 3) e;
+SELECT (SELECT bool_and((r->>'time')::timestamptz <= '2010-06-01') FROM jsonb_array_elements(e->'top_rows') r
+        WHERE r->>'time' IS NOT NULL) AS none_later, e->>'task' LIKE 'PREDICT%' AS task
+FROM rdl_explain('PREDICT SUM(results.points, 0, 60, days) FOR EACH drivers.driver_id', 20, '2010-06-01') e;
 -- The detail: the answer, what it rests on, and its accuracy estimate — the score it
 -- would have had asked at the newest anchor whose windows had closed (AUROC for a
 -- binary task, MAE for a regression), with how many entities it rests on.

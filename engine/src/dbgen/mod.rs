@@ -108,6 +108,19 @@ impl Default for DbConfig {
 
 /// Generates database `seed`: tables, keys, rows and tasks, in memory.
 pub fn generate(seed: u64, config: &DbConfig) -> Database {
+    build(seed, config).0
+}
+
+/// Database `seed` with, besides its tasks, the pretraining-only ones
+/// ([`tasks::value_tasks`]); for pretraining seeds (below 1000) only.
+pub fn generate_for_pretraining(seed: u64, config: &DbConfig) -> Database {
+    let (mut db, plan) = build(seed, config);
+    let extra = tasks::value_tasks(&db, &plan);
+    db.tasks.extend(extra);
+    db
+}
+
+fn build(seed: u64, config: &DbConfig) -> (Database, plan::Plan) {
     let plan = plan::plan(seed, config);
     let world = latent::world(seed, &plan, config);
     let events = simulate::simulate(seed, &plan, &world, config);
@@ -140,5 +153,5 @@ pub fn generate(seed: u64, config: &DbConfig) -> Database {
         end: plan.start + plan.days * DAY,
     };
     db.tasks = tasks::tasks(&db, &plan);
-    db
+    (db, plan)
 }

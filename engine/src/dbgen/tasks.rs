@@ -74,7 +74,16 @@ fn stats(rows: &[super::labels::LabelRow]) -> SplitStats {
     }
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    fn new(db: &'a Database, plan: &'a Plan) -> Builder<'a> {
+        Builder {
+            db,
+            graph: db.schema_graph(),
+            plan,
+            max_time: db.time_range().1,
+        }
+    }
+
     /// Options for a window of `h` days: `n` evaluation anchors `step` days apart at the
     /// end of the data for test, the `n` before them for validation.
     fn options(&self, h: i64) -> TaskOptions {
@@ -234,12 +243,7 @@ fn drivers(plan: &Plan) -> String {
 
 /// The tasks of `db` (built from `plan`).
 pub fn tasks(db: &Database, plan: &Plan) -> Vec<TaskDef> {
-    let b = Builder {
-        db,
-        graph: db.schema_graph(),
-        plan,
-        max_time: db.time_range().1,
-    };
+    let b = Builder::new(db, plan);
     let d = plan.domain;
     let (e, o) = (&plan.entity, &plan.order);
     let ent = (e.table.as_str(), e.key.as_str());
@@ -392,4 +396,66 @@ fn more_tasks(
             "severe tickets in the next window: trouble (recent follow-ups, severe tickets), frailty".into(),
         ));
     }
+}
+
+/// The value of a row of `rows` at quantile `q` (sorted ascending).
+fn quantile(rows: &[f64], q: f64) -> f64 {
+    rows[((rows.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Pretraining-only tasks (never benchmarked): the level of an event's numeric column in
+/// the next window among entities with such events — its mean (regression), and whether
+/// its maximum is high or its minimum low (binary). Unlike the benchmark's count tasks,
+/// which all rise with activity, half of these are positive for *low* values, so a model
+/// pretrained on them must read which way a column points from the examples.
+pub fn value_tasks(db: &Database, plan: &Plan) -> Vec<TaskDef> {
+    let b = Builder::new(db, plan);
+    let d = plan.domain;
+    let e = &plan.entity;
+    let ent = (e.table.as_str(), e.key.as_str());
+    let who = super::vocab::singular(&e.table);
+    let for_each = format!("FOR EACH {}.{}", e.table, e.key);
+    let w = window(db, plan);
+    let mut out = Vec::new();
+    let o = &plan.order;
+    let mut facts = vec![(
+        o.table.clone(),
+        d.order.col,
+        vec![format!("{}.{}", o.table, e.key)],
+    )];
+    if let Some(s) = &plan.session {
+        facts.push((s.table.clone(), d.session.col, Vec::new()));
+    }
+    for (table, col, via) in facts {
+        let arg = b.arg(&table, &via, ent);
+        let v = arg
+            .split_once(" VIA ")
+            .map_or(String::new(), |(_, v)| format!(" VIA {v}"));
+        let seen = format!("ASSUMING COUNT({arg}, 0, {w}, days) > 0");
+        let opts = b.options(w);
+        let name = |what: &str| format!("{who}-{}-{what}", col.replace('_', "-"));
+        out.extend(b.task(
+            &name("mean"),
+            format!("PREDICT AVG({table}.{col}{v}, 0, {w}, days) {for_each} {seen}"),
+            opts.clone(),
+            "mean of an event's value in the next window".into(),
+        ));
+        for (agg, cmp, q) in [("MAX", ">", 0.6), ("MIN", "<=", 0.4)] {
+            let probe = format!("PREDICT {agg}({table}.{col}{v}, 0, {w}, days) {for_each} {seen}");
+            let vals = b.train_values(&probe, &opts);
+            if vals.is_empty() {
+                continue;
+            }
+            let t = quantile(&vals, q);
+            out.extend(b.task(
+                &name(&agg.to_lowercase()),
+                format!(
+                    "PREDICT {agg}({table}.{col}{v}, 0, {w}, days) {cmp} {t} {for_each} {seen}"
+                ),
+                opts.clone(),
+                format!("{agg} of an event's value in the next window {cmp} {t}"),
+            ));
+        }
+    }
+    out
 }

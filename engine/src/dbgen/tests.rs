@@ -332,3 +332,34 @@ fn dbgen_signal_knob_scales_what_the_past_says() {
         "signal 0: correlation {none} (signal 1: {strong})"
     );
 }
+
+/// The pretraining-only tasks: the same database with more tasks, among them binary ones
+/// positive for low values, every one compiling with usable labels; the benchmark's own
+/// database (what `generate` writes) holds none of them.
+#[test]
+fn dbgen_pretraining_adds_value_tasks_in_both_directions() {
+    let (mut low, mut high) = (0, 0);
+    for seed in [1, 2, 3] {
+        let bench = generate(seed, &tiny());
+        let pre = generate_for_pretraining(seed, &tiny());
+        assert_eq!(bytes(&bench), bytes(&generate(seed, &tiny())));
+        assert_eq!(
+            pre.tasks[..bench.tasks.len()],
+            bench.tasks[..],
+            "seed {seed}"
+        );
+        let extra = &pre.tasks[bench.tasks.len()..];
+        assert!(!extra.is_empty(), "seed {seed}: no value tasks");
+        let g = pre.schema_graph();
+        for t in extra {
+            let spec = compile(&t.query, &g, &t.options).unwrap();
+            assert_eq!(spec.task_type, t.task_type, "{}", t.query);
+            for s in [&t.train, &t.val, &t.test] {
+                assert!(s.rows >= 20 && s.distinct >= 2, "{} {:?}", t.query, s);
+            }
+            low += t.query.starts_with("PREDICT MIN(") as usize;
+            high += t.query.starts_with("PREDICT MAX(") as usize;
+        }
+    }
+    assert!(low > 0 && high > 0, "low {low}, high {high}");
+}

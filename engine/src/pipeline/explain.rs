@@ -28,13 +28,14 @@ fn tabular(s: &Servable) -> Result<&TrainedModel> {
 }
 
 /// Shares of one explanation, aggregated per context row and per column.
-struct Shares {
-    /// Per subgraph row: (rollout share, gradient × input sum).
-    rows: Vec<(f64, f64)>,
-    /// Per `table.column`: rollout share.
-    columns: BTreeMap<String, f64>,
-    /// Per (row, value index): rollout share.
-    cells: HashMap<(usize, usize), f64>,
+pub(super) struct Shares {
+    /// Per subgraph row: (share, a signed amount: positive when the row raises the
+    /// prediction; here the gradient × input sum).
+    pub rows: Vec<(f64, f64)>,
+    /// Per `table.column`: share.
+    pub columns: BTreeMap<String, f64>,
+    /// Per (row, value index): share.
+    pub cells: HashMap<(usize, usize), f64>,
 }
 
 /// Rollout mass of the data tokens (the target token's own share left out), renormalised.
@@ -134,12 +135,30 @@ fn prediction_json(kind: TaskType, classes: &[String], p: &[f64]) -> Value {
 /// The explanation of one gathered (and possibly what-if) context.
 pub fn explain_one(sv: &Servable, kind: TaskType, one: &One, top_k: usize) -> Result<Value> {
     let model = tabular(sv)?;
-    let classes = &sv.stored.classes;
-    let sg = &one.context;
-    let e = model.explain(sg)?;
-    let s = shares(sg, &e);
+    let e = model.explain(&one.context)?;
+    let s = shares(&one.context, &e);
     let p: Vec<f64> = e.prediction.iter().map(|&v| v as f64).collect();
+    let rollout_rows: Vec<f64> = s.rows.iter().map(|r| r.0).collect();
+    let grad_rows: Vec<f64> = s.rows.iter().map(|r| r.1.abs()).collect();
+    let mut out = described(kind, &sv.stored.classes, &p, one, &s, top_k);
+    out["model_version"] = json!(sv.version);
+    out["method"] = json!("attention rollout to the target cell; agreement = Spearman correlation of row shares with |gradient x input|");
+    out["agreement"] = json!(spearman(&rollout_rows, &grad_rows));
+    Ok(out)
+}
 
+/// An explanation from its shares: the prediction, the shares of tables, of the 10
+/// strongest columns and of the `top_k` strongest rows (each raising or lowering the
+/// prediction as the sign of its second share says), and a sentence.
+pub(super) fn described(
+    kind: TaskType,
+    classes: &[String],
+    p: &[f64],
+    one: &One,
+    s: &Shares,
+    top_k: usize,
+) -> Value {
+    let sg = &one.context;
     let mut by_table: BTreeMap<&str, f64> = BTreeMap::new();
     for (r, row) in sg.rows.iter().enumerate() {
         *by_table.entry(&row.table).or_insert(0.0) += s.rows[r].0;
@@ -170,8 +189,8 @@ pub fn explain_one(sv: &Servable, kind: TaskType, one: &One, top_k: usize) -> Re
         .collect();
 
     // The sentence: the prediction, the tables that carry it, and the strongest rows with
-    // the values of their most attended cells.
-    let mut sentence = format!("{}.", prediction_phrase(kind, classes, &p));
+    // the values of their strongest cells.
+    let mut sentence = format!("{}.", prediction_phrase(kind, classes, p));
     if let Some((t0, p0)) = tables.first() {
         sentence += &format!(" Mostly driven by {} ({:.0}%)", short(t0), p0 * 100.0);
         let rest: Vec<String> = tables
@@ -215,22 +234,16 @@ pub fn explain_one(sv: &Servable, kind: TaskType, one: &One, top_k: usize) -> Re
     if !evidence.is_empty() {
         sentence += &format!(" Strongest evidence: {}.", evidence.join("; "));
     }
-
-    let rollout_rows: Vec<f64> = s.rows.iter().map(|r| r.0).collect();
-    let grad_rows: Vec<f64> = s.rows.iter().map(|r| r.1.abs()).collect();
-    Ok(json!({
-                "entity": one.key,
+    json!({
+        "entity": one.key,
         "as_of": format_timestamp(one.anchor),
-        "model_version": sv.version,
-        "prediction": prediction_json(kind, classes, &p),
-        "method": "attention rollout to the target cell; agreement = Spearman correlation of row shares with |gradient x input|",
-        "agreement": spearman(&rollout_rows, &grad_rows),
+        "prediction": prediction_json(kind, classes, p),
         "context_rows": sg.rows.len(),
         "by_table": tables.iter().map(|(t, p)| json!({"table": t, "share": p})).collect::<Vec<_>>(),
         "by_column": columns.iter().take(10).map(|(c, p)| json!({"column": c, "share": p})).collect::<Vec<_>>(),
         "top_rows": top_rows,
         "sentence": sentence,
-    }))
+    })
 }
 
 /// The prediction with what is known about it: the calibrated probability (binary), the

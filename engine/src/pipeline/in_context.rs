@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::error::{Error, Result};
 use super::gather::{check_fits, hide, Hidden};
+use super::one::One;
 use super::source::{Label, Source, Split};
 use crate::encode::Subgraph;
 use crate::icl::model::IclModel;
@@ -44,17 +45,60 @@ pub fn kind(task: &str, spec: &TaskSpec) -> Result<IclTask> {
     Ok(kind)
 }
 
-/// Every labelled (entity, anchor, label) of the task's training and validation splits.
-pub fn known(src: &mut dyn Source) -> Result<Vec<Known>> {
-    let mut out = Vec::new();
+/// Anchors newer than the splits an answer's examples may come from, at most.
+pub const RECENT_ANCHORS: usize = 8;
+
+/// Every labelled (entity, anchor, label) known to an answer at `as_of`: the task's
+/// training and validation splits, and up to [`RECENT_ANCHORS`] anchors newer than them
+/// whose windows closed by `as_of`, labelled now by the task's label statement — the
+/// outcomes a user asking at `as_of` already has (a task's splits may end years earlier).
+/// Nothing here is later than `as_of`: [`closed_by`] checks again.
+pub fn known(src: &mut dyn Source, spec: &TaskSpec, as_of: i64) -> Result<Vec<Known>> {
+    let mut rows = Vec::new();
     for split in [Split::Train, Split::Val] {
-        for r in src.labels(split)? {
-            if let Label::Value(y) = r.label {
-                out.push((r.entity, r.anchor, y));
-            }
-        }
+        rows.extend(src.labels(split)?);
     }
-    Ok(out)
+    let newest = rows.iter().map(|r| r.anchor).max();
+    let recent = recent_anchors(spec, as_of, newest);
+    if !recent.is_empty() {
+        rows.extend(src.labels_at(&recent)?);
+    }
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| match r.label {
+            Label::Value(y) => Some((r.entity, r.anchor, y)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The newest anchors after the splits' `newest` whose windows close by `as_of`, newest
+/// first (at most [`RECENT_ANCHORS`]): one window length apart on a grid from `newest`,
+/// so that answers at nearby times share them (and their labels, kept per transaction);
+/// back from `as_of` when the splits hold none.
+pub fn recent_anchors(spec: &TaskSpec, as_of: i64, newest: Option<i64>) -> Vec<i64> {
+    use crate::base::time::add;
+    let Some(w) = spec.window else {
+        return Vec::new();
+    };
+    let step = (w.end - w.start).max(1);
+    let Some(newest) = newest else {
+        return (0..RECENT_ANCHORS as i64)
+            .map(|k| add(as_of, -w.end - k * step, w.unit))
+            .collect();
+    };
+    let at = |j: i64| add(newest, j * step, w.unit);
+    // Jump near the end in whole steps, then walk (a month has no fixed length).
+    let span = (at(1) - newest).max(1);
+    let mut j = ((as_of - newest) / span - RECENT_ANCHORS as i64 - 2).max(1);
+    let mut out = Vec::new();
+    while add(at(j), w.end, w.unit) <= as_of {
+        out.push(at(j));
+        j += 1;
+    }
+    out.reverse();
+    out.truncate(RECENT_ANCHORS);
+    out
 }
 
 /// The examples for an answer at `as_of` ([`draw`] over the anchors whose windows closed
@@ -201,7 +245,7 @@ const QUERY_PIECE: usize = 256;
 static TOLD: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 /// Says, the first time this process answers `task` in context, what answered it.
-fn tell(src: &mut dyn Source, task: &str, examples: usize) -> Result<()> {
+pub(super) fn tell(src: &mut dyn Source, task: &str, examples: usize) -> Result<()> {
     let first = TOLD.lock().map(|mut t| {
         let new = !t.iter().any(|x| x == task);
         if new && t.len() < 1024 {
@@ -226,7 +270,7 @@ fn tell(src: &mut dyn Source, task: &str, examples: usize) -> Result<()> {
 }
 
 /// The shipped pretrained model; XX000 when it does not load.
-fn shipped() -> Result<&'static IclModel> {
+pub(super) fn shipped() -> Result<&'static IclModel> {
     crate::icl::shipped::get().map_err(|e| {
         Error::new(
             "XX000",
@@ -248,22 +292,37 @@ pub fn predict(
     Ok(answer_one(src, task, spec, plan, at, assuming)?.0)
 }
 
-/// [`predict`], with the labelled rows it drew its examples from.
-fn answer_one(
+/// What an answer for one entity reads: its context at `anchor` (what-if changes of
+/// `assuming` applied), every labelled row known to the task, and the examples drawn
+/// from them for that time.
+pub(super) fn asked(
     src: &mut dyn Source,
     task: &str,
     spec: &TaskSpec,
     plan: &Plan,
     (key, anchor): (&str, i64),
     assuming: Option<&serde_json::Value>,
-) -> Result<(Answer, Vec<Known>)> {
+) -> Result<(One, Vec<Known>, Examples)> {
     kind(task, spec)?;
-    let model = shipped()?;
     let hidden = super::tabular::hidden(spec);
     let table = &spec.entity.table;
     let one = super::one::gather_one(src, plan, table, (key, anchor), hidden.as_ref(), assuming)?;
-    let known = known(src)?;
+    let known = known(src, spec, anchor)?;
     let ex = Examples::gather(src, task, spec, plan, &known, anchor)?;
+    Ok((one, known, ex))
+}
+
+/// [`predict`], with the labelled rows it drew its examples from.
+fn answer_one(
+    src: &mut dyn Source,
+    task: &str,
+    spec: &TaskSpec,
+    plan: &Plan,
+    at: (&str, i64),
+    assuming: Option<&serde_json::Value>,
+) -> Result<(Answer, Vec<Known>)> {
+    let model = shipped()?;
+    let (one, known, ex) = asked(src, task, spec, plan, at, assuming)?;
     let a = ex
         .answer(model, vec![one.context])?
         .into_iter()
@@ -285,7 +344,7 @@ pub fn predict_batch(
 ) -> Result<Vec<Option<f64>>> {
     kind(task, spec)?;
     let model = shipped()?;
-    let known = known(src)?;
+    let known = known(src, spec, as_of)?;
     let ex = Examples::gather(src, task, spec, plan, &known, as_of)?;
     let seeds: Vec<(String, i64)> = keys.iter().map(|k| (k.clone(), as_of)).collect();
     let hidden = super::tabular::hidden(spec);

@@ -5,7 +5,8 @@
 //! - `tabular`: binary, regression and multiclass models — train, score, evaluate;
 //! - `ranking`: ranking models — the training data and training; `recommend`: the item
 //!   index, an entity's top k, evaluation next to the baselines;
-//! - `explain`: explanations, a prediction's detail, importance;
+//! - `explain`: explanations, a prediction's detail, importance; `in_context`: answers
+//!   from the pretrained model without training, `in_context_explain` their explanations;
 //! - shared: `options` (rdl_train's), `args` (the SQL functions' argument checks),
 //!   `access` (who may use or modify a task), `labels` (examples, classes, samples), `gather`
 //!   (pieces within the memory budget, the hidden target), `one` (one entity, what-if),
@@ -21,6 +22,7 @@ pub mod error;
 pub mod explain;
 pub mod gather;
 pub mod in_context;
+pub mod in_context_explain;
 pub mod labels;
 pub mod one;
 pub mod options;

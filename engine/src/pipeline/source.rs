@@ -84,9 +84,21 @@ pub struct Labeled {
 pub struct LabelCache {
     key: String,
     splits: std::collections::HashMap<Split, Vec<Labeled>>,
+    /// Rows at anchors outside the splits ([`Source::labels_at`]), by anchor.
+    at: std::collections::HashMap<i64, Vec<Labeled>>,
 }
 
+/// Anchors outside the splits held at most (then forgotten together): a long transaction
+/// asking at ever new times must not grow the cache without bound.
+const MAX_ANCHORS_HELD: usize = 4096;
+
 impl LabelCache {
+    fn keep(&mut self, key: String) {
+        if self.key != key {
+            (self.key, self.splits, self.at) = (key, Default::default(), Default::default());
+        }
+    }
+
     /// The rows of `split` under `key`, from `compute` when not held.
     pub fn get_or(
         &mut self,
@@ -94,10 +106,37 @@ impl LabelCache {
         split: Split,
         compute: impl FnOnce() -> Vec<Labeled>,
     ) -> Vec<Labeled> {
-        if self.key != key {
-            (self.key, self.splits) = (key, Default::default());
-        }
+        self.keep(key);
         self.splits.entry(split).or_insert_with(compute).clone()
+    }
+
+    /// The rows at `anchors` under `key`: those held, the others from one `compute` of the
+    /// anchors not held.
+    pub fn at_or(
+        &mut self,
+        key: String,
+        anchors: &[i64],
+        compute: impl FnOnce(&[i64]) -> Vec<Labeled>,
+    ) -> Vec<Labeled> {
+        self.keep(key);
+        let missing: Vec<i64> = (anchors.iter())
+            .filter(|a| !self.at.contains_key(a))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            if self.at.len() + missing.len() > MAX_ANCHORS_HELD {
+                self.at.clear();
+            }
+            for a in &missing {
+                self.at.insert(*a, Vec::new());
+            }
+            for r in compute(&missing) {
+                self.at.entry(r.anchor).or_default().push(r);
+            }
+        }
+        (anchors.iter())
+            .flat_map(|a| self.at.get(a).cloned().unwrap_or_default())
+            .collect()
     }
 }
 
@@ -130,6 +169,12 @@ pub enum Event<'a> {
 pub trait Source {
     /// The labelled examples of a split, ordered by anchor then entity.
     fn labels(&mut self, split: Split) -> Result<Vec<Labeled>>;
+
+    /// The labelled examples at `anchors` (µs), outside the splits, computed by the task's
+    /// label statement: an in-context answer's newest examples. Default: none.
+    fn labels_at(&mut self, _anchors: &[i64]) -> Result<Vec<Labeled>> {
+        Ok(Vec::new())
+    }
 
     /// The contexts of `seeds` (keys of rows of `table`, each with its anchor), gathered
     /// with `plan`. One call is one piece: the caller sizes pieces to the memory budget.

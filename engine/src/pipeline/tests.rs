@@ -33,11 +33,26 @@ struct Memory {
     events: Vec<String>,
     /// Each gather call takes this long (a slow database).
     delay: std::time::Duration,
+    /// The anchors `labels_at` was asked for (each labels entities "r0" and "r1").
+    labels_asked: Vec<i64>,
 }
 
 impl Source for Memory {
     fn labels(&mut self, split: Split) -> Result<Vec<Labeled>> {
         Ok(self.labels.get(&split).cloned().unwrap_or_default())
+    }
+
+    fn labels_at(&mut self, anchors: &[i64]) -> Result<Vec<Labeled>> {
+        self.labels_asked.extend(anchors);
+        Ok((anchors.iter())
+            .flat_map(|&anchor| {
+                (0..2).map(move |i| Labeled {
+                    entity: format!("r{i}"),
+                    anchor,
+                    label: Label::Value(i as f64),
+                })
+            })
+            .collect())
     }
 
     fn gather(&mut self, _plan: &Plan, table: &str, seeds: &[(String, i64)]) -> Result<Gathered> {
@@ -639,7 +654,7 @@ fn in_context_batch_matches_one_and_the_estimate_reads_only_its_past() {
             .count()
             == 1
     );
-    let known = in_context::known(&mut m).unwrap();
+    let known = in_context::known(&mut m, &spec, last).unwrap();
     let model = crate::icl::shipped::get().unwrap();
     m.asked.clear();
     let e = in_context::estimate(&mut m, model, "t", &spec, &plan, &known, last)
@@ -652,4 +667,35 @@ fn in_context_batch_matches_one_and_the_estimate_reads_only_its_past() {
         let query = (e.from..=e.to).contains(a) && (a - e.from) % month == 0;
         assert!(query || *a + month <= e.to, "{k} at {a} read for {e:?}");
     }
+}
+
+/// An in-context answer's newest examples come from after the task's splits: the anchors
+/// labelled when asked are one window apart, newer than the splits' newest, and every one
+/// of them closed by the time asked (the newest exactly then); asked no later than the
+/// splits' own windows allow, none is labelled.
+#[test]
+fn in_context_examples_newer_than_the_splits_are_closed_by_the_time_asked() {
+    use super::in_context::{known, recent_anchors, RECENT_ANCHORS};
+    let spec = spec("PREDICT COUNT(orders.*, 0, 30, days) > 0 FOR EACH customers.customer_id");
+    let mut m = memory(300, |_, y| Label::Value(y as f64));
+    let newest = (m.labels[&Split::Train].iter().chain(&m.labels[&Split::Val]))
+        .filter(|l| !matches!(l.label, Label::Missing))
+        .map(|l| l.anchor)
+        .max()
+        .unwrap();
+    let as_of = newest + 100 * DAY;
+    let k = known(&mut m, &spec, as_of).unwrap();
+    let asked = m.labels_asked.clone();
+    assert_eq!(asked, vec![newest + 60 * DAY, newest + 30 * DAY]);
+    for a in &asked {
+        assert!(*a + 30 * DAY <= as_of && *a > newest, "{a}");
+        assert_eq!(k.iter().filter(|r| r.1 == *a).count(), 2);
+    }
+    // Years later: the newest closed grid anchors, the first one closing at the time asked.
+    let far = newest + 3000 * DAY;
+    let r = recent_anchors(&spec, far, Some(newest));
+    assert_eq!(r.len(), RECENT_ANCHORS);
+    assert_eq!(r[0], far - 30 * DAY);
+    assert!(r.windows(2).all(|p| p[0] - p[1] == 30 * DAY));
+    assert!(recent_anchors(&spec, newest + 59 * DAY, Some(newest)).is_empty());
 }
