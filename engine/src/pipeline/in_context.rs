@@ -73,32 +73,33 @@ pub fn known(src: &mut dyn Source, spec: &TaskSpec, as_of: i64) -> Result<Vec<Kn
 }
 
 /// The newest anchors after the splits' `newest` whose windows close by `as_of`, newest
-/// first (at most [`RECENT_ANCHORS`]): one window length apart on a grid from `newest`,
-/// so that answers at nearby times share them (and their labels, kept per transaction);
-/// back from `as_of` when the splits hold none.
+/// first (at most [`RECENT_ANCHORS`]): one window length apart on a grid from `newest`
+/// (from the Unix epoch when the splits hold none), so that answers at nearby times share
+/// them and their labels, kept per transaction.
 pub fn recent_anchors(spec: &TaskSpec, as_of: i64, newest: Option<i64>) -> Vec<i64> {
     use crate::base::time::add;
     let Some(w) = spec.window else {
         return Vec::new();
     };
+    let origin = newest.unwrap_or(0);
     let step = (w.end - w.start).max(1);
-    let Some(newest) = newest else {
-        return (0..RECENT_ANCHORS as i64)
-            .map(|k| add(as_of, -w.end - k * step, w.unit))
-            .collect();
-    };
-    let at = |j: i64| add(newest, j * step, w.unit);
-    // Jump near the end in whole steps, then walk (a month has no fixed length).
-    let span = (at(1) - newest).max(1);
-    let mut j = ((as_of - newest) / span - RECENT_ANCHORS as i64 - 2).max(1);
-    let mut out = Vec::new();
-    while add(at(j), w.end, w.unit) <= as_of {
-        out.push(at(j));
+    let at = |j: i64| add(origin, j.saturating_mul(step), w.unit);
+    let closed = |j: i64| add(at(j), w.end, w.unit) <= as_of;
+    // Jump near the last closed grid point in whole steps, then walk to it exactly: the
+    // jump is off by a few steps at most (months of unequal length).
+    let span = (at(1) - origin).max(1);
+    let mut j = ((add(as_of, -w.end, w.unit) - origin) / span).max(1);
+    while j > 1 && !closed(j) {
+        j -= 1;
+    }
+    while closed(j + 1) {
         j += 1;
     }
-    out.reverse();
-    out.truncate(RECENT_ANCHORS);
-    out
+    (0..RECENT_ANCHORS as i64)
+        .map(|k| j - k)
+        .take_while(|&i| i >= 1 && closed(i))
+        .map(at)
+        .collect()
 }
 
 /// The examples for an answer at `as_of` ([`draw`] over the anchors whose windows closed

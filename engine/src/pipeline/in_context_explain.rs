@@ -20,25 +20,33 @@ use crate::icl::fit_episode_encoder;
 use crate::pql::TaskSpec;
 use crate::sampler::Plan;
 
-/// `sg` without row `r` (references to it dropped, the later rows' indices moved up).
-fn without_row(sg: &Subgraph, r: usize) -> Subgraph {
-    let moved = |i: usize| if i > r { i - 1 } else { i };
+/// The rows of `sg` that `keep` says, in their order (references to the others dropped),
+/// and where each row of `sg` went.
+fn keeping(sg: &Subgraph, keep: impl Fn(usize) -> bool) -> (Subgraph, Vec<Option<usize>>) {
+    let mut to = vec![None; sg.rows.len()];
+    let mut n = 0;
+    for (i, t) in to.iter_mut().enumerate() {
+        if keep(i) {
+            *t = Some(n);
+            n += 1;
+        }
+    }
     let rows = (sg.rows.iter().enumerate())
-        .filter(|&(i, _)| i != r)
+        .filter(|&(i, _)| to[i].is_some())
         .map(|(_, row)| {
             let mut row = row.clone();
-            row.parents = (row.parents.iter())
-                .filter(|&&p| p != r)
-                .map(|&p| moved(p))
-                .collect();
+            row.parents = row.parents.iter().filter_map(|&p| to[p]).collect();
             row
         })
         .collect();
-    Subgraph {
-        anchor: sg.anchor,
-        rows,
-        seed: moved(sg.seed),
-    }
+    let seed = to[sg.seed].unwrap_or(0);
+    let anchor = sg.anchor;
+    (Subgraph { anchor, rows, seed }, to)
+}
+
+/// `sg` without row `r` (references to it dropped, the later rows' indices moved up).
+fn without_row(sg: &Subgraph, r: usize) -> Subgraph {
+    keeping(sg, |i| i != r).0
 }
 
 /// `sg` with every cell of column `name` (`table.column`) emptied.
@@ -94,9 +102,15 @@ pub fn explain(
             }
         }
     }
+    // Occluded from the rows read alone: leaving one out must not let an unread one in.
+    let (read, to) = keeping(sg, |i| i == sg.seed || rows.contains(&i));
     let mut queries = vec![sg.clone()];
-    queries.extend(rows.iter().map(|&r| without_row(sg, r)));
-    queries.extend(columns.iter().map(|c| without_column(sg, c)));
+    queries.extend(
+        rows.iter()
+            .filter_map(|&r| to[r])
+            .map(|r| without_row(&read, r)),
+    );
+    queries.extend(columns.iter().map(|c| without_column(&read, c)));
     let answers: Vec<f64> = ex.answer(model, queries)?.iter().map(|a| a.value).collect();
     let p = answers[0];
     let row_changes: Vec<f64> = answers[1..=rows.len()].iter().map(|a| p - a).collect();

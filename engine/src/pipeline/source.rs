@@ -88,9 +88,10 @@ pub struct LabelCache {
     at: std::collections::HashMap<i64, Vec<Labeled>>,
 }
 
-/// Anchors outside the splits held at most (then forgotten together): a long transaction
-/// asking at ever new times must not grow the cache without bound.
-const MAX_ANCHORS_HELD: usize = 4096;
+/// Rows at anchors outside the splits held at most: past it, all but the anchors of the
+/// request at hand are forgotten (a long transaction asking at ever new times must not
+/// grow the cache without bound).
+pub const MAX_ROWS_HELD: usize = 200_000;
 
 impl LabelCache {
     fn keep(&mut self, key: String) {
@@ -119,18 +120,22 @@ impl LabelCache {
         compute: impl FnOnce(&[i64]) -> Vec<Labeled>,
     ) -> Vec<Labeled> {
         self.keep(key);
-        let missing: Vec<i64> = (anchors.iter())
+        let mut missing: Vec<i64> = (anchors.iter())
             .filter(|a| !self.at.contains_key(a))
             .copied()
             .collect();
+        missing.sort_unstable();
+        missing.dedup();
         if !missing.is_empty() {
-            if self.at.len() + missing.len() > MAX_ANCHORS_HELD {
-                self.at.clear();
+            let fresh = compute(&missing);
+            let held: usize = self.at.values().map(Vec::len).sum();
+            if held + fresh.len() > MAX_ROWS_HELD {
+                self.at.retain(|a, _| anchors.contains(a));
             }
             for a in &missing {
                 self.at.insert(*a, Vec::new());
             }
-            for r in compute(&missing) {
+            for r in fresh {
                 self.at.entry(r.anchor).or_default().push(r);
             }
         }

@@ -698,4 +698,69 @@ fn in_context_examples_newer_than_the_splits_are_closed_by_the_time_asked() {
     assert_eq!(r[0], far - 30 * DAY);
     assert!(r.windows(2).all(|p| p[0] - p[1] == 30 * DAY));
     assert!(recent_anchors(&spec, newest + 59 * DAY, Some(newest)).is_empty());
+    // A window far from its anchor (2-day steps closing 30 days on) and calendar months
+    // (unequal lengths): still the newest closed grid points, each closed by the time asked.
+    let late =
+        self::spec("PREDICT COUNT(orders.*, 28, 30, days) > 0 FOR EACH customers.customer_id");
+    let r = recent_anchors(&late, newest + 100 * DAY, Some(newest));
+    let want: Vec<i64> = (0..8).map(|k| newest + (70 - 2 * k) * DAY).collect();
+    assert_eq!(r, want);
+    let monthly =
+        self::spec("PREDICT COUNT(orders.*, 0, 1, months) > 0 FOR EACH customers.customer_id");
+    let feb = crate::base::time::parse_timestamp("2021-02-01 00:00:00+00").unwrap();
+    let asked = crate::base::time::parse_timestamp("2031-01-01 00:00:00+00").unwrap();
+    let r = recent_anchors(&monthly, asked, Some(feb));
+    let add = |a, n| crate::base::time::add(a, n, crate::base::time::Unit::Months);
+    assert_eq!(r.len(), RECENT_ANCHORS);
+    assert_eq!(r[0], add(asked, -1));
+    assert!(r.windows(2).all(|p| p[1] == add(p[0], -1)));
+    assert_eq!(recent_anchors(&spec, as_of, None).len(), RECENT_ANCHORS);
+}
+
+/// Labels at anchors outside the splits are kept per anchor: asked again, only the new
+/// anchors are computed; past the bound on rows held, the anchors of the request at hand
+/// are kept and still answered.
+#[test]
+fn label_cache_keeps_rows_per_anchor_within_a_bound() {
+    use super::source::{LabelCache, MAX_ROWS_HELD};
+    let rows = |a: &[i64], n: usize| -> Vec<Labeled> {
+        (a.iter())
+            .flat_map(|&anchor| {
+                (0..n).map(move |i| Labeled {
+                    entity: i.to_string(),
+                    anchor,
+                    label: Label::Value(1.0),
+                })
+            })
+            .collect()
+    };
+    let mut c = LabelCache::default();
+    let mut computed: Vec<Vec<i64>> = Vec::new();
+    let mut get = |c: &mut LabelCache, key: &str, a: &[i64], n: usize| {
+        c.at_or(key.into(), a, |m| {
+            computed.push(m.to_vec());
+            rows(m, n)
+        })
+    };
+    assert_eq!(get(&mut c, "k", &[2, 1], 3).len(), 6);
+    assert_eq!(get(&mut c, "k", &[3, 2], 3).len(), 6);
+    assert_eq!(get(&mut c, "other", &[3], 3).len(), 3);
+    let big = MAX_ROWS_HELD / 2 + 1;
+    assert_eq!(get(&mut c, "b", &[1], big).len(), big);
+    // 2 pushes the rows held past the bound: 1 is forgotten, 2 and this request's 1 stay.
+    assert_eq!(get(&mut c, "b", &[2, 1], big).len(), 2 * big);
+    assert_eq!(get(&mut c, "b", &[2], big).len(), big);
+    // 3 pushes past it again: only 3 stays, so 1 is computed anew.
+    assert_eq!(get(&mut c, "b", &[3], 1).len(), 1);
+    assert_eq!(get(&mut c, "b", &[1], 1).len(), 1);
+    let want: Vec<Vec<i64>> = vec![
+        vec![1, 2],
+        vec![3],
+        vec![3],
+        vec![1],
+        vec![2],
+        vec![3],
+        vec![1],
+    ];
+    assert_eq!(computed, want);
 }
