@@ -2,8 +2,11 @@
 //! benchmark seeds it never saw:
 //! `cargo run --release -p rdl-engine --example pretrain_icl -- --out DIR
 //! [--worlds N] [--scale tiny|small|medium] [--steps N] [--seed N] [--eval 1000,1002,...]
-//! [--eval-scale small|medium] [--examples N] [--queries N] [--init DIR]`
+//! [--eval-scale small|medium] [--examples N] [--queries N] [--init DIR] [--eval-value-tasks]`
 //!
+//! `--eval-value-tasks` also scores the pretraining-only value tasks of the evaluation
+//! seeds (never pretrained on: those seeds are not pretraining worlds), e.g. whether the
+//! model reads a task positive for *low* values the right way round.
 //! Pretraining worlds are seeds `0..N` (below 1000: never a benchmark seed). DIR gets
 //! `icl.safetensors` and `card.json` (configuration, worlds, steps, losses, seconds, the
 //! weights' SHA-256 and the zero-shot results). `--init DIR` starts from DIR's weights.
@@ -21,7 +24,8 @@ use rdl_engine::sampler::SamplerConfig;
 fn usage() -> ! {
     eprintln!(
         "usage: pretrain_icl --out DIR [--worlds N] [--scale S] [--steps N] [--seed N] \
-         [--eval SEEDS] [--eval-scale S] [--examples N] [--queries N] [--init DIR]"
+         [--eval SEEDS] [--eval-scale S] [--examples N] [--queries N] [--init DIR] \
+         [--eval-value-tasks]"
     );
     std::process::exit(2)
 }
@@ -32,12 +36,14 @@ fn main() {
     let mut init: Option<PathBuf> = None;
     let (mut n_worlds, mut scale, mut eval_scale) = (16u64, Scale::Small, Scale::Medium);
     let mut eval: Vec<u64> = Vec::new();
+    let mut value_tasks = false;
     let mut pc = PretrainConfig::default();
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage());
         match a.as_str() {
             "--out" => out = Some(PathBuf::from(val())),
             "--init" => init = Some(PathBuf::from(val())),
+            "--eval-value-tasks" => value_tasks = true,
             "--worlds" => n_worlds = val().parse().unwrap_or_else(|_| usage()),
             "--scale" => scale = Scale::parse(&val()).unwrap_or_else(|| usage()),
             "--eval-scale" => eval_scale = Scale::parse(&val()).unwrap_or_else(|| usage()),
@@ -105,7 +111,10 @@ fn main() {
     let sha = sha256_hex(&bytes);
     let mut results = Vec::new();
     for seed in eval {
-        let mut w = World::generate(seed, eval_scale, sc);
+        let mut w = match value_tasks {
+            true => World::for_pretraining(seed, eval_scale, sc),
+            false => World::generate(seed, eval_scale, sc),
+        };
         for t in 0..w.tasks.len() {
             let r = zero_shot(&model, &mut w, t, pc.examples, usize::MAX, &dev).expect("zero-shot");
             println!(
