@@ -96,7 +96,6 @@ fn predict_one(
     };
     let (spec, m) = model_or_context(task, function, needs);
     let assuming = assuming.map(|j| j.0);
-    let mut src = SpiSource::new(task, &spec);
     let l = match m {
         Ok(l) => l,
         Err(plan) => {
@@ -108,6 +107,7 @@ fn predict_one(
     };
     let one = gather_entity((task, &spec, &l), &id, as_of, assuming.as_ref());
     let enc = l.servable.encoder().encode(&one.context);
+    let mut src = SpiSource::new(task, &spec);
     let p = tabular::score(&mut src, &Worker, &l.servable, std::slice::from_ref(&enc))
         .unwrap_or_else(|e| raise(e));
     let classes = l.servable.stored.classes.clone();

@@ -181,6 +181,13 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// The ` VIA ...` of a `table.* VIA ...` argument (empty without one), for an aggregate
+/// of one of the table's columns along the same path.
+fn via_of(arg: &str) -> String {
+    arg.split_once(" VIA ")
+        .map_or(String::new(), |(_, v)| format!(" VIA {v}"))
+}
+
 /// The `k` for `count > k` whose positive rate over the sorted `counts` is nearest `rate`.
 fn threshold(counts: &[f64], rate: f64) -> i64 {
     let n = counts.len() as f64;
@@ -287,7 +294,7 @@ pub fn tasks(db: &Database, plan: &Plan) -> Vec<TaskDef> {
             "PREDICT SUM({}.{}{}, 0, {w}, days) {for_each} {active}",
             o.table,
             d.order.col,
-            oarg.split_once(" VIA ").map_or(String::new(), |(_, v)| format!(" VIA {v}")),
+            via_of(&oarg),
         ),
         opts.clone(),
         format!("amount spent in the next {w} days: order rate ({drivers}) times spend level (latent value, segment, country income)"),
@@ -332,9 +339,7 @@ fn more_tasks(
             None => (o, vec![o_hop.clone()], d.order.col),
         };
         let farg = b.arg(&fact.table, &via, ent);
-        let v = farg
-            .split_once(" VIA ")
-            .map_or(String::new(), |(_, v)| format!(" VIA {v}"));
+        let v = via_of(&farg);
         push(b.task(
             &format!("{who}-next-{}", it.table.replace('_', "-")),
             format!("PREDICT LIST_DISTINCT({}.{}{v}, 0, {w}, days) RANK TOP 10 {for_each}", fact.table, it.key),
@@ -416,6 +421,7 @@ pub fn value_tasks(db: &Database, plan: &Plan) -> Vec<TaskDef> {
     let who = super::vocab::singular(&e.table);
     let for_each = format!("FOR EACH {}.{}", e.table, e.key);
     let w = window(db, plan);
+    let opts = b.options(w);
     let mut out = Vec::new();
     let o = &plan.order;
     let mut facts = vec![(
@@ -428,11 +434,8 @@ pub fn value_tasks(db: &Database, plan: &Plan) -> Vec<TaskDef> {
     }
     for (table, col, via) in facts {
         let arg = b.arg(&table, &via, ent);
-        let v = arg
-            .split_once(" VIA ")
-            .map_or(String::new(), |(_, v)| format!(" VIA {v}"));
+        let v = via_of(&arg);
         let seen = format!("ASSUMING COUNT({arg}, 0, {w}, days) > 0");
-        let opts = b.options(w);
         let name = |what: &str| format!("{who}-{}-{what}", col.replace('_', "-"));
         out.extend(b.task(
             &name("mean"),

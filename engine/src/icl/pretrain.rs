@@ -34,6 +34,13 @@ use crate::sampler::{Plan, SamplerConfig};
 /// with labels turned around in half the episodes, only the examples tell the direction.
 pub const FLIP: f64 = 0.5;
 
+fn db_config(scale: Scale) -> DbConfig {
+    DbConfig {
+        scale,
+        ..DbConfig::default()
+    }
+}
+
 /// One task of a world with its labels at every anchor.
 pub struct WorldTask {
     pub name: String,
@@ -64,20 +71,12 @@ pub struct World {
 
 impl World {
     pub fn generate(seed: u64, scale: Scale, sampler: SamplerConfig) -> World {
-        let cfg = DbConfig {
-            scale,
-            ..DbConfig::default()
-        };
-        World::new(generate(seed, &cfg), sampler)
+        World::new(generate(seed, &db_config(scale)), sampler)
     }
 
     /// [`World::generate`] with the pretraining-only tasks too (pretraining seeds only).
     pub fn for_pretraining(seed: u64, scale: Scale, sampler: SamplerConfig) -> World {
-        let cfg = DbConfig {
-            scale,
-            ..DbConfig::default()
-        };
-        World::new(generate_for_pretraining(seed, &cfg), sampler)
+        World::new(generate_for_pretraining(seed, &db_config(scale)), sampler)
     }
 
     pub fn new(db: Database, sampler: SamplerConfig) -> World {
