@@ -128,3 +128,10 @@ ALTER TABLE products ALTER COLUMN price TYPE text;
 SELECT * FROM rdl_recommend('next', :cust, 3, '2024-10-01');
 ALTER TABLE products DROP COLUMN price;
 SELECT * FROM rdl_recommend('next', :cust, 3, '2024-10-01');
+
+-- The pretrained weights serve tabular tasks: a ranking task refuses them.
+SELECT rdl_create_task('next-pretrained', 'PREDICT LIST_DISTINCT(orders.product_id, 0, 30, days) RANK TOP 10 FOR EACH customers.customer_id',
+       '{"val_cutoff": "2024-07-03", "test_cutoff": "2024-10-01"}') IS NOT NULL AS created;
+CALL rdl_train('next-pretrained', '{"init": "pretrained"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS models FROM rdl.models WHERE task = 'next-pretrained';

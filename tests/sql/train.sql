@@ -97,3 +97,22 @@ SELECT rdl_predict('driver-dnf', 1, '2010-01-01+00');
 -- Dropping the task drops its models.
 SELECT rdl_drop_task('driver-dnf');
 SELECT count(*) AS models_left FROM rdl.models;
+
+-- Fine-tuned from the pretrained weights: bad inits are errors; a fine-tuned model
+-- learns the task and records how it started.
+SELECT rdl_create_task('dnf-pretrained',
+  'PREDICT COUNT(results.* WHERE results.status_id != 1, 0, 30, days) > 0
+   FOR EACH drivers.driver_id ASSUMING COUNT(results.*, 0, 30, days) > 0',
+  '{"val_cutoff": "2005-01-01", "test_cutoff": "2010-01-01"}') IS NOT NULL AS created;
+CALL rdl_train('dnf-pretrained', '{"init": "warm"}');
+\echo :LAST_ERROR_SQLSTATE
+CALL rdl_train('dnf-pretrained', '{"init": "pretrained", "size": "large"}');
+\echo :LAST_ERROR_SQLSTATE
+SET client_min_messages = warning;
+CALL rdl_train('dnf-pretrained', '{"init": "pretrained", "max_train": 800, "epochs": 2, "seed": 7}');
+RESET client_min_messages;
+SELECT config->'options'->>'init' AS init, version FROM rdl.models WHERE task = 'dnf-pretrained';
+SELECT (e->>'auroc')::float8 > 0.6 AS auroc_above_0_6
+FROM rdl_evaluate('dnf-pretrained', 'test') e;
+SELECT rdl_predict('dnf-pretrained', 1, '2009-01-01+00') BETWEEN 0 AND 1 AS is_probability;
+SELECT rdl_drop_task('dnf-pretrained');

@@ -33,6 +33,9 @@ use crate::model::ModelConfig;
 /// Column slots (ids 2.. of the model's column embedding; 0 is unused, 1 the target).
 pub const SLOTS: usize = 192;
 
+/// Rows of the reader's column embedding: the unused id, the target and the slots.
+pub const READER_COLUMNS: usize = 2 + SLOTS;
+
 /// Binary episodes hold at least this share of each class among their examples (and, in
 /// pretraining, their queries) when the labels have them, the answer's logit moved back
 /// to the natural rate ([`prior_shift`]). 0: examples in their natural proportions. Tried

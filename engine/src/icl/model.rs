@@ -8,7 +8,7 @@
 use candle_core::{Device, Result, Tensor, D};
 use candle_nn::VarMap;
 
-use super::{Episode, IclConfig, IclTask, SLOTS};
+use super::{Episode, IclConfig, IclTask, READER_COLUMNS};
 use crate::model::infer::FastModel;
 use crate::model::{Batch, Linear, Model, ModelDims, Norm, ParamInit};
 
@@ -78,7 +78,7 @@ impl IclModel {
     /// reader's under their usual names, the rest under `icl.`).
     pub fn new(cfg: &IclConfig, varmap: &VarMap, dev: &Device) -> Result<IclModel> {
         let dims = ModelDims {
-            n_columns: 2 + SLOTS,
+            n_columns: READER_COLUMNS,
             n_buckets: cfg.n_buckets as usize,
             n_out: 1,
         };

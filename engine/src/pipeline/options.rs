@@ -35,6 +35,20 @@ pub struct TrainOptions {
     /// Networks trained at most and averaged: the second and later only while the time
     /// budget left holds another run as long as the first ([`DEFAULT_MEMBERS`]).
     pub members: usize,
+    /// Where the network's weights start.
+    pub init: Init,
+}
+
+/// Where a network's weights start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// A seeded random initialisation.
+    #[default]
+    Scratch,
+    /// The reader of the shipped in-context model (every parameter but the output head),
+    /// fine-tuned on the task; the task's columns dealt to its slots ([`crate::icl`]).
+    Pretrained,
 }
 
 /// Networks a model averages at most by default: one. Measured on five generated pairs
@@ -84,6 +98,7 @@ impl Default for TrainOptions {
             ema: None,
             counts: s.counts,
             members: DEFAULT_MEMBERS,
+            init: Init::Scratch,
         }
     }
 }
@@ -102,7 +117,7 @@ impl TrainOptions {
             Some(v) => serde_json::from_value(v).map_err(|e| {
                 Error::new("22023", "invalid training options")
                     .detail(e.to_string())
-                    .hint("Options: size, epochs, lr, batch_size, patience, seed, time_budget_s, max_train, max_val, depth, fanout, max_rows, ema, counts, members.")
+                    .hint("Options: size, epochs, lr, batch_size, patience, seed, time_budget_s, max_train, max_val, depth, fanout, max_rows, ema, counts, members, init.")
             })?,
         };
         let bad = |what: &str| {
@@ -131,6 +146,7 @@ impl TrainOptions {
             return bad("members out of range");
         }
         opts.model_config()?;
+        opts.pretrained()?;
         Ok(opts)
     }
 
@@ -144,6 +160,20 @@ impl TrainOptions {
                 Error::new("22023", format!("unknown model size \"{other}\""))
                     .hint("Use \"small\" or \"large\"."),
             ),
+        }
+    }
+
+    /// Whether the network starts from the pretrained weights (`init`); those have the
+    /// `small` architecture, so another size is an error.
+    pub fn pretrained(&self) -> Result<bool> {
+        match (self.init, self.size.as_str()) {
+            (Init::Scratch, _) => Ok(false),
+            (Init::Pretrained, "small") => Ok(true),
+            (Init::Pretrained, size) => Err(Error::new(
+                "22023",
+                format!("init \"pretrained\" does not fit model size \"{size}\""),
+            )
+            .hint("The pretrained weights are of size \"small\": leave size out, or use init \"scratch\".")),
         }
     }
 
@@ -170,6 +200,9 @@ mod tests {
         );
         let o = TrainOptions::from_json(Some(json!({"epochs": 3, "max_rows": 40}))).unwrap();
         assert_eq!((o.epochs, o.max_rows, o.fanout), (3, 40, 12));
+        assert!(!o.pretrained().unwrap());
+        let o = TrainOptions::from_json(Some(json!({"init": "pretrained"}))).unwrap();
+        assert!(o.pretrained().unwrap());
         for bad in [
             json!([]),
             json!({"epoch": 3}),
@@ -184,6 +217,8 @@ mod tests {
             json!({"fanout": 100000}),
             json!({"max_rows": 1000000000}),
             json!({"size": "huge"}),
+            json!({"init": "warm"}),
+            json!({"init": "pretrained", "size": "tiny"}),
         ] {
             assert_eq!(
                 TrainOptions::from_json(Some(bad)).unwrap_err().sqlstate,

@@ -190,6 +190,13 @@ fn fit_encoder(
 pub fn train(src: &mut dyn Source, job: &TrainJob) -> Result<Trained> {
     let (task, spec, opts) = (job.task, job.spec, &job.opts);
     let model_cfg = opts.model_config()?;
+    if opts.pretrained()? {
+        return Err(Error::new(
+            "0A000",
+            format!("task \"{task}\" ranks items: init \"pretrained\" is not supported for ranking"),
+        )
+        .hint("The pretrained weights serve binary, regression and multiclass tasks; train this one with init \"scratch\" (the default)."));
+    }
     let (item_table, _, _) = target_of(spec)?;
     let rc = rank_config(spec)?;
     let train_all = listed(src.labels(Split::Train)?);

@@ -9,12 +9,13 @@ use serde_json::{json, Value};
 use super::error::{Error, Result};
 use super::gather::{gather_all, gather_strided, overlapped, Hidden, GATHER_SHARE};
 use super::labels::{class_labels, examples, fit_classes, sample, seeds, Example};
-use super::options::TrainOptions;
+use super::options::{Init, TrainOptions};
 use super::report::{interval_coverage, metrics_json};
 use super::servable::Servable;
 use super::source::{Event, Gathered, Offload, Source, Split};
 use super::stored::StoredConfig;
 use crate::encode::{EncodedContext, Encoder, Subgraph};
+use crate::icl::{fit_episode_encoder, IclConfig};
 use crate::memory;
 use crate::model::ModelConfig;
 use crate::pql::{Target, TaskSpec, TaskType};
@@ -136,7 +137,7 @@ pub fn train(src: &mut dyn Source, off: &dyn Offload, job: &TrainJob) -> Result<
     let hide = hidden(spec);
     let table = spec.entity.table.as_str();
 
-    let fitted = fit_encoder(src, &plan, table, &train_rows, hide.as_ref(), &model_cfg)?;
+    let fitted = fit_encoder(src, &plan, table, &train_rows, hide.as_ref(), opts)?;
     let (encoder, each) = (fitted.encoder, fitted.each);
     // Three quarters of the budget for the encoded contexts (gathering pieces take the
     // rest); refused now, from the fit sample's sizes, rather than after minutes of work.
@@ -321,15 +322,18 @@ struct Fitted {
 /// The encoder (vocabulary, numeric statistics), fitted on the first training contexts
 /// only, within a quarter of the memory budget; with the encoded size of a context,
 /// estimated from the fit sample, so that the budget for all contexts can be checked
-/// before gathering them.
+/// before gathering them. `pretrained`: the columns dealt to the pretrained reader's slots
+/// in name order and its bucket count, as in-context answers are encoded; the task's own
+/// token cap (the reader was pretrained at 192 tokens: fine-tuning adapts it to more).
 fn fit_encoder(
     src: &mut dyn Source,
     plan: &Plan,
     table: &str,
     train_rows: &[Example],
     hide: Option<&Hidden>,
-    model_cfg: &ModelConfig,
+    opts: &TrainOptions,
 ) -> Result<Fitted> {
+    let (model_cfg, pretrained) = (opts.model_config()?, opts.pretrained()?);
     let fit_seeds = seeds(&train_rows[..train_rows.len().min(FIT_CONTEXTS)]);
     let (fit_limit, mut fit_bytes) = (src.memory_limit() / 4, 0);
     let (mut fit_sub, mut kept) = (Vec::with_capacity(fit_seeds.len()), Vec::new());
@@ -343,7 +347,15 @@ fn fit_encoder(
         }
         Ok(())
     })?;
-    let encoder = Encoder::fit(model_cfg.encoder_config(4096), &fit_sub);
+    let encoder = if pretrained {
+        let icl = IclConfig {
+            model: model_cfg.clone(),
+            ..IclConfig::default()
+        };
+        fit_episode_encoder(&icl, &fit_sub, 0)
+    } else {
+        Encoder::fit(model_cfg.encoder_config(4096), &fit_sub)
+    };
     let probe = &fit_sub[..fit_sub.len().min(200)];
     let each = probe
         .iter()
@@ -373,6 +385,8 @@ fn train_config(head: Head, job: &TrainJob) -> TrainConfig {
     cfg.patience = opts.patience;
     cfg.seed = opts.seed;
     cfg.members = opts.members;
+    // `fit_encoder` refused an init that does not fit the model's size.
+    cfg.pretrained = opts.init == Init::Pretrained;
     cfg.ema_epochs = opts
         .ema
         .unwrap_or(super::options::tabular_ema(head == Head::Regression));

@@ -327,6 +327,57 @@ fn binary_trains_evaluates_predicts_and_explains() {
 }
 
 #[test]
+fn fine_tuning_starts_from_the_pretrained_reader_and_learns_the_task() {
+    let spec = spec("PREDICT COUNT(orders.*, 0, 30, days) > 0 FOR EACH customers.customer_id");
+    let mut m = memory(600, |_, y| Label::Value(y as f64));
+    let graph = shop();
+    let job = |epochs, lr| TrainJob {
+        task: "t",
+        spec: &spec,
+        graph: &graph,
+        opts: TrainOptions {
+            size: "small".into(),
+            init: super::options::Init::Pretrained,
+            epochs,
+            lr: Some(lr),
+            ..opts()
+        },
+        started: Instant::now(),
+    };
+    // With a learning rate of ~0 the stored reader is the shipped one, the head excepted.
+    let t = tabular::train(&mut m, &Here, &job(1, 1e-12)).unwrap();
+    let model = crate::train::TrainedModel::from_bytes(&t.weights).unwrap();
+    assert_eq!(model.dims.n_columns, crate::icl::SLOTS + 2);
+    let (ours, theirs) = (model.tensors(), crate::icl::shipped::tensors());
+    for name in ["emb.column", "block0.attn0.q.weight", "final.norm.weight"] {
+        let d = (&ours[name] - &theirs[name])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-5, "{name} moved {d} from the pretrained weights");
+    }
+    // Columns are dealt to the reader's slots in name order, as in-context answers are.
+    let mut ids: Vec<u32> = model.encoder.columns.values().copied().collect();
+    ids.sort();
+    assert!(
+        ids.iter()
+            .all(|&i| (2..2 + crate::icl::SLOTS as u32).contains(&i)),
+        "{ids:?}"
+    );
+    // Fine-tuned, it learns the task.
+    let t = tabular::train(&mut m, &Here, &job(10, 1e-3)).unwrap();
+    let config = serde_json::to_value(&t.stored).unwrap();
+    let s = Servable::load("t", &spec, (1, 1), &t.weights, config, &graph).unwrap();
+    let test = tabular::evaluate(&mut m, &Here, &s, &spec, Split::Test).unwrap();
+    let auroc = test["auroc"].as_f64().unwrap();
+    assert!(auroc > 0.85, "test AUROC {auroc}: {test}");
+}
+
+#[test]
 fn regression_reports_interval_coverage() {
     let spec = spec("PREDICT SUM(orders.quantity, 0, 30, days) FOR EACH customers.customer_id");
     // The price of the most recent order's product.

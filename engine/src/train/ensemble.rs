@@ -49,6 +49,9 @@ pub(super) fn fit_member(
         &varmap,
         job.dev,
     )?;
+    if job.cfg.pretrained {
+        crate::icl::shipped::start_reader(&varmap)?;
+    }
     let vars: Vec<_> = sorted_vars(&varmap).into_iter().map(|(_, v)| v).collect();
     let cfg = TrainConfig {
         seed: job.cfg.seed.wrapping_add(i as u64 * 1_000_003),

@@ -77,11 +77,16 @@ pub struct TrainConfig {
     /// [`FitConfig::ema_epochs`]).
     #[serde(default)]
     pub ema_epochs: f64,
-    /// Networks trained at most (each from its own initialisation and shuffling, their
+    /// Networks trained at most (each from its own initialisation — the same pretrained
+    /// reader, when [`TrainConfig::pretrained`], with its own head — and shuffling, their
     /// outputs averaged): the second and later are trained only while the time budget
     /// left holds another run as long as the first (see [`ensemble`]).
     #[serde(default = "one")]
     pub members: usize,
+    /// Start from the shipped pretrained reader ([`crate::icl::shipped::start_reader`])
+    /// instead of a random initialisation; the encoder must deal columns to its slots.
+    #[serde(default)]
+    pub pretrained: bool,
 }
 
 fn one() -> usize {
@@ -121,6 +126,7 @@ impl TrainConfig {
             time_budget_s: None,
             ema_epochs: 0.0,
             members: 1,
+            pretrained: false,
         }
     }
 }
@@ -299,6 +305,24 @@ fn target_norm(train: &[EncodedContext]) -> (f64, f64) {
     (med, if mad > 1e-12 { mad } else { 1.0 })
 }
 
+/// Fine-tuning reads the task as the pretrained reader does: its bucket count, every column
+/// in a slot. Anything else would fail later, as a shape error, or read a column as
+/// another.
+fn check_pretrained_encoder(encoder: &Encoder) -> Result<(), TrainError> {
+    let icl = crate::icl::IclConfig::default();
+    let slots = 2..crate::icl::READER_COLUMNS as u32;
+    if encoder.config.n_buckets != icl.n_buckets
+        || !encoder.columns.values().all(|i| slots.contains(i))
+    {
+        return Err(TrainError::Other(format!(
+            "fine-tuning needs the pretrained reader's encoding ({} buckets, columns in its {} slots)",
+            icl.n_buckets,
+            crate::icl::SLOTS
+        )));
+    }
+    Ok(())
+}
+
 /// [`train`] on a given device.
 pub fn train_on(
     dev: &Device,
@@ -320,8 +344,16 @@ pub fn train_on(
         Head::Regression => Some(target_norm(train)),
         _ => None,
     };
+    if cfg.pretrained {
+        check_pretrained_encoder(encoder)?;
+    }
     let dims = ModelDims {
-        n_columns: encoder.n_columns(),
+        // The pretrained reader's column embedding has a row per slot.
+        n_columns: if cfg.pretrained {
+            crate::icl::READER_COLUMNS
+        } else {
+            encoder.n_columns()
+        },
         n_buckets: encoder.config.n_buckets as usize,
         n_out: cfg.head.n_out(),
     };

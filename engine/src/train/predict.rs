@@ -62,6 +62,15 @@ impl TrainedModel {
         )
     }
 
+    /// The first network's parameters by name (tests).
+    #[cfg(test)]
+    pub(crate) fn tensors(&self) -> std::collections::HashMap<String, candle_core::Tensor> {
+        let data = self.members[0].varmap.data().lock().expect("varmap lock");
+        data.iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect()
+    }
+
     /// How many networks the model averages.
     pub fn n_members(&self) -> usize {
         self.members.len()

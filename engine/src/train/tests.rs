@@ -99,6 +99,23 @@ fn cancel_is_a_distinct_error() {
     assert_eq!(n, 2);
 }
 
+/// Fine-tuning from the pretrained reader refuses an encoder that does not read the task
+/// as the reader does (another bucket count), before any step.
+#[test]
+fn fine_tuning_refuses_an_encoder_of_its_own() {
+    let (enc, tr, va) = dataset(40, 10);
+    let cfg = TrainConfig {
+        pretrained: true,
+        ..tcfg()
+    };
+    let r = train(&cfg, &ModelConfig::small(), &enc, &tr, &va, &mut |_| true);
+    match r {
+        Err(TrainError::Other(m)) => assert!(m.contains("1024 buckets"), "{m}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("trained"),
+    }
+}
+
 /// Validation scoring polls too: a cancel that arrives after an epoch's last step, while
 /// the validation split is scored (many batches), stops the training there.
 #[test]
