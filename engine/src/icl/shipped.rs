@@ -24,7 +24,7 @@ pub fn get() -> std::result::Result<&'static IclModel, String> {
 }
 
 /// Sets the relational transformer registered in `varmap` (a [`crate::model::Model`] of
-/// [`IclConfig::default`]'s architecture with [`super::SLOTS`] + 2 columns and its bucket
+/// [`IclConfig::default`]'s architecture with [`super::READER_COLUMNS`] columns and its bucket
 /// count) to the shipped model's reader: every parameter but the output head, which stays
 /// as initialised (the reader's own was never trained: in-context answers come from
 /// `icl.head`). Fails when a parameter is missing or of another shape.

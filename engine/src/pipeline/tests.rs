@@ -347,7 +347,7 @@ fn fine_tuning_starts_from_the_pretrained_reader_and_learns_the_task() {
     // With a learning rate of ~0 the stored reader is the shipped one, the head excepted.
     let t = tabular::train(&mut m, &Here, &job(1, 1e-12)).unwrap();
     let model = crate::train::TrainedModel::from_bytes(&t.weights).unwrap();
-    assert_eq!(model.dims.n_columns, crate::icl::SLOTS + 2);
+    assert_eq!(model.dims.n_columns, crate::icl::READER_COLUMNS);
     let (ours, theirs) = (model.tensors(), crate::icl::shipped::tensors());
     for name in ["emb.column", "block0.attn0.q.weight", "final.norm.weight"] {
         let d = (&ours[name] - &theirs[name])
@@ -365,7 +365,7 @@ fn fine_tuning_starts_from_the_pretrained_reader_and_learns_the_task() {
     ids.sort();
     assert!(
         ids.iter()
-            .all(|&i| (2..2 + crate::icl::SLOTS as u32).contains(&i)),
+            .all(|&i| (2..crate::icl::READER_COLUMNS as u32).contains(&i)),
         "{ids:?}"
     );
     // Fine-tuned, it learns the task.
